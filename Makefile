@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   installs stemtf in .venv and separates the bundled example into separated/
+#   make test   installs stemtf with its test extras in .venv and runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS_TEST := dev
+
+.PHONY: demo test bench system-deps clean
+
+# ffmpeg decodes m4a/aac/mp4/... inputs (WAV/FLAC/OGG/MP3 need nothing beyond pip).
+system-deps:
+	@if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then \
+		echo "Installing ffmpeg (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-base: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[$(EXTRAS_TEST)]"
+	touch $@ $(VENV)/.installed-base
+
+demo: system-deps $(VENV)/.installed-base
+	$(BIN)/stemtf separate examples/caesium_excerpt.ogg --output-dir separated --overwrite
+
+test: system-deps $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+bench: system-deps $(VENV)/.installed-test
+	$(BIN)/python benchmarks/separate_speed.py
+
+clean:
+	rm -rf $(VENV) separated build *.egg-info

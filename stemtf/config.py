@@ -1,0 +1,262 @@
+"""Every default stemtf uses, as frozen dataclasses, and strict JSON loading.
+
+A preset file (``configs/4stems.json``) states only what differs from these defaults. Loading is
+strict: an unknown key is an error that names it, so a typo never silently falls back to a default.
+This module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import typing
+from typing import Any
+
+from stemtf.errors import ConfigError, ModelError
+
+MASK_EXTENSIONS = ("average", "edge")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+MODELS_ENV = "STEMTF_MODELS"
+SHIPPED_MODELS = pathlib.Path(__file__).resolve().parent.parent / "saved_models"
+_STEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """Geometry of the U-Net trunk (defaults: Spleeter's).
+
+    Attributes:
+        filters: Filters of each strided encoder level; its length is the depth.
+        kernel_size: Square kernel size of every (transposed) convolution.
+        dropout_rate: Dropout after the first ``num_dropout_layers`` decoder levels.
+        num_dropout_layers: How many decoder levels (from the deepest) get dropout.
+        leaky_relu_slope: Negative slope of the encoder's leaky ReLU.
+        head_filters: Feature maps the trunk hands to every stem's mask head.
+    """
+
+    filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
+    kernel_size: int = 5
+    dropout_rate: float = 0.5
+    num_dropout_layers: int = 3
+    leaky_relu_slope: float = 0.2
+    head_filters: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.filters or any(f < 1 for f in self.filters):
+            raise ConfigError(f"`unet.filters` must be a non-empty list of positive integers. Received {list(self.filters)}.")
+        if self.kernel_size < 1:
+            raise ConfigError(f"`unet.kernel_size` must be >= 1. Received {self.kernel_size}.")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ConfigError(f"`unet.dropout_rate` must be in [0, 1). Received {self.dropout_rate}.")
+        if not 0 <= self.num_dropout_layers <= len(self.filters):
+            raise ConfigError(
+                f"`unet.num_dropout_layers` must be between 0 and the depth ({len(self.filters)}). "
+                f"Received {self.num_dropout_layers}."
+            )
+        if self.head_filters < 1:
+            raise ConfigError(f"`unet.head_filters` must be >= 1. Received {self.head_filters}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a separation model is: its stems, its signal geometry and its network.
+
+    Attributes:
+        name: Model name, shown by ``stemtf models``.
+        stems: Names of the stems, in output order; used in file names.
+        sample_rate: Sample rate the model works at, in Hz; other rates are resampled.
+        num_channels: Channels the network sees (2: stereo; mono input is duplicated).
+        n_fft: STFT size in samples (Hann window of the same length).
+        hop_length: STFT hop in samples.
+        max_bins: Lowest frequency bins the network sees; the masks above are extended.
+        mask_extension: How masks are extended above ``max_bins``: ``average`` (per frame, the mean
+            of the top ``extension_bins`` predicted bins) or ``edge`` (the highest predicted bin).
+        extension_bins: Bins averaged by the ``average`` extension.
+        segment_frames: STFT frames per inference chunk (512 frames ~ 11.8 s at 44.1 kHz).
+        unet: The trunk's geometry.
+    """
+
+    name: str = "custom"
+    stems: tuple[str, ...] = ("vocals", "accompaniment")
+    sample_rate: int = 44100
+    num_channels: int = 2
+    n_fft: int = 4096
+    hop_length: int = 1024
+    max_bins: int = 1024
+    mask_extension: str = "average"
+    extension_bins: int = 256
+    segment_frames: int = 512
+    unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+
+    def __post_init__(self) -> None:
+        if len(self.stems) < 2:
+            raise ConfigError(f"`stems` must name at least two stems. Received {list(self.stems)}.")
+        if len(set(self.stems)) != len(self.stems):
+            raise ConfigError(f"`stems` must be unique. Received {list(self.stems)}.")
+        for stem in self.stems:
+            if not _STEM_NAME.match(stem):
+                raise ConfigError(
+                    f"Stem name {stem!r} is not allowed: use letters, digits, '_' and '-' (it becomes a file name)."
+                )
+        if self.sample_rate < 1000:
+            raise ConfigError(f"`sample_rate` must be >= 1000 Hz. Received {self.sample_rate}.")
+        if self.num_channels not in (1, 2):
+            raise ConfigError(f"`num_channels` must be 1 or 2. Received {self.num_channels}.")
+        if self.n_fft < 16 or self.n_fft & (self.n_fft - 1):
+            raise ConfigError(f"`n_fft` must be a power of two >= 16. Received {self.n_fft}.")
+        if self.hop_length < 1 or self.n_fft % self.hop_length or self.n_fft // self.hop_length < 2:
+            raise ConfigError(
+                f"`hop_length` must divide `n_fft` ({self.n_fft}) at least twice. Received {self.hop_length}."
+            )
+        stride = 2 ** len(self.unet.filters)
+        if not 0 < self.max_bins <= self.n_fft // 2 + 1 or self.max_bins % stride:
+            raise ConfigError(
+                f"`max_bins` must be a multiple of {stride} (2 ** U-Net depth) and at most "
+                f"n_fft // 2 + 1 = {self.n_fft // 2 + 1}. Received {self.max_bins}."
+            )
+        if self.mask_extension not in MASK_EXTENSIONS:
+            raise ConfigError(f"`mask_extension` must be one of {list(MASK_EXTENSIONS)}. Received {self.mask_extension!r}.")
+        if not 0 < self.extension_bins <= self.max_bins:
+            raise ConfigError(f"`extension_bins` must be in [1, max_bins={self.max_bins}]. Received {self.extension_bins}.")
+        min_frames = 2 * (self.n_fft // self.hop_length) + stride
+        if self.segment_frames % stride or self.segment_frames < min_frames:
+            raise ConfigError(
+                f"`segment_frames` must be a multiple of {stride} and at least {min_frames}. Received {self.segment_frames}."
+            )
+
+    @property
+    def num_bins(self) -> int:
+        """Frequency bins of the full STFT: ``n_fft // 2 + 1``."""
+        return self.n_fft // 2 + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready nested dicts and lists."""
+        return _to_jsonable(dataclasses.asdict(self))
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with ``changes`` applied (validated like a loaded config)."""
+        return from_dict({**self.to_dict(), **_to_jsonable(changes)})
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return _to_jsonable(dataclasses.asdict(value))
+    return value
+
+
+def _coerce(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'The config'} must be a JSON object. Received {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"Unknown config key {where}{unknown[0]!r}; valid keys: {', '.join(sorted(fields))}.")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        name = f"{where}{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _coerce(hint, value, f"{name}.")
+        elif typing.get_origin(hint) is tuple:
+            item_type = typing.get_args(hint)[0]
+            if not isinstance(value, list) or not all(_is_type(v, item_type) for v in value):
+                raise ConfigError(f"`{name}` must be a list of {item_type.__name__}. Received {value!r}.")
+            kwargs[key] = tuple(value)
+        elif not _is_type(value, hint):
+            raise ConfigError(f"`{name}` must be {hint.__name__}. Received {value!r}.")
+        else:
+            kwargs[key] = float(value) if hint is float else value
+    return cls(**kwargs)
+
+
+def _is_type(value: Any, hint: type) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Build a validated :class:`ModelConfig` from a (partial) dict; missing keys take defaults."""
+    return _coerce(ModelConfig, data, "")
+
+
+def load_config(path: str | pathlib.Path) -> ModelConfig:
+    """Load a JSON config file strictly.
+
+    Raises:
+        ConfigError: the file is missing, is not valid JSON, or has an unknown or invalid key.
+    """
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"Config file {str(path)!r} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"Cannot read config file {str(path)!r}: {error}.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"Config file {str(path)!r} is not valid JSON: {error.msg} (line {error.lineno}).") from None
+    try:
+        return from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+# Model directories: found by path or by name, without building anything.
+
+
+def model_search_path() -> list[pathlib.Path]:
+    """Folders searched for a model given by name: ``$STEMTF_MODELS`` (``os.pathsep``-separated), then the shipped ones."""
+    extra = [pathlib.Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    return extra + [SHIPPED_MODELS]
+
+
+def available_models() -> dict[str, pathlib.Path]:
+    """Every model directory found by name on :func:`model_search_path`, first one wins."""
+    found: dict[str, pathlib.Path] = {}
+    for root in model_search_path():
+        if root.is_dir():
+            for child in sorted(root.iterdir()):
+                if (child / CONFIG_FILE).is_file():
+                    found.setdefault(child.name, child)
+    return found
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> pathlib.Path:
+    """Find the directory of a model given as a directory path or as the name of a known model.
+
+    Raises:
+        ModelError: nothing by that name or path holds a ``config.json``.
+    """
+    path = pathlib.Path(name_or_path)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    models = available_models()
+    if str(name_or_path) in models:
+        return models[str(name_or_path)]
+    if path.is_dir():
+        raise ModelError(f"Model directory {str(path)!r} has no {CONFIG_FILE}; point --model at a directory saved by stemtf.")
+    known = ", ".join(sorted(models)) or "none"
+    raise ModelError(f"Unknown model {str(name_or_path)!r}. Known models: {known}; or give a model directory.")
+
+
+def load_model_config(name_or_path: str | os.PathLike) -> tuple[ModelConfig, pathlib.Path]:
+    """The config of a model and its directory, without building the network."""
+    directory = resolve_model_dir(name_or_path)
+    try:
+        return load_config(directory / CONFIG_FILE), directory
+    except ConfigError as error:
+        raise ModelError(str(error)) from None

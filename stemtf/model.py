@@ -1,0 +1,110 @@
+"""The separation network (U-Net trunk + one sigmoid mask head per stem) and model directories.
+
+A model directory holds ``config.json`` (the full :class:`~stemtf.config.ModelConfig`) and
+``model.weights.h5``. :func:`load_model` takes a directory or the name of a shipped model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import warnings
+from typing import Any
+
+import keras
+
+from stemtf import config as config_lib
+from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, load_model_config
+from stemtf.errors import ModelError
+from stemtf.unet import build_unet
+
+
+class RatioMasks(keras.layers.Layer):
+    """Turn one sigmoid mask per stem into ratio masks that sum to one in every bin."""
+
+    def __init__(self, epsilon: float = 1e-7, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, masks: list) -> list:
+        shifted = [m + self.epsilon for m in masks]
+        total = keras.ops.sum(keras.ops.stack(shifted, axis=0), axis=0)
+        return [m / total for m in shifted]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def build_model(config: config_lib.ModelConfig) -> keras.Model:
+    """Build the spectrogram -> masks network described by ``config``.
+
+    Returns:
+        A functional model from float32 ``(batch, num_frames, max_bins, num_channels)`` mixture
+        magnitudes to ``{stem: (batch, num_frames, max_bins, num_channels)}`` ratio masks that sum
+        to one over stems. ``num_frames`` must be a multiple of ``2 ** len(unet.filters)``.
+    """
+    unet = config.unet
+    trunk = build_unet(
+        num_bins=config.max_bins,
+        num_channels=config.num_channels,
+        filters=unet.filters,
+        kernel_size=unet.kernel_size,
+        dropout_rate=unet.dropout_rate,
+        num_dropout_layers=unet.num_dropout_layers,
+        leaky_relu_slope=unet.leaky_relu_slope,
+        output_filters=unet.head_filters,
+    )
+    inputs = keras.Input(shape=(None, config.max_bins, config.num_channels), name="magnitude")
+    features = trunk(inputs)
+    heads = [
+        keras.layers.Conv2D(
+            config.num_channels, 4, dilation_rate=2, padding="same", activation="sigmoid", name=f"head_{stem}"
+        )(features)
+        for stem in config.stems
+    ]
+    masks = RatioMasks(name="ratio_masks")(heads)
+    outputs = {
+        stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)
+    }
+    return keras.Model(inputs, outputs, name=config.name)
+
+
+def save_model(model: keras.Model, config: config_lib.ModelConfig, directory: str | os.PathLike) -> pathlib.Path:
+    """Write ``config.json`` and the weights into ``directory`` (created if needed).
+
+    Both files are written under temporary names and renamed, so a reader never sees half a model.
+    """
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp_weights = directory / f".{WEIGHTS_FILE}.tmp.weights.h5"
+    model.save_weights(tmp_weights)
+    tmp_config = directory / f".{CONFIG_FILE}.tmp"
+    tmp_config.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_weights, directory / WEIGHTS_FILE)
+    os.replace(tmp_config, directory / CONFIG_FILE)
+    return directory
+
+
+def load_model(name_or_path: str | os.PathLike) -> tuple[keras.Model, config_lib.ModelConfig]:
+    """Build a model from its directory's config and load its weights.
+
+    Raises:
+        ModelError: unknown model, bad config, or missing or incompatible weights.
+    """
+    config, directory = load_model_config(name_or_path)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(
+            f"Model {config.name!r} in {str(directory)!r} has no trained weights ({WEIGHTS_FILE} is missing); "
+            "train it with `stemtf train` or choose another --model."
+        )
+    model = build_model(config)
+    try:
+        with warnings.catch_warnings():
+            # Keras only warns when part of a file does not match the model; a half-loaded model is an error.
+            warnings.filterwarnings("error", message=".*(Skipping|freshly-initialized|mismatch).*")
+            model.load_weights(weights)
+    except Exception as error:  # h5py and Keras raise many types for a bad file
+        raise ModelError(f"Cannot load weights {str(weights)!r}: {error}".splitlines()[0]) from None
+    return model, config

@@ -1,0 +1,121 @@
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf import audio
+from stemtf.errors import AudioError, OutputError
+
+from conftest import SAMPLE_RATE, music_like
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3"])
+def test_write_then_read_every_format(tmp_path, fmt):
+    waveform = music_like(SAMPLE_RATE)
+    path = audio.write_audio(tmp_path / f"x.{fmt}", waveform, SAMPLE_RATE)
+    restored, rate = audio.read_audio(path)
+    assert rate == SAMPLE_RATE and restored.shape[1] == 2
+    assert abs(restored.shape[0] - waveform.shape[0]) <= 2048  # lossy codecs pad a little
+    if fmt in ("wav", "flac"):
+        np.testing.assert_allclose(restored, waveform, atol=1 / 32768 + 1e-6)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_ffmpeg_fallback_decodes_m4a(tmp_path):
+    source = audio.write_audio(tmp_path / "x.wav", music_like(SAMPLE_RATE), SAMPLE_RATE)
+    target = tmp_path / "x.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c:a", "aac", str(target)], check=True)
+    reader = audio.open_audio(target)
+    try:
+        assert isinstance(reader, audio._FfmpegReader)
+        assert (reader.sample_rate, reader.num_channels) == (SAMPLE_RATE, 2)
+        assert abs(reader.num_samples - SAMPLE_RATE) < 4096
+    finally:
+        reader.close()
+    waveform, _ = audio.read_audio(target, offset=0.5)
+    assert abs(waveform.shape[0] - SAMPLE_RATE // 2) < 4096
+
+
+def test_missing_ffmpeg_is_explained(tmp_path, monkeypatch):
+    path = tmp_path / "x.m4a"
+    path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 100)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(AudioError, match="ffmpeg is not installed"):
+        audio.open_audio(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p, "does not exist"),
+        (lambda p: (p.mkdir(), p)[1], "is a directory"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty file"),
+        (lambda p: (p.write_bytes(b"RIFF\x00\x00garbage" * 50), p)[1], "corrupt|Cannot decode"),
+        (lambda p: (p.write_text("just some text, not audio at all " * 20), p)[1], "corrupt|Cannot decode"),
+    ],
+)
+def test_bad_inputs_are_explained(tmp_path, make, message):
+    with pytest.raises(AudioError, match=message):
+        audio.open_audio(make(tmp_path / "bad.wav"))
+
+
+def test_wav_without_samples(tmp_path):
+    path = tmp_path / "silent.wav"
+    sf.write(path, np.zeros((0, 2), np.float32), SAMPLE_RATE)
+    with pytest.raises(AudioError, match="no audio samples"):
+        audio.open_audio(path)
+
+
+def test_streamed_resampling_matches_length_and_content():
+    rate = 22050
+    t = np.arange(3 * rate) / rate
+    waveform = np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1).astype(np.float32) * 0.5
+    reader = audio.ResamplingReader(audio.ArrayReader(waveform, rate), SAMPLE_RATE, block_size=5000)
+    blocks = []
+    while (block := reader.read(7000)).shape[0]:
+        blocks.append(block)
+    out = np.concatenate(blocks)
+    assert out.shape == (reader.num_samples, 2) == (3 * SAMPLE_RATE, 2)
+    expected = 0.5 * np.sin(2 * np.pi * 440 * np.arange(out.shape[0]) / SAMPLE_RATE)
+    np.testing.assert_allclose(out[200:-200, 0], expected[200:-200], atol=1e-3)
+
+
+def test_writer_abort_leaves_nothing(tmp_path):
+    writer = audio.AudioWriter(tmp_path / "x.wav", sample_rate=SAMPLE_RATE, num_channels=2)
+    writer.write(np.zeros((100, 2), np.float32))
+    assert not (tmp_path / "x.wav").exists()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_integer_outputs_are_clipped_not_wrapped(tmp_path):
+    loud = np.full((1000, 1), 1.7, np.float32)
+    path = audio.write_audio(tmp_path / "loud.wav", loud, SAMPLE_RATE)
+    restored, _ = audio.read_audio(path)
+    assert restored.min() > 0.99
+
+
+def test_mp3_bitrate_is_honoured(tmp_path):
+    waveform = music_like(5 * SAMPLE_RATE)
+    sizes = {}
+    for kbps in (96, 320):
+        writer = audio.AudioWriter(tmp_path / f"{kbps}.mp3", sample_rate=SAMPLE_RATE, num_channels=2, fmt="mp3", bitrate=kbps)
+        writer.write(waveform, last=True)
+        sizes[kbps] = writer.commit().stat().st_size * 8 / 5 / 1000
+    assert 80 < sizes[96] < 115 and 290 < sizes[320] < 340
+
+
+def test_flac_float_is_refused():
+    with pytest.raises(OutputError, match="FLAC stores at most 24 bits"):
+        audio.output_subtype("flac", 32)
+
+
+def test_channel_conversion():
+    stereo = np.array([[1.0, 0.0], [0.5, 0.5]], np.float32)
+    np.testing.assert_array_equal(audio.convert_channels(stereo, 1), [[0.5], [0.5]])
+    np.testing.assert_array_equal(audio.convert_channels(stereo[:, :1], 2), [[1.0, 1.0], [0.5, 0.5]])
+    with pytest.raises(AudioError, match="Cannot convert 6 channels"):
+        audio.convert_channels(np.zeros((2, 6), np.float32), 2)

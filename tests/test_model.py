@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from stemtf.config import UNetConfig
+from stemtf.errors import ModelError
+from stemtf.model import build_model, load_model, save_model
+from stemtf.unet import build_unet
+
+from conftest import tiny_config
+
+
+def test_masks_have_input_shape_and_sum_to_one(tiny_model):
+    model, config = tiny_model
+    magnitude = np.random.default_rng(0).uniform(0, 3, (2, 64, config.max_bins, 2)).astype(np.float32)
+    masks = model(magnitude, training=False)
+    assert sorted(masks) == sorted(config.stems)
+    for mask in masks.values():
+        assert mask.shape == magnitude.shape
+        assert float(np.min(mask)) >= 0.0 and float(np.max(mask)) <= 1.0
+    np.testing.assert_allclose(sum(np.asarray(m) for m in masks.values()), 1.0, atol=1e-5)
+
+
+def test_unet_geometry_and_stable_names():
+    trunk = build_unet(num_bins=64, num_channels=2, filters=(4, 8, 16), num_dropout_layers=2, output_filters=3)
+    assert trunk.output_shape == (None, None, 64, 3)
+    names = [layer.name for layer in trunk.layers]
+    assert [n for n in names if n.startswith("encoder_conv")] == ["encoder_conv_0", "encoder_conv_1", "encoder_conv_2"]
+    assert [n for n in names if n.startswith("decoder_dropout")] == ["decoder_dropout_0", "decoder_dropout_1"]
+    with pytest.raises(ValueError, match="multiple of 8"):
+        build_unet(num_bins=60, num_channels=2, filters=(4, 8, 16))
+
+
+def test_default_geometry_is_spleeters():
+    trunk = build_unet(num_bins=1024, num_channels=2)
+    convs = [layer for layer in trunk.layers if layer.name.startswith("encoder_conv")]
+    assert [layer.filters for layer in convs] == [16, 32, 64, 128, 256, 512]
+    assert all(layer.kernel_size == (5, 5) and layer.strides == (2, 2) for layer in convs)
+    assert 9.5e6 < trunk.count_params() < 10.0e6
+
+
+def test_one_head_per_stem_shares_the_trunk():
+    config = tiny_config(stems=("a", "b", "c", "d"))
+    model = build_model(config)
+    heads = [layer for layer in model.layers if layer.name.startswith("head_")]
+    assert [h.name for h in heads] == ["head_a", "head_b", "head_c", "head_d"]
+    assert len([layer for layer in model.layers if layer.name == "unet"]) == 1
+
+
+def test_distinct_layers_start_with_distinct_weights():
+    # Keras 3 seeded initialisers repeat themselves; heads of one model must differ.
+    model = build_model(tiny_config())
+    kernels = [model.get_layer(f"head_{stem}").kernel.numpy() for stem in ("vocals", "drums")]
+    assert not np.allclose(kernels[0], kernels[1])
+
+
+def test_save_load_gives_same_outputs(tmp_path, tiny_model):
+    model, config = tiny_model
+    save_model(model, config, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.weights.h5"]
+    loaded, loaded_config = load_model(tmp_path / "m")
+    assert loaded_config == config
+    magnitude = np.random.default_rng(2).uniform(0, 2, (1, 64, config.max_bins, 2)).astype(np.float32)
+    expected, actual = model(magnitude, training=False), loaded(magnitude, training=False)
+    for stem in config.stems:
+        np.testing.assert_array_equal(expected[stem], actual[stem])
+
+
+def test_missing_and_broken_weights_are_clear(tmp_path, tiny_model):
+    model, config = tiny_model
+    directory = save_model(model, config, tmp_path / "m")
+    (directory / "model.weights.h5").unlink()
+    with pytest.raises(ModelError, match="has no trained weights"):
+        load_model(directory)
+    (directory / "model.weights.h5").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="Cannot load weights"):
+        load_model(directory)
+    other = tiny_config(unet=UNetConfig(filters=(8, 8, 8), head_filters=2))
+    save_model(build_model(other), other, tmp_path / "other")
+    (tmp_path / "other" / "config.json").write_text((directory / "config.json").read_text())
+    with pytest.raises(ModelError, match="Cannot load weights"):
+        load_model(tmp_path / "other")

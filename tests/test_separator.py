@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf import audio
+from stemtf.errors import AudioError, OutputError, StemtfError
+from stemtf.separator import Separator, check_filename_template, plan_chunks
+
+from conftest import SAMPLE_RATE, music_like
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_model):
+    model, config = tiny_model
+    return Separator(model, config, overlap=0.02)
+
+
+def _identity(separator):
+    """A separator whose 'model' returns the chunk itself as stem 0 and twice the chunk as stem 1."""
+    chunker = Separator(separator.model, separator.config, overlap=0.02)
+    chunker._separate_chunk = lambda chunk: np.stack([chunk, 2 * chunk, -chunk])
+    return chunker
+
+
+@pytest.mark.parametrize("num_samples", [1, 100, 3904, 3905, 3904 + 3022, 50_000])
+def test_identity_model_through_chunker_returns_input(separator, num_samples):
+    waveform = np.random.default_rng(num_samples).uniform(-1, 1, (num_samples, 2)).astype(np.float32)
+    chunker = _identity(separator)
+    blocks = list(chunker.separate_stream(audio.ArrayReader(waveform, SAMPLE_RATE)))
+    stems = np.concatenate(blocks, axis=1)
+    assert stems.shape == (3, num_samples, 2)
+    np.testing.assert_allclose(stems[0], waveform, atol=1e-6)
+    np.testing.assert_allclose(stems[1], 2 * waveform, atol=1e-6)
+
+
+def test_chunk_count_and_progress(separator):
+    calls = []
+    waveform = np.zeros((50_000, 2), np.float32)
+    separator.separate(waveform, SAMPLE_RATE, progress=lambda done, total: calls.append((done, total)))
+    total = plan_chunks(50_000, chunk_samples=separator.chunk_samples, overlap_samples=separator.overlap_samples)
+    assert total == 17
+    assert calls == [(i, total) for i in range(total + 1)]
+
+
+def test_stems_sum_to_mixture_and_keep_shape(separator):
+    waveform = music_like(20_000)
+    stems = separator.separate(waveform, SAMPLE_RATE)
+    assert list(stems) == list(separator.stems)
+    assert all(s.shape == waveform.shape and s.dtype == np.float32 for s in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), waveform, atol=1e-5)
+
+
+def test_mono_in_gives_mono_out(separator):
+    waveform = music_like(9000, num_channels=1)
+    stems = separator.separate(waveform[:, 0], SAMPLE_RATE)
+    assert all(s.shape == (9000,) for s in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), waveform[:, 0], atol=1e-5)
+    stems = separator.separate(waveform, SAMPLE_RATE)
+    assert all(s.shape == (9000, 1) for s in stems.values())
+
+
+def test_other_sample_rates_are_resampled_and_back(separator):
+    rate = 22050
+    t = np.arange(rate) / rate
+    # Content well below the 11 kHz Nyquist limit, where resampling is transparent.
+    waveform = np.stack([0.4 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 3000 * t)], axis=1).astype(np.float32)
+    stems = separator.separate(waveform, rate)
+    assert all(s.shape == waveform.shape for s in stems.values())
+    # Through 44.1 kHz and back: equal to the input up to the resampler's band edge.
+    residual = sum(stems.values()) - waveform
+    assert np.sqrt(np.mean(residual**2)) < 0.01 * np.sqrt(np.mean(waveform**2))
+
+
+def test_chunked_matches_unchunked(tiny_model):
+    model, config = tiny_model
+    waveform = music_like(30_000)
+    chunked = Separator(model, config, overlap=0.04).separate(waveform, SAMPLE_RATE)
+    whole = Separator(model, config, overlap=0.04, segment_frames=512).separate(waveform, SAMPLE_RATE)
+    for stem in config.stems:
+        error = np.sqrt(np.mean((chunked[stem] - whole[stem]) ** 2))
+        assert error < 0.05 * np.sqrt(np.mean(whole[stem] ** 2)), stem
+
+
+def test_wiener_filter_changes_estimates_and_keeps_the_sum(tiny_model):
+    model, config = tiny_model
+    waveform = music_like(12_000)
+    plain = Separator(model, config, overlap=0.02).separate(waveform, SAMPLE_RATE)
+    filtered = Separator(model, config, overlap=0.02, wiener_iterations=2).separate(waveform, SAMPLE_RATE)
+    assert not np.allclose(plain["vocals"], filtered["vocals"], atol=1e-3)
+    np.testing.assert_allclose(sum(filtered.values()), waveform, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("waveform", "message"),
+    [
+        (np.zeros((0, 2), np.float32), "with samples"),
+        (np.zeros((10, 2, 2), np.float32), "num_channels"),
+        (np.zeros((10, 2), np.int16), "floating point"),
+        (np.full((10, 2), np.nan, np.float32), "NaN"),
+        (np.zeros((10, 6), np.float32), "6 channels"),
+    ],
+)
+def test_bad_waveforms_are_rejected(separator, waveform, message):
+    with pytest.raises(AudioError, match=message):
+        separator.separate(waveform, SAMPLE_RATE)
+
+
+def test_bad_settings_are_rejected(tiny_model):
+    model, config = tiny_model
+    with pytest.raises(StemtfError, match="--overlap"):
+        Separator(model, config, overlap=10.0)
+    with pytest.raises(StemtfError, match="--wiener"):
+        Separator(model, config, overlap=0.02, wiener_iterations=-1)
+
+
+def test_separate_file_writes_one_file_per_stem(separator, stereo_wav, tmp_path):
+    paths = separator.separate_file(stereo_wav, output_dir=tmp_path / "out")
+    assert {p.name for p in paths.values()} == {"vocals.wav", "drums.wav", "other.wav"}
+    assert all(p.parent == tmp_path / "out" / "song" for p in paths.values())
+    mixture, _ = sf.read(stereo_wav, dtype="float32")
+    outputs = [sf.read(p, dtype="float32") for p in paths.values()]
+    assert all(rate == SAMPLE_RATE and data.shape == mixture.shape for data, rate in outputs)
+    np.testing.assert_allclose(sum(data for data, _ in outputs), mixture, atol=4 / 32768)
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_separate_file_refuses_to_overwrite_and_leaves_files_alone(separator, stereo_wav, tmp_path):
+    paths = separator.separate_file(stereo_wav, output_dir=tmp_path)
+    before = {p: p.read_bytes() for p in paths.values()}
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+        separator.separate_file(stereo_wav, output_dir=tmp_path)
+    assert {p: p.read_bytes() for p in paths.values()} == before
+    separator.separate_file(stereo_wav, output_dir=tmp_path, overwrite=True, duration=0.5)
+    assert sf.info(paths["vocals"]).frames == SAMPLE_RATE // 2
+
+
+def test_failure_midway_leaves_no_output(separator, stereo_wav, tmp_path):
+    def explode(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        separator.separate_file(stereo_wav, output_dir=tmp_path / "out", progress=explode)
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+def test_offset_and_duration(separator, stereo_wav, tmp_path):
+    paths = separator.separate_file(stereo_wav, output_dir=tmp_path, offset=0.5, duration=0.25, fmt="flac")
+    assert sf.info(paths["drums"]).frames == SAMPLE_RATE // 4
+    with pytest.raises(AudioError, match="past the end"):
+        separator.separate_file(stereo_wav, output_dir=tmp_path / "x", offset=10)
+    with pytest.raises(AudioError, match="--duration must be > 0"):
+        separator.separate_file(stereo_wav, output_dir=tmp_path / "y", duration=0)
+
+
+def test_filename_templates(separator, tmp_path):
+    paths = separator.output_paths("a/b/My Song.mp3", output_dir=tmp_path, filename="{model}-{track}-{stem}.{ext}", fmt="flac")
+    assert paths["vocals"] == tmp_path / "tiny-My Song-vocals.flac"
+    with pytest.raises(OutputError, match=r"unknown field \{title\}"):
+        check_filename_template("{title}/{stem}.{ext}")
+    with pytest.raises(OutputError, match=r"must contain \{stem\}"):
+        check_filename_template("{track}.{ext}")
+    with pytest.raises(OutputError, match="not a valid template"):
+        check_filename_template("{stem")

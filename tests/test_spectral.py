@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stemtf import spectral
+
+
+@pytest.mark.parametrize("num_samples", [1, 1000, 44100, 44100 * 3 + 17])
+def test_stft_round_trip_is_exact(num_samples):
+    waveform = np.random.default_rng(num_samples).uniform(-1, 1, (num_samples, 2)).astype(np.float32)
+    spectrogram = spectral.stft(waveform, n_fft=4096, hop_length=1024)
+    assert spectrogram.shape == (spectral.num_frames(num_samples, n_fft=4096, hop_length=1024), 2049, 2)
+    restored = spectral.istft(spectrogram, n_fft=4096, hop_length=1024, num_samples=num_samples)
+    assert restored.shape == waveform.shape
+    np.testing.assert_allclose(restored.numpy(), waveform, atol=1e-5)
+
+
+def test_stft_batched_matches_unbatched():
+    batch = np.random.default_rng(0).uniform(-1, 1, (3, 5000, 2)).astype(np.float32)
+    batched = spectral.stft(batch, n_fft=256, hop_length=64)
+    for index in range(3):
+        np.testing.assert_allclose(batched[index], spectral.stft(batch[index], n_fft=256, hop_length=64), atol=1e-5)
+
+
+def test_segment_samples_gives_exact_frame_count():
+    for frames in (64, 512):
+        samples = spectral.segment_samples(frames, n_fft=4096, hop_length=1024)
+        assert spectral.num_frames(samples, n_fft=4096, hop_length=1024) == frames
+        assert spectral.stft(tf.zeros([samples, 2]), n_fft=4096, hop_length=1024).shape[0] == frames
+
+
+@pytest.mark.parametrize("how", ["average", "edge"])
+def test_extended_masks_still_sum_to_one(how):
+    raw = np.random.default_rng(1).uniform(0.01, 1, (3, 8, 64, 2)).astype(np.float32)
+    masks = raw / raw.sum(axis=0, keepdims=True)
+    extended = spectral.extend_mask(masks, num_bins=129, how=how, extension_bins=16)
+    assert extended.shape == (3, 8, 129, 2)
+    np.testing.assert_allclose(tf.reduce_sum(extended, axis=0), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(extended[..., :64, :], masks)
+    if how == "average":
+        np.testing.assert_allclose(extended[..., 100, :], masks[..., 48:, :].mean(axis=-2), atol=1e-6)
+    else:
+        np.testing.assert_array_equal(extended[..., 128, :], masks[..., 63, :])
+
+
+def test_extend_mask_rejects_unknown_strategy():
+    with pytest.raises(ValueError, match="Argument `how`"):
+        spectral.extend_mask(tf.ones([2, 64, 1]), num_bins=129, how="zeros")
