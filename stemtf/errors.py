@@ -22,3 +22,7 @@ class AudioError(StemtfError):
 
 class OutputError(StemtfError):
     """An output cannot be written (exists, unwritable, bad name template)."""
+
+
+class DataError(StemtfError):
+    """Training or evaluation data is missing, inconsistent or badly laid out."""

@@ -117,7 +117,9 @@ class Separator:
         config, model = self.config, self.model
         n_fft, hop = config.n_fft, config.hop_length
 
-        @tf.function(input_signature=[tf.TensorSpec([self.chunk_samples, config.num_channels], tf.float32)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([self.chunk_samples, config.num_channels], tf.float32)], autograph=False
+        )
         def separate_chunk(waveform: tf.Tensor) -> tf.Tensor:
             stft = spectral.stft(waveform, n_fft=n_fft, hop_length=hop)  # (T, bins, C)
             magnitude = tf.abs(stft)[None, :, : config.max_bins, :]
