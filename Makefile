@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS_TEST := dev
+EXTRAS_TEST := dev,train,eval,onnx,tflite,serve
 
 .PHONY: demo test bench system-deps clean
 

@@ -175,6 +175,223 @@ def models() -> None:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
 
 
+def _stem_groups(values: list[str] | None) -> dict[str, list[str]] | None:
+    """``["other=other,piano"]`` -> ``{"other": ["other", "piano"]}``."""
+    if not values:
+        return None
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        stem, sep, files = value.partition("=")
+        names = [name.strip() for name in files.split(",") if name.strip()]
+        if not sep or not stem.strip() or not names:
+            raise StemtfError(f"--stem-group {value!r} must look like STEM=FILE_STEM[,FILE_STEM...], e.g. other=other,piano.")
+        groups[stem.strip()] = names
+    return groups
+
+
+def _progress_bar(quiet: bool, *columns):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *columns, TimeElapsedColumn(),
+        TimeRemainingColumn(), transient=True, disable=quiet,
+    )
+    progress.console.stderr = True
+    return progress
+
+
+@app.command()
+def train(
+    config_path: pathlib.Path = typer.Argument(..., metavar="CONFIG", help="Model config JSON (e.g. configs/4stems.json).", show_default=False),
+    data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Model directory to write (default saved_models/NAME).", show_default=False),
+    steps: int = typer.Option(100_000, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Examples per step."),
+    learning_rate: float = typer.Option(1e-4, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between validation + checkpoint."),
+    validation_track: Optional[list[str]] = typer.Option(None, "--validation-track", help="Hold out this track for validation (repeatable; default: 10% of tracks).", show_default=False),
+    stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
+    layout: str = typer.Option("auto", "--layout", help="auto, folder, csv or musdb."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint."),
+    from_model: Optional[str] = typer.Option(None, "--from", help="Start from a trained model (name or directory): fine-tuning.", show_default=False),
+    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
+    from stemtf.config import load_config
+
+    config = load_config(config_path)
+    groups = _stem_groups(stem_group)
+    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--checkpoint-every", checkpoint_every)):
+        if value < 1:
+            raise StemtfError(f"{name} must be >= 1. Received {value}.")
+    if not learning_rate > 0:
+        raise StemtfError(f"--learning-rate must be > 0. Received {learning_rate:g}.")
+    if freeze_encoder and from_model is None:
+        raise StemtfError("--freeze-encoder needs --from MODEL (a randomly initialised encoder would stay random).")
+    if not data.exists():
+        raise StemtfError(f"--data {str(data)!r} does not exist.")
+    output_dir = output_dir if output_dir is not None else pathlib.Path("saved_models") / config.name
+
+    _import_tensorflow_quietly()
+    from rich.progress import TextColumn
+
+    from stemtf.train import fit
+
+    progress = _progress_bar(quiet, TextColumn("{task.fields[loss]}"))
+    with progress:
+        task = progress.add_task(f"training {config.name}", total=steps, loss="")
+
+        def report(step: int, total: int, logs) -> None:
+            loss = logs.get("loss")
+            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+
+        result = fit(
+            config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+            num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
+            seed=seed, resume=resume, from_model=from_model, freeze_encoder=freeze_encoder,
+            checkpoint_every=checkpoint_every, progress=report,
+        )
+    if not quiet:
+        typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument("4stems", help="Model name or directory (ignored for --baseline oracle/mixture)."),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="Folder of ROOT/<track>/<stem>.<ext> or a CSV manifest.", show_default=False),
+    musdb: Optional[pathlib.Path] = typer.Option(None, "--musdb", help="A local MUSDB18 folder (official splits).", show_default=False),
+    subset: str = typer.Option("test", "--subset", help="MUSDB18 subset: test or train."),
+    track: Optional[list[str]] = typer.Option(None, "--track", help="Evaluate only this track (repeatable).", show_default=False),
+    stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable).", show_default=False),
+    baseline: str = typer.Option("model", "--baseline", help="model, oracle (ideal ratio masks: the ceiling) or mixture (the floor)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Score only the first S seconds of each track.", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Write museval's per-track JSON here.", show_default=False),
+    wiener: int = typer.Option(0, "--wiener", help="Wiener filter EM iterations for the model's estimates."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score separation with museval (SDR/SIR/ISR/SAR, 1 s windows) and print SiSEC's median table."""
+    from stemtf.config import load_model_config
+
+    if (data is None) == (musdb is None):
+        raise StemtfError("Give exactly one of --data ROOT or --musdb ROOT.")
+    if baseline not in ("model", "oracle", "mixture"):
+        raise StemtfError(f"--baseline must be one of model, oracle, mixture. Received {baseline!r}.")
+    if duration is not None and duration <= 0:
+        raise StemtfError(f"--duration must be > 0 seconds. Received {duration:g}.")
+    config, _ = load_model_config(model)
+    groups = _stem_groups(stem_group)
+
+    _import_tensorflow_quietly()
+    from stemtf import data as data_lib
+    from stemtf import evaluate as evaluate_lib
+
+    if musdb is not None:
+        tracks = data_lib.musdb_tracks(musdb, stems=config.stems, stem_groups=groups, subset=subset)
+    elif data_lib.detect_layout(data) == "csv":
+        tracks = data_lib.csv_tracks(data, stems=config.stems, stem_groups=groups)
+    else:
+        tracks = data_lib.folder_tracks(data, stems=config.stems, stem_groups=groups)
+    if track:
+        names = {t.name for t in tracks}
+        unknown = [name for name in track if name not in names]
+        if unknown:
+            raise StemtfError(f"--track {unknown[0]!r} is not in the data; tracks: {', '.join(sorted(names))}.")
+        tracks = [t for t in tracks if t.name in track]
+    separator = None
+    if baseline == "model":
+        from stemtf.separator import Separator
+
+        separator = Separator.from_pretrained(model, wiener_iterations=wiener)
+    progress = _progress_bar(quiet)
+    with progress:
+        task = progress.add_task(f"evaluating ({baseline})", total=len(tracks))
+        results = evaluate_lib.evaluate_tracks(
+            tracks, stems=config.stems, sample_rate=config.sample_rate, num_channels=config.num_channels,
+            separator=separator, baseline=baseline, output_dir=output_dir, n_fft=config.n_fft,
+            hop_length=config.hop_length, duration=duration,
+            progress=lambda done, total, name: progress.update(task, completed=done, description=name),
+        )
+    title = f"{config.name if baseline == 'model' else baseline} — median over frames, then over {len(tracks)} track(s)"
+    typer.echo(evaluate_lib.format_table(evaluate_lib.aggregate(results), title=title))
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="Model name (see `stemtf models`) or model directory.", show_default=False),
+    fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (TF Serving), tflite (phones) or onnx."),
+    output: Optional[pathlib.Path] = typer.Option(None, "--output", "-o", help="Output folder (default: exported/MODEL_NAME).", show_default=False),
+    quantize: str = typer.Option("none", "--quantize", help="TFLite weights: none (float32), float16 or int8 (dynamic range)."),
+    chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", help="Chunk length of the exported models in seconds (default: the model's, ~11.8 s).", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing exported files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Export a model: a SavedModel for TF Serving, TFLite chunk + masks models, or ONNX; each with a .json."""
+    from stemtf.config import load_model_config
+
+    formats, quantizations = ("savedmodel", "tflite", "onnx"), ("none", "float16", "int8")  # stemtf.export's, without importing TensorFlow
+    if fmt not in formats:
+        raise StemtfError(f"--format {fmt!r} is not supported; use one of {', '.join(formats)}.")
+    if quantize not in quantizations:
+        raise StemtfError(f"--quantize {quantize!r} is not supported; use one of {', '.join(quantizations)}.")
+    if quantize != "none" and fmt != "tflite":
+        raise StemtfError(f"--quantize {quantize} applies to --format tflite only.")
+    if chunk_seconds is not None and not chunk_seconds > 0:
+        raise StemtfError(f"--chunk-seconds must be > 0. Received {chunk_seconds:g}.")
+    config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import
+    output = output if output is not None else pathlib.Path("exported") / config.name
+
+    _import_tensorflow_quietly()
+    from stemtf.export import export
+
+    written = export(model, fmt=fmt, output_dir=output, quantize=quantize, chunk_seconds=chunk_seconds, overwrite=overwrite)
+    if not quiet:
+        for path in written:
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+            typer.echo(f"{path} ({size / 1e6:.1f} MB) + {path.name}.json")
+        typer.echo(f"Exported model {config.name!r} as {fmt}" + (f" ({quantize})." if quantize != "none" else "."))
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Argument(..., help="Exported SavedModel (folder or TF Serving base path), or a model name/directory.", show_default=False),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8501, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in URLs (default: the model's name).", show_default=False),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest request body in MB."),
+    max_duration: float = typer.Option(600.0, "--max-duration", help="Longest audio accepted, in seconds."),
+    max_concurrency: int = typer.Option(2, "--max-concurrency", help="Separations run at the same time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No start-up lines."),
+) -> None:
+    """Serve a model over TF Serving's REST API (/v1/models/NAME:predict) and POST /v1/separate (zip of stems)."""
+    from stemtf.config import load_model_config
+    from stemtf.serve import find_savedmodel
+
+    if not 0 <= port <= 65535:
+        raise StemtfError(f"--port must be between 0 and 65535. Received {port}.")
+    if max_upload_mb <= 0 or max_duration <= 0:
+        raise StemtfError("--max-upload-mb and --max-duration must be > 0.")
+    if max_concurrency < 1:
+        raise StemtfError(f"--max-concurrency must be >= 1. Received {max_concurrency}.")
+    if find_savedmodel(model) is None:
+        load_model_config(model)  # neither an export nor a model: fail before the TensorFlow import
+
+    _import_tensorflow_quietly()
+    from stemtf.serve import serve
+
+    def status(line: str) -> None:
+        if not quiet:
+            typer.echo(line, err=True)
+
+    try:
+        serve(model, host=host, port=port, name=name, max_upload_mb=max_upload_mb, max_duration=max_duration,
+              max_concurrency=max_concurrency, on_status=status)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has already shut down cleanly
+        status("stopped.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines are not for users

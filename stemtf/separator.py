@@ -131,8 +131,14 @@ class Separator:
                     extension_bins=config.extension_bins,
                 )
                 estimates.append(stft * tf.cast(mask, tf.complex64))
-            estimates = wiener_filter(stft, tf.stack(estimates), iterations=self.wiener_iterations)
-            return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
+            if self.wiener_iterations:
+                estimates = wiener_filter(stft, tf.stack(estimates), iterations=self.wiener_iterations)
+                return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
+            # One stem at a time: only one full-size complex spectrogram per stem is alive at once.
+            return tf.stack([
+                spectral.istft(estimate, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
+                for estimate in estimates
+            ])
 
         return lambda chunk: separate_chunk(chunk).numpy()
 

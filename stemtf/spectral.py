@@ -117,3 +117,128 @@ def extend_mask(mask: tf.Tensor, *, num_bins: int, how: str = "average", extensi
         raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
     multiples = [1] * (len(mask.shape) - 2) + [missing, 1]
     return tf.concat([mask, tf.tile(fill, multiples)], axis=-2)
+
+
+# The STFT as framing + matrix products, for exports (TFLite builtin ops, ONNX).
+#
+# tf.signal's FFT kernels become Flex ops in TFLite and RFFT nodes that onnxruntime rejects; a DFT
+# written as two real matrix products converts to builtin ops everywhere. The cos/sin basis is
+# computed from integer ranges when the graph runs, so a converter stores a few ops, not
+# ``n_fft x (n_fft // 2 + 1)`` constants (33 MB each at n_fft=4096) that int8 quantization would ruin.
+# Real and imaginary parts are separate float32 tensors: no complex dtype anywhere.
+
+
+def _runtime_zero(like: tf.Tensor) -> tf.Tensor:
+    """An int32 zero that converters cannot constant-fold: it depends on the values of ``like``.
+
+    Converters fold every op whose inputs are constants; without this, the basis below would be
+    stored in the file (2 x 33 MB at n_fft=4096) and int8 quantization would quantize the STFT.
+    """
+    first = tf.reshape(like, [-1])[0]
+    return tf.minimum(tf.cast(tf.equal(first, first), tf.int32), 0)  # 0 for any value, NaN included
+
+
+def _dft_basis(n_fft: int, like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``cos`` and ``sin`` of ``2 pi n k / n_fft``, float32 ``(n_fft, n_fft // 2 + 1)``, computed at run time.
+
+    ``n k`` is reduced modulo ``n_fft`` in integers first, so the angle is exact to float32 even
+    where ``n k`` is in the millions. ``like`` is any non-empty tensor of the graph's input.
+    """
+    n = (tf.range(n_fft, dtype=tf.int32) + _runtime_zero(like))[:, None]
+    k = tf.range(n_fft // 2 + 1, dtype=tf.int32)[None, :]
+    angle = tf.cast(tf.math.floormod(n * k, n_fft), tf.float32) * (2.0 * 3.141592653589793 / n_fft)
+    return tf.cos(angle), tf.sin(angle)
+
+
+def _matmul_last(x: tf.Tensor, matrix: tf.Tensor, *, transpose_b: bool = False) -> tf.Tensor:
+    """``x @ matrix`` over the last axis, as one 2-D MatMul.
+
+    A rank-4 BatchMatMul with a batch dimension of 1 in the middle (e.g. ``(3, 1, T, N) @ (N, K)``)
+    segfaults in TF 2.21's oneDNN kernel; flattening also makes the TFLite op a FULLY_CONNECTED.
+    """
+    columns = tf.shape(matrix)[0 if transpose_b else 1]
+    flat = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), matrix, transpose_b=transpose_b)
+    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [columns]], axis=0))
+
+
+def _hann_window(n_fft: int) -> tf.Tensor:
+    """Periodic Hann window, float32 ``(n_fft,)``, like ``tf.signal.hann_window``."""
+    n = tf.cast(tf.range(n_fft, dtype=tf.int32), tf.float32)
+    return 0.5 - 0.5 * tf.cos(n * (2.0 * 3.141592653589793 / n_fft))
+
+
+def stft_matmul(waveform: tf.Tensor, *, n_fft: int, hop_length: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`stft` with framing by reshapes and the DFT as matrix products (no FFT, no complex).
+
+    Args:
+        waveform: float32 ``(..., num_samples, num_channels)``; ``n_fft`` must be a multiple of
+            ``hop_length``.
+        n_fft: Window and DFT size in samples.
+        hop_length: Hop between frames in samples.
+
+    Returns:
+        ``(real, imag)``, float32 ``(..., num_frames, n_fft // 2 + 1, num_channels)`` each, equal
+        to the real and imaginary parts of :func:`stft` to float32 precision.
+    """
+    if n_fft % hop_length:
+        raise ValueError(f"Argument `n_fft` must be a multiple of `hop_length`. Received n_fft={n_fft}, hop_length={hop_length}.")
+    overlap = n_fft // hop_length
+    waveform = tf.convert_to_tensor(waveform, tf.float32)
+    rank = len(waveform.shape)
+    num_samples = tf.shape(waveform)[-2]
+    front = front_padding(n_fft=n_fft, hop_length=hop_length)
+    back = front + tf.math.floormod(-num_samples, hop_length)
+    signal = tf.linalg.matrix_transpose(waveform)  # (..., C, num_samples)
+    paddings = tf.concat([tf.zeros([rank - 1, 2], tf.int32), [[front, back]]], axis=0)
+    signal = tf.pad(signal, paddings)
+    # Blocks of one hop; frame t is blocks t .. t + overlap - 1 side by side.
+    blocks = tf.reshape(signal, tf.concat([tf.shape(signal)[:-1], [-1, hop_length]], axis=0))
+    frame_count = tf.shape(blocks)[-2] - overlap + 1
+    frames = tf.concat([blocks[..., r : r + frame_count, :] for r in range(overlap)], axis=-1)
+    frames = frames * _hann_window(n_fft)  # (..., C, num_frames, n_fft)
+    cos, sin = _dft_basis(n_fft, signal)
+    real = _matmul_last(frames, cos)
+    imag = -_matmul_last(frames, sin)
+    return _channels_last(real), _channels_last(imag)
+
+
+def istft_matmul(
+    real: tf.Tensor, imag: tf.Tensor, *, n_fft: int, hop_length: int, num_samples: int | tf.Tensor
+) -> tf.Tensor:
+    """Inverse of :func:`stft_matmul` (and of :func:`stft`), as matrix products and overlap-add by padding.
+
+    Args:
+        real: float32 ``(..., num_frames, n_fft // 2 + 1, num_channels)``, the real part.
+        imag: float32, same shape, the imaginary part.
+        n_fft: Window and DFT size in samples; a multiple of ``hop_length``.
+        hop_length: Hop between frames in samples.
+        num_samples: Length of the waveform that was transformed.
+
+    Returns:
+        float32 ``(..., num_samples, num_channels)``, equal to :func:`istft` to float32 precision.
+    """
+    if n_fft % hop_length:
+        raise ValueError(f"Argument `n_fft` must be a multiple of `hop_length`. Received n_fft={n_fft}, hop_length={hop_length}.")
+    overlap = n_fft // hop_length
+    num_bins = n_fft // 2 + 1
+    # Inverse real DFT: bins 1 .. n_fft/2 - 1 stand for their mirrored twins too.
+    weight = tf.concat([[1.0], tf.fill([num_bins - 2], 2.0), [1.0]], axis=0) / n_fft
+    real = _channels_first(real) * weight  # (..., C, num_frames, bins)
+    imag = _channels_first(imag) * weight
+    cos, sin = _dft_basis(n_fft, real)
+    frames = _matmul_last(real, cos, transpose_b=True) - _matmul_last(imag, sin, transpose_b=True)
+    # Synthesis window of tf.signal.inverse_stft_window_fn: window / sum of overlapping squared windows.
+    window = _hann_window(n_fft)
+    denominator = tf.reduce_sum(tf.reshape(tf.square(window), [overlap, hop_length]), axis=0)
+    frames = frames * (window / tf.tile(denominator, [overlap]))  # (..., C, num_frames, n_fft)
+    # Overlap-add: frame t's r-th hop lands on block t + r.
+    rank = len(frames.shape)
+    pieces = []
+    for r in range(overlap):
+        piece = frames[..., r * hop_length : (r + 1) * hop_length]
+        paddings = [[0, 0]] * (rank - 2) + [[r, overlap - 1 - r], [0, 0]]
+        pieces.append(tf.pad(piece, paddings))
+    blocks = tf.add_n(pieces)  # (..., C, num_frames + overlap - 1, hop)
+    signal = tf.reshape(blocks, tf.concat([tf.shape(blocks)[:-2], [-1]], axis=0))
+    front = front_padding(n_fft=n_fft, hop_length=hop_length)
+    return tf.linalg.matrix_transpose(signal[..., front : front + num_samples])

@@ -79,3 +79,26 @@ def test_missing_and_broken_weights_are_clear(tmp_path, tiny_model):
     (tmp_path / "other" / "config.json").write_text((directory / "config.json").read_text())
     with pytest.raises(ModelError, match="Cannot load weights"):
         load_model(tmp_path / "other")
+
+
+def test_float16_weights_on_disk_load_as_float32(tmp_path, tiny_model):
+    model, config = tiny_model
+    full = save_model(model, config, tmp_path / "f32") / "model.weights.h5"
+    half = save_model(model, config, tmp_path / "f16", weights_dtype="float16") / "model.weights.h5"
+    import h5py
+
+    def float_dtypes(path):
+        found = set()
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: found.add(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+        return found
+
+    assert float_dtypes(full) == {"float32"} and float_dtypes(half) == {"float16"}
+    loaded, _ = load_model(tmp_path / "f16")
+    assert all(w.dtype == "float32" for w in loaded.weights)
+    magnitude = np.random.default_rng(3).uniform(0, 2, (1, 64, config.max_bins, 2)).astype(np.float32)
+    expected, actual = model(magnitude, training=False), loaded(magnitude, training=False)
+    for stem in config.stems:
+        np.testing.assert_allclose(actual[stem], expected[stem], atol=1e-3)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_model(model, config, tmp_path / "x", weights_dtype="int8")

@@ -46,3 +46,34 @@ def test_extended_masks_still_sum_to_one(how):
 def test_extend_mask_rejects_unknown_strategy():
     with pytest.raises(ValueError, match="Argument `how`"):
         spectral.extend_mask(tf.ones([2, 64, 1]), num_bins=129, how="zeros")
+
+
+@pytest.mark.parametrize(("n_fft", "hop_length", "num_samples"), [(256, 64, 1), (256, 64, 3904), (4096, 1024, 44100 + 17), (512, 256, 999)])
+def test_stft_matmul_matches_stft(n_fft, hop_length, num_samples):
+    waveform = np.random.default_rng(num_samples).uniform(-1, 1, (num_samples, 2)).astype(np.float32)
+    reference = spectral.stft(waveform, n_fft=n_fft, hop_length=hop_length).numpy()
+    real, imag = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop_length)
+    assert real.shape == imag.shape == reference.shape
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(real / scale, reference.real / scale, atol=1e-5)
+    np.testing.assert_allclose(imag / scale, reference.imag / scale, atol=1e-5)
+
+
+@pytest.mark.parametrize(("n_fft", "hop_length", "num_samples"), [(256, 64, 1), (256, 64, 5000), (4096, 1024, 44100 + 17)])
+def test_istft_matmul_inverts_and_matches_istft(n_fft, hop_length, num_samples):
+    waveform = np.random.default_rng(num_samples).uniform(-1, 1, (num_samples, 2)).astype(np.float32)
+    real, imag = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop_length)
+    restored = spectral.istft_matmul(real, imag, n_fft=n_fft, hop_length=hop_length, num_samples=num_samples)
+    assert restored.shape == waveform.shape
+    np.testing.assert_allclose(restored, waveform, atol=1e-5)
+    reference = spectral.istft(tf.complex(real, imag), n_fft=n_fft, hop_length=hop_length, num_samples=num_samples)
+    np.testing.assert_allclose(restored, reference, atol=1e-5)
+
+
+def test_matmul_stft_batched_and_rejects_bad_hop():
+    batch = np.random.default_rng(0).uniform(-1, 1, (3, 5000, 1)).astype(np.float32)
+    real, imag = spectral.stft_matmul(batch, n_fft=256, hop_length=64)
+    assert real.shape == (3, spectral.num_frames(5000, n_fft=256, hop_length=64), 129, 1)
+    np.testing.assert_allclose(spectral.istft_matmul(real, imag, n_fft=256, hop_length=64, num_samples=5000), batch, atol=1e-5)
+    with pytest.raises(ValueError, match="multiple of `hop_length`"):
+        spectral.stft_matmul(batch, n_fft=256, hop_length=96)

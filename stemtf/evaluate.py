@@ -1,0 +1,196 @@
+"""Measure separation quality the way the field does: museval (BSS-eval v4) SDR/SIR/SAR/ISR.
+
+Every track is separated (or, for the baselines, estimated by the ideal ratio mask or by the
+unprocessed mixture), scored on 1 s windows with museval, and written as museval's per-track JSON.
+The aggregate is SiSEC's: the median over frames of each track, then the median over tracks.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from stemtf.errors import DataError, StemtfError
+
+BASELINES = ("model", "oracle", "mixture")
+METRICS = ("SDR", "SIR", "ISR", "SAR")
+
+
+def _museval():
+    try:
+        import museval
+    except ImportError:
+        raise ImportError('Evaluation needs museval: pip install "stemtf[eval]"') from None
+    return museval
+
+
+def sdr(references: np.ndarray, estimates: np.ndarray, *, epsilon: float = 1e-8) -> np.ndarray:
+    """The fast global SDR of the MDX challenge, in dB, per source.
+
+    Args:
+        references: ``(num_sources, num_samples, num_channels)``.
+        estimates: Same shape.
+
+    Returns:
+        ``(num_sources,)`` ``10 log10(|s|^2 / |s - s_hat|^2)``.
+    """
+    references, estimates = np.asarray(references, np.float64), np.asarray(estimates, np.float64)
+    signal = np.sum(references**2, axis=(-2, -1))
+    noise = np.sum((references - estimates) ** 2, axis=(-2, -1))
+    return 10 * np.log10((signal + epsilon) / (noise + epsilon))
+
+
+def oracle_estimates(
+    mixture: np.ndarray, references: np.ndarray, *, n_fft: int = 4096, hop_length: int = 1024
+) -> np.ndarray:
+    """Ideal ratio masks (stem magnitude / sum of magnitudes, every bin) applied to the mixture.
+
+    The upper limit of any magnitude-masking model with these STFT settings.
+
+    Args:
+        mixture: ``(num_samples, num_channels)``.
+        references: ``(num_sources, num_samples, num_channels)`` true stems.
+
+    Returns:
+        ``(num_sources, num_samples, num_channels)``.
+    """
+    import tensorflow as tf
+
+    from stemtf import spectral
+
+    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    magnitudes = tf.abs(spectral.stft(references, n_fft=n_fft, hop_length=hop_length))
+    masks = (magnitudes + 1e-10) / tf.reduce_sum(magnitudes + 1e-10, axis=0, keepdims=True)
+    estimates = mixture_stft[None] * tf.cast(masks, tf.complex64)
+    return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, num_samples=mixture.shape[0]).numpy()
+
+
+def score_track(
+    name: str,
+    references: dict[str, np.ndarray],
+    estimates: dict[str, np.ndarray],
+    *,
+    sample_rate: int,
+    window: float = 1.0,
+    hop: float = 1.0,
+):
+    """Score one track's estimates with museval; silent reference stems are left out.
+
+    Args:
+        name: Track name (kept in the JSON).
+        references: ``{stem: (num_samples, num_channels)}`` true stems.
+        estimates: ``{stem: (num_samples, num_channels)}``, same stems and shapes.
+        sample_rate: In Hz; windows are ``window`` seconds long, ``hop`` seconds apart.
+
+    Returns:
+        A ``museval.TrackStore`` (its ``.json`` is museval's per-track format).
+    """
+    museval = _museval()
+    store = museval.TrackStore(track_name=name, win=window, hop=hop)
+    present = [stem for stem in references if np.any(references[stem])]
+    if not present:
+        raise DataError(f"Track {name!r} has no non-silent stem to score.")
+    refs = np.stack([references[s] for s in present]).astype(np.float64)
+    ests = np.stack([estimates[s] for s in present]).astype(np.float64)
+    values = museval.evaluate(refs, ests, win=int(window * sample_rate), hop=int(hop * sample_rate))
+    for index, stem in enumerate(present):
+        store.add_target(
+            target_name=stem,
+            values={metric: values[m][index].tolist() for m, metric in zip((0, 1, 2, 3), ("SDR", "ISR", "SIR", "SAR"))},
+        )
+    return store
+
+
+def evaluate_tracks(
+    tracks: Sequence,
+    *,
+    stems: Sequence[str],
+    sample_rate: int,
+    num_channels: int = 2,
+    separator=None,
+    baseline: str = "model",
+    output_dir: str | os.PathLike | None = None,
+    n_fft: int = 4096,
+    hop_length: int = 1024,
+    duration: float | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+):
+    """Separate (or estimate) and score every track.
+
+    Args:
+        tracks: ``stemtf.data.Track`` objects.
+        stems: The stems to score, in order.
+        sample_rate: Rate the audio is read and scored at (the model's).
+        num_channels: Channels read.
+        separator: A :class:`stemtf.separator.Separator`; required for ``baseline="model"``.
+        baseline: ``model`` (the separator's output), ``oracle`` (ideal ratio masks, the upper limit
+            of masking) or ``mixture`` (every stem estimated as the unprocessed mixture: the floor).
+        output_dir: Where ``<track>.json`` files in museval's format go (None: not written).
+        n_fft, hop_length: STFT of the oracle masks (the model's).
+        duration: Score only the first ``duration`` seconds of every track (None: whole tracks).
+        progress: Called with ``(tracks_done, tracks_total, track_name)``.
+
+    Returns:
+        A ``museval.EvalStore`` with every track; ``aggregate(store)`` gives the SiSEC table.
+    """
+    from stemtf.data import read_crop
+
+    museval = _museval()
+    if baseline not in BASELINES:
+        raise StemtfError(f"--baseline must be one of {', '.join(BASELINES)}. Received {baseline!r}.")
+    if baseline == "model" and separator is None:
+        raise ValueError("Argument `separator` is required for baseline='model'.")
+    if not tracks:
+        raise DataError("No tracks to evaluate.")
+    if output_dir is not None:
+        output_dir = pathlib.Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    results = museval.EvalStore(frames_agg="median", tracks_agg="median")
+    for done, track in enumerate(tracks):
+        length = round(track.num_samples * sample_rate / track.sample_rate)
+        if duration is not None:
+            length = min(length, int(duration * sample_rate))
+        crop = read_crop(track, 0, length, sample_rate=sample_rate, num_channels=num_channels, stems=stems)
+        mixture, references = crop[0], crop[1:]
+        if baseline == "model":
+            separated = separator.separate(mixture, sample_rate)
+            estimates = np.stack([separated[stem] for stem in stems])
+        elif baseline == "oracle":
+            estimates = oracle_estimates(mixture, references, n_fft=n_fft, hop_length=hop_length)
+        else:
+            estimates = np.broadcast_to(mixture, references.shape)
+        store = score_track(
+            track.name, dict(zip(stems, references)), dict(zip(stems, estimates)), sample_rate=sample_rate
+        )
+        if output_dir is not None:
+            tmp = output_dir / f".{track.name}.json.tmp"
+            tmp.write_text(store.json)
+            os.replace(tmp, output_dir / f"{track.name}.json")
+        results.add_track(store.df)
+        if progress is not None:
+            progress(done + 1, len(tracks), track.name)
+    return results
+
+
+def aggregate(results) -> dict[str, dict[str, float]]:
+    """SiSEC aggregate of an ``EvalStore``: ``{stem: {metric: median over tracks of frame medians}}``."""
+    table = results.agg_frames_tracks_scores()
+    out: dict[str, dict[str, float]] = {}
+    for (target, metric), value in table.items():
+        out.setdefault(target, {})[metric] = float(value)
+    return out
+
+
+def format_table(table: dict[str, dict[str, float]], *, title: str = "") -> str:
+    """A plain-text table of :func:`aggregate`'s result, stems as rows."""
+    lines = [title] if title else []
+    lines.append(f"{'stem':12s}" + "".join(f"{m:>8s}" for m in METRICS))
+    for stem, values in table.items():
+        lines.append(f"{stem:12s}" + "".join(f"{values.get(m, float('nan')):8.2f}" for m in METRICS))
+    sdrs = [v["SDR"] for v in table.values() if "SDR" in v and np.isfinite(v["SDR"])]
+    if sdrs:
+        lines.append(f"{'mean':12s}{np.mean(sdrs):8.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+"""Contracts of stemtf.data on tiny generated tracks (8 kHz, under a second each)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf import data, spectral
+
+RATE = 8000
+GEOMETRY = {"sample_rate": RATE, "num_channels": 2, "n_fft": 256, "hop_length": 64, "max_bins": 64, "num_frames": 16, "batch_size": 3}
+
+
+def tone(frequency: float, num_samples: int, seed: int) -> np.ndarray:
+    """A stereo tone with a random level per channel, float32 ``(num_samples, 2)``."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / RATE
+    return (np.sin(2 * np.pi * frequency * t)[:, None] * rng.uniform(0.1, 0.4, size=2)).astype(np.float32)
+
+
+def write_folder(root: pathlib.Path, tracks: dict[str, dict[str, np.ndarray]], ext: str = "wav") -> pathlib.Path:
+    for track, files in tracks.items():
+        (root / track).mkdir(parents=True)
+        for stem, waveform in files.items():
+            sf.write(root / track / f"{stem}.{ext}", waveform, RATE, subtype="FLOAT" if ext == "wav" else None)
+    return root
+
+
+def toy_tracks(num_tracks: int = 3, num_samples: int = 6000) -> dict[str, dict[str, np.ndarray]]:
+    return {
+        f"song{i}": {"a": tone(300 + 50 * i, num_samples, i), "b": tone(1500 + 50 * i, num_samples, 100 + i)}
+        for i in range(num_tracks)
+    }
+
+
+def as_arrays(dataset, num_batches: int):
+    batches = []
+    for mixture, stems in dataset.take(num_batches):
+        batches.append((mixture.numpy(), {k: v.numpy() for k, v in stems.items()}))
+    return batches
+
+
+def test_folder_layout_reads_stems_mixture_and_silence(tmp_path):
+    tracks = toy_tracks(2)
+    tracks["song0"]["mixture"] = tracks["song0"]["a"] + tracks["song0"]["b"] + 0.01
+    del tracks["song1"]["b"]  # a stem a track lacks is silence
+    root = write_folder(tmp_path, tracks)
+    (root / "song0" / "notes.txt").write_text("not audio")
+    found = data.folder_tracks(root, stems=["a", "b"])
+    assert [t.name for t in found] == ["song0", "song1"]
+    assert found[0].mixture is not None and found[1].mixture is None
+    assert found[1].stems["b"] == ()
+    assert found[0].num_samples == 6000 and found[0].sample_rate == RATE
+
+    crop = data.read_crop(found[0], 100, 500, sample_rate=RATE, num_channels=2)
+    assert crop.shape == (3, 500, 2)
+    np.testing.assert_allclose(crop[0], tracks["song0"]["mixture"][100:600], atol=1e-6)  # the mixture file
+    crop = data.read_crop(found[1], 5800, 500, sample_rate=RATE, num_channels=2)
+    np.testing.assert_allclose(crop[0, :200], tracks["song1"]["a"][5800:], atol=1e-6)  # sum of stems
+    assert not crop[2].any() and not crop[:, 200:].any()  # silent stem, zero padding past the end
+
+
+def test_stem_groups_merge_files(tmp_path):
+    tracks = toy_tracks(2)
+    tracks["song1"]["piano"] = tone(700, 6000, 7)
+    root = write_folder(tmp_path, tracks)
+    with pytest.raises(data.DataError, match="'piano' stem that no model stem takes"):
+        data.folder_tracks(root, stems=["a", "b"])
+    found = data.folder_tracks(root, stems=["a", "b"], stem_groups={"b": ["b", "piano"]})
+    crop = data.read_crop(found[1], 0, 1000, sample_rate=RATE, num_channels=2)
+    np.testing.assert_allclose(crop[2], tracks["song1"]["b"][:1000] + tracks["song1"]["piano"][:1000], atol=1e-6)
+    with pytest.raises(data.DataError, match="'c', which is not one of the model's stems"):
+        data.folder_tracks(root, stems=["a", "b"], stem_groups={"c": ["piano"]})
+
+
+def test_resampling_and_mono(tmp_path):
+    root = tmp_path / "data"
+    (root / "x").mkdir(parents=True)
+    sf.write(root / "x" / "a.flac", tone(200, 16000, 0)[:, :1], 16000)
+    sf.write(root / "x" / "b.flac", tone(900, 16000, 1)[:, :1], 16000)
+    (track,) = data.folder_tracks(root, stems=["a", "b"])
+    crop = data.read_crop(track, 0, 4000, sample_rate=RATE, num_channels=2)
+    assert crop.shape == (3, 4000, 2)
+    np.testing.assert_allclose(crop[1, :, 0], crop[1, :, 1])
+    assert np.abs(crop[1, 100:3900, 0]).max() > 0.05
+
+
+def test_csv_layout(tmp_path):
+    root = write_folder(tmp_path / "audio", toy_tracks(2))
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(
+        "mix_path,a_path,b_path,duration\n"
+        ",audio/song0/a.wav,audio/song0/b.wav,0.5\n"
+        ",audio/song1/a.wav,,\n"
+    )
+    found = data.csv_tracks(manifest, stems=["a", "b"])
+    assert found[0].num_samples == 4000 and found[1].num_samples == 6000
+    assert found[1].stems["b"] == ()
+    assert found[0].stems["a"][0].path == str(root / "song0" / "a.wav")
+    train, validation = data.training_split(manifest, stems=["a", "b"], validation_fraction=0.5)
+    assert len(train) == len(validation) == 1
+
+
+def test_musdb_wav_layout(tmp_path):
+    pytest.importorskip("musdb")
+    root = tmp_path / "musdb"
+    names = {"train": ["Actions - One Minute Smile", "Zeta - Train Song"], "test": ["Omega - Test Song"]}
+    for subset, tracks in names.items():
+        for i, name in enumerate(tracks):
+            folder = root / subset / name
+            folder.mkdir(parents=True)
+            stems = {s: tone(200 * (k + 1), 4000, i * 10 + k) for k, s in enumerate(["vocals", "drums", "bass", "other"])}
+            for stem, waveform in stems.items():
+                sf.write(folder / f"{stem}.wav", waveform, RATE, subtype="FLOAT")
+            sf.write(folder / "mixture.wav", sum(stems.values()), RATE, subtype="FLOAT")
+    stems = ["vocals", "accompaniment"]
+    groups = {"accompaniment": ["drums", "bass", "other"]}
+    train, validation = data.training_split(root, stems=stems, stem_groups=groups)
+    assert [t.name for t in train] == ["Zeta - Train Song"]
+    assert [t.name for t in validation] == ["Actions - One Minute Smile"]  # MUSDB18's official valid split
+    test = data.musdb_tracks(root, stems=stems, stem_groups=groups, subset="test")
+    assert [t.name for t in test] == ["Omega - Test Song"]
+    crop = data.read_crop(train[0], 0, 4000, sample_rate=RATE, num_channels=2)
+    np.testing.assert_allclose(crop[0], crop[1] + crop[2], atol=1e-5)
+    with pytest.raises(data.DataError, match="MUSDB18 has no 'guitar' source"):
+        data.musdb_tracks(root, stems=["vocals", "guitar"])
+
+
+def test_training_dataset_specs_determinism_and_augmentation(tmp_path):
+    found = data.folder_tracks(write_folder(tmp_path, toy_tracks(3)), stems=["a", "b"])
+    def make(seed, **kwargs):
+        return data.training_dataset(found, stems=["a", "b"], seed=seed, **GEOMETRY, **kwargs)
+
+    dataset = make(1)
+    mixture_spec, stem_specs = dataset.element_spec
+    assert mixture_spec.shape.as_list() == [None, 16, 64, 2]
+    assert sorted(stem_specs) == ["a", "b"] and stem_specs["a"].shape.as_list() == [None, 16, 64, 2]
+
+    first, again, other = as_arrays(dataset, 3), as_arrays(make(1), 3), as_arrays(make(2), 1)
+    for (m1, s1), (m2, s2) in zip(first, again):
+        np.testing.assert_array_equal(m1, m2)
+        np.testing.assert_array_equal(s1["b"], s2["b"])
+    assert not np.allclose(first[0][0], other[0][0])
+    # Restarting at an example index continues the same stream (what resume relies on).
+    later = as_arrays(make(1, first_example=3), 1)
+    np.testing.assert_array_equal(later[0][0], first[1][0])
+
+    # Augmentation changes levels; without it a crop is the plain sum of the stems.
+    plain = as_arrays(make(1, augmentation=None), 1)
+    mixture, _ = plain[0]
+    assert mixture.shape == (3, 16, 64, 2)
+    num_samples = spectral.segment_samples(16, n_fft=256, hop_length=64)
+    reader = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2, data.Augmentation(remix_probability=1.0), 5)
+    example = reader(np.int64(0))
+    np.testing.assert_allclose(example[0], example[1] + example[2], atol=1e-6)
+    gains = [np.abs(example[k]).max() / 0.4 for k in (1, 2)]
+    assert all(g <= 1.25 + 1e-6 for g in gains)
+    swapped = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
+                                  data.Augmentation(gain_range=(1, 1), channel_swap_probability=1, remix_probability=0), 5)
+    unswapped = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
+                                    data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=0), 5)
+    np.testing.assert_array_equal(swapped(np.int64(3))[1], unswapped(np.int64(3))[1][:, ::-1])
+
+
+def test_validation_dataset_is_fixed_crops(tmp_path):
+    found = data.folder_tracks(write_folder(tmp_path, toy_tracks(2)), stems=["a", "b"])
+    dataset = data.validation_dataset(found, stems=["a", "b"], crops_per_track=3, **GEOMETRY)
+    batches = as_arrays(dataset, 10)
+    assert sum(m.shape[0] for m, _ in batches) == 6
+    np.testing.assert_array_equal(batches[0][0], as_arrays(dataset, 1)[0][0])
+
+
+def test_split_is_reproducible_by_track(tmp_path):
+    found = data.folder_tracks(write_folder(tmp_path, toy_tracks(4, 1000)), stems=["a", "b"])
+    train, validation = data.split_tracks(found, validation_fraction=0.25, seed=3)
+    assert len(validation) == 1 and len(train) == 3
+    again = data.split_tracks(list(reversed(found)), validation_fraction=0.25, seed=3)[1]
+    assert [t.name for t in again] == [t.name for t in validation]
+    chosen = data.split_tracks(found, validation_tracks=["song2"])[1]
+    assert [t.name for t in chosen] == ["song2"]
+
+
+def test_bad_data_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(data.DataError, match="No tracks found"):
+        data.folder_tracks(empty, stems=["a", "b"])
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.folder_tracks(tmp_path / "nope", stems=["a", "b"])
+
+    only_a = write_folder(tmp_path / "only_a", {"s": {"a": tone(200, 1000, 0)}})
+    with pytest.raises(data.DataError, match="No track .* has a 'b' stem"):
+        data.folder_tracks(only_a, stems=["a", "b"])
+
+    uneven = write_folder(tmp_path / "uneven", {"s": {"a": tone(200, 1000, 0), "b": tone(900, 900, 1)}})
+    with pytest.raises(data.DataError, match="different lengths"):
+        data.folder_tracks(uneven, stems=["a", "b"])
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    sf.write(loose / "a.wav", tone(200, 1000, 0), RATE)
+    with pytest.raises(data.DataError, match="holds audio files directly"):
+        data.folder_tracks(loose, stems=["a", "b"])
+
+    write_folder(tmp_path / "csvdata", toy_tracks(1, 1000))
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("mixture_path,a_path,b_path,guitar_path\n,csvdata/song0/a.wav,csvdata/song0/b.wav,x.wav\n")
+    with pytest.raises(data.DataError, match="column 'guitar_path' for stem 'guitar'"):
+        data.csv_tracks(manifest, stems=["a", "b"])
+    manifest.write_text("a_path,b_path\ncsvdata/song0/a.wav,csvdata/song0/missing.wav\n")
+    with pytest.raises(data.DataError, match="missing.wav' does not exist"):
+        data.csv_tracks(manifest, stems=["a", "b"])
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.csv_tracks(tmp_path / "none.csv", stems=["a", "b"])
+
+
+def test_musdb_stem_mp4_layout(tmp_path):
+    """The .stem.mp4 release: five AAC streams (mixture, drums, bass, other, vocals) in one file."""
+    pytest.importorskip("musdb")
+    root = tmp_path / "musdb"
+    rate, length = 44100, 44100
+    t = np.arange(length) / rate
+    sources = {s: np.stack([0.2 * np.sin(2 * np.pi * f * t)] * 2, axis=1).astype(np.float32)
+               for s, f in zip(["drums", "bass", "other", "vocals"], [220, 110, 660, 440])}
+    for subset, name in (("train", "Zeta - Train Song"), ("test", "Omega - Test Song")):
+        (root / subset).mkdir(parents=True)
+        inputs = []
+        for stem, waveform in [("mixture", sum(sources.values())), *sources.items()]:
+            path = tmp_path / f"{subset}-{stem}.wav"
+            sf.write(path, waveform, rate, subtype="FLOAT")
+            inputs += ["-i", str(path)]
+        maps = [arg for index in range(5) for arg in ("-map", f"{index}:a")]
+        subprocess.run(["ffmpeg", "-v", "error", *inputs, *maps, "-c:a", "aac", "-b:a", "256k",
+                        str(root / subset / f"{name}.stem.mp4")], check=True)
+    test = data.musdb_tracks(root, stems=["vocals", "drums", "bass", "other"], subset="test")
+    assert [t.name for t in test] == ["Omega - Test Song"]
+    assert abs(test[0].num_samples - length) < 4096
+    crop = data.read_crop(test[0], 11025, 22050, sample_rate=rate, num_channels=2)
+    assert crop.shape == (5, 22050, 2)
+    # Each stream decodes to its own source (AAC is lossy: compare energies, not samples).
+    for index, stem in enumerate(["vocals", "drums", "bass", "other"], start=1):
+        expected = sources[stem][11025:33075]
+        assert np.sqrt(np.mean((crop[index] - expected) ** 2)) < 0.3 * np.sqrt(np.mean(expected**2)), stem

@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf import evaluate
+from stemtf.data import folder_tracks
+from stemtf.errors import DataError, StemtfError
+
+from conftest import SAMPLE_RATE, music_like
+
+STEMS = ("vocals", "drums", "other")
+
+
+@pytest.fixture(scope="module")
+def stem_folder(tmp_path_factory):
+    """Two 3 s tracks of three distinct, partly overlapping stems; track B has no drums file."""
+    root = tmp_path_factory.mktemp("stems")
+    for index, name in enumerate(["A", "B"]):
+        (root / name).mkdir()
+        for offset, stem in enumerate(STEMS):
+            if name == "B" and stem == "drums":
+                continue
+            sf.write(root / name / f"{stem}.wav", 0.5 * music_like(3 * SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE, subtype="FLOAT")
+    return root
+
+
+def test_fast_sdr():
+    reference = np.ones((1, 100, 2))
+    assert evaluate.sdr(reference, reference)[0] > 70
+    assert abs(evaluate.sdr(reference, 0.9 * reference)[0] - 20.0) < 1e-6
+    assert abs(evaluate.sdr(reference, np.zeros_like(reference))[0]) < 1e-6
+
+
+def test_baselines_bracket_each_other(stem_folder, tmp_path):
+    tracks = folder_tracks(stem_folder, stems=STEMS)
+    tables = {}
+    for baseline in ("oracle", "mixture"):
+        results = evaluate.evaluate_tracks(
+            tracks, stems=STEMS, sample_rate=SAMPLE_RATE, baseline=baseline, output_dir=tmp_path / baseline
+        )
+        tables[baseline] = evaluate.aggregate(results)
+    for stem in STEMS:
+        assert tables["oracle"][stem]["SDR"] > 8, tables
+        assert tables["mixture"][stem]["SDR"] < 1, tables
+        assert tables["oracle"][stem]["SDR"] > tables["mixture"][stem]["SDR"] + 8
+    # museval's per-track JSON, one per track; the silent drums of B are left out.
+    saved = json.loads((tmp_path / "oracle" / "B.json").read_text())
+    assert {t["name"] for t in saved["targets"]} == {"vocals", "other"}
+    assert set(saved["targets"][0]["frames"][0]["metrics"]) == {"SDR", "SIR", "ISR", "SAR"}
+    text = evaluate.format_table(tables["oracle"], title="oracle")
+    assert text.splitlines()[0] == "oracle" and "vocals" in text and "mean" in text
+
+
+def test_perfect_estimates_score_high_and_mixture_low():
+    references = {stem: 0.5 * music_like(2 * SAMPLE_RATE, seed=i) for i, stem in enumerate(STEMS)}
+    noise = np.random.default_rng(0).standard_normal((2 * SAMPLE_RATE, 2)).astype(np.float32) * 1e-4
+    nearly = {stem: waveform + noise for stem, waveform in references.items()}  # exact copies give NaN in museval
+    perfect = evaluate.score_track("t", references, nearly, sample_rate=SAMPLE_RATE)
+    mixture = sum(references.values())
+    floor = evaluate.score_track("t", references, {s: mixture for s in STEMS}, sample_rate=SAMPLE_RATE)
+    perfect_sdr = perfect.df.query("metric == 'SDR'")["score"].median()
+    floor_sdr = floor.df.query("metric == 'SDR'")["score"].median()
+    assert perfect_sdr > 40 and floor_sdr < 0
+
+
+def test_model_baseline_needs_a_separator_and_known_baselines(stem_folder):
+    tracks = folder_tracks(stem_folder, stems=STEMS)
+    with pytest.raises(ValueError, match="separator"):
+        evaluate.evaluate_tracks(tracks, stems=STEMS, sample_rate=SAMPLE_RATE)
+    with pytest.raises(StemtfError, match="--baseline must be one of"):
+        evaluate.evaluate_tracks(tracks, stems=STEMS, sample_rate=SAMPLE_RATE, baseline="ideal")
+    with pytest.raises(DataError, match="No tracks"):
+        evaluate.evaluate_tracks([], stems=STEMS, sample_rate=SAMPLE_RATE, baseline="oracle")
+
+
+def test_model_is_scored_between_floor_and_ceiling_shapes(stem_folder, tiny_model, tmp_path):
+    from stemtf.separator import Separator
+
+    model, config = tiny_model
+    tracks = folder_tracks(stem_folder, stems=config.stems)
+    results = evaluate.evaluate_tracks(
+        tracks, stems=config.stems, sample_rate=SAMPLE_RATE, separator=Separator(model, config), duration=2.0,
+        output_dir=tmp_path,
+    )
+    table = evaluate.aggregate(results)
+    assert set(table) == set(config.stems)
+    assert all(np.isfinite(table[stem]["SDR"]) for stem in config.stems)

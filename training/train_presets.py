@@ -1,0 +1,104 @@
+"""Recipe: train the shipped presets (2stems, 4stems, 5stems) on real CC0 stems + synthetic songs.
+
+Run from the repository root (see training/README.md for the exact commands and steps used)::
+
+    .venv/bin/python training/train_presets.py 4stems --output-dir data-work/runs/4stems --steps 2000
+    .venv/bin/python training/train_presets.py 4stems --output-dir data-work/runs/4stems --steps 3000 --resume
+    .venv/bin/python training/train_presets.py 5stems --output-dir data-work/runs/5stems --steps 400 \
+        --from data-work/runs/4stems
+    .venv/bin/python training/ship_model.py data-work/runs/4stems saved_models/4stems
+
+Data (never the evaluation tracks):
+- real: ``../shared/data/everything-is-free`` without ``Caesium`` (held out for evaluation);
+- synthetic: every song in ``--synth`` folders (rendered by ``training/synth/render.py``), of which
+  the last ``--validation-songs`` (sorted by name) are held out for validation. The held-out
+  synthetic *test* set is rendered with another seed into a folder never passed here.
+
+Stem mapping: 4stems puts piano into other; 2stems puts everything but vocals into accompaniment;
+5stems keeps piano apart. This script is a recipe, not part of the package; it uses the public API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from stemtf import data, train
+from stemtf.config import load_config
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+REAL = REPO.parent / "shared" / "data" / "everything-is-free"
+HELD_OUT_REAL = ("Caesium",)
+STEM_GROUPS = {
+    "2stems": {"accompaniment": ["drums", "bass", "other", "piano"]},
+    "4stems": {"other": ["other", "piano"]},
+    "5stems": {},
+}
+
+
+def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_songs: int):
+    groups = STEM_GROUPS[preset]
+    real = [t for t in data.folder_tracks(REAL, stems=stems, stem_groups=groups) if t.name not in HELD_OUT_REAL]
+    synthetic = []
+    for root in synth_roots:  # a copy per run: a folder being rendered into may change under a loader
+        synthetic += data.folder_tracks(root, stems=stems, stem_groups=groups)
+    synthetic.sort(key=lambda t: t.name)
+    validation = synthetic[len(synthetic) - validation_songs :] if validation_songs and synthetic else []
+    train_tracks = real + synthetic[: len(synthetic) - len(validation)]
+    return train_tracks, validation
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", choices=sorted(STEM_GROUPS))
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--synth", action="append", default=None, help="synthetic data folder (repeatable); 'none' for real data only")
+    parser.add_argument("--validation-songs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--num-frames", type=int, default=256, help="STFT frames per example (256 ~ 6 s)")
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--from", dest="from_model", default=None)
+    parser.add_argument("--freeze-encoder", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    config = load_config(REPO / "configs" / f"{args.preset}.json")
+    synth_roots = [pathlib.Path(p) for p in (args.synth or [REPO / "data-work" / "synth-v1"]) if p != "none"]
+    train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs)
+    seconds = sum(t.num_samples / t.sample_rate for t in train_tracks)
+    print(f"training on {len(train_tracks)} tracks ({seconds / 60:.1f} min), validating on "
+          f"{[t.name for t in validation]}", file=sys.stderr, flush=True)
+    started = time.time()
+
+    def progress(step: int, steps: int, logs) -> None:
+        if step % 10 == 0 or step == steps:
+            print(f"step {step}/{steps} loss {logs.get('loss', float('nan')):.4f} "
+                  f"({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    result = train.fit(
+        config, (train_tracks, validation), output_dir=args.output_dir, steps=args.steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        from_model=args.from_model, freeze_encoder=args.freeze_encoder, seed=args.seed, progress=progress,
+    )
+    record = {
+        "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),
+        "train_tracks": [t.name for t in train_tracks], "validation_tracks": [t.name for t in validation],
+        "train_minutes": round(seconds / 60, 1), "args": vars(args), "last": result.history[-1] if result.history else {},
+    }
+    runs = pathlib.Path(args.output_dir) / "runs.jsonl"
+    with runs.open("a") as handle:
+        handle.write(json.dumps(record, default=str) + "\n")
+    print(f"wrote {result.output_dir} at step {result.step}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
