@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS_TEST := dev,train,eval,onnx,tflite,serve
 
-.PHONY: demo test bench system-deps clean
+.PHONY: demo test bench system-deps training-deps clean
 
 # ffmpeg decodes m4a/aac/mp4/... inputs (WAV/FLAC/OGG/MP3 need nothing beyond pip).
 system-deps:
@@ -15,6 +15,11 @@ system-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
 	fi
+
+# FluidSynth, a GM SoundFont and Festival render the synthetic training songs (training/synth/);
+# the test suite renders a tiny one.
+training-deps:
+	@sh training/synth/install-deps.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +36,7 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 demo: system-deps $(VENV)/.installed-base
 	$(BIN)/stemtf separate examples/caesium_excerpt.ogg --output-dir separated --overwrite
 
-test: system-deps $(VENV)/.installed-test
+test: system-deps training-deps $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 bench: system-deps $(VENV)/.installed-test
