@@ -246,6 +246,17 @@ def convert_channels(waveform: np.ndarray, num_channels: int) -> np.ndarray:
     raise AudioError(f"Cannot convert {have} channels to {num_channels}.")
 
 
+def check_output_options(fmt: str, bit_depth: int, bitrate: int | None) -> None:
+    """Fail with a clear message unless the output format, bit depth and bitrate go together."""
+    if fmt not in FORMATS:
+        raise OutputError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
+    if bit_depth not in BIT_DEPTHS:
+        raise OutputError(f"--bit-depth must be 16, 24 or 32. Received {bit_depth}.")
+    output_subtype(fmt, bit_depth)
+    if bitrate is not None and not 32 <= bitrate <= 320:
+        raise OutputError(f"--bitrate must be between 32 and 320 kbps. Received {bitrate}.")
+
+
 def output_subtype(fmt: str, bit_depth: int) -> str | None:
     """The soundfile subtype for ``fmt`` at ``bit_depth`` (16, 24 or 32 = float)."""
     if fmt == "wav":

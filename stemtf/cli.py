@@ -80,17 +80,12 @@ def separate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
-    from stemtf.audio import BIT_DEPTHS, FORMATS
+    from stemtf.audio import check_output_options
     from stemtf.config import load_model_config
     from stemtf.separator import check_filename_template
 
     # Validate everything cheap before loading TensorFlow and the model.
-    if fmt not in FORMATS:
-        raise StemtfError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
-    if bit_depth not in BIT_DEPTHS:
-        raise StemtfError(f"--bit-depth must be 16, 24 or 32. Received {bit_depth}.")
-    if bitrate is not None and not 32 <= bitrate <= 320:
-        raise StemtfError(f"--bitrate must be between 32 and 320 kbps. Received {bitrate}.")
+    check_output_options(fmt, bit_depth, bitrate)
     if offset < 0:
         raise StemtfError(f"--offset must be >= 0 seconds. Received {offset:g}.")
     if duration is not None and duration <= 0:

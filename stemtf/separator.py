@@ -287,13 +287,7 @@ class Separator:
             AudioError: the input cannot be read.
             OutputError: an output exists (without ``overwrite``) or cannot be written.
         """
-        if fmt not in audio.FORMATS:
-            raise OutputError(f"Unknown output format {fmt!r}; use one of {', '.join(audio.FORMATS)}.")
-        if bit_depth not in audio.BIT_DEPTHS:
-            raise OutputError(f"--bit-depth must be 16, 24 or 32. Received {bit_depth}.")
-        audio.output_subtype(fmt, bit_depth)
-        if bitrate is not None and not 32 <= bitrate <= 320:
-            raise OutputError(f"--bitrate must be between 32 and 320 kbps. Received {bitrate}.")
+        audio.check_output_options(fmt, bit_depth, bitrate)
         if duration is not None and duration <= 0:
             raise AudioError(f"--duration must be > 0 seconds. Received {duration:g}.")
         targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)

@@ -1,12 +1,9 @@
 """The CLI end to end on a tiny saved model and real audio files."""
 
-import json
-import os
 import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import soundfile as sf
 

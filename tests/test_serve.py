@@ -7,7 +7,6 @@ import http.client
 import io
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess

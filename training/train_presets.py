@@ -39,7 +39,7 @@ STEM_GROUPS = {
 }
 
 
-def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_songs: int):
+def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_songs: int, real_weight: int = 1):
     groups = STEM_GROUPS[preset]
     real = [t for t in data.folder_tracks(REAL, stems=stems, stem_groups=groups) if t.name not in HELD_OUT_REAL]
     synthetic = []
@@ -47,7 +47,9 @@ def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_s
         synthetic += data.folder_tracks(root, stems=stems, stem_groups=groups)
     synthetic.sort(key=lambda t: t.name)
     validation = synthetic[len(synthetic) - validation_songs :] if validation_songs and synthetic else []
-    train_tracks = real + synthetic[: len(synthetic) - len(validation)]
+    # Examples draw tracks uniformly: listing a real song `real_weight` times draws it that much more
+    # often, so a few real songs are not drowned by hundreds of synthetic ones.
+    train_tracks = real * real_weight + synthetic[: len(synthetic) - len(validation)]
     return train_tracks, validation
 
 
@@ -57,6 +59,7 @@ def main() -> int:
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--synth", action="append", default=None, help="synthetic data folder (repeatable); 'none' for real data only")
     parser.add_argument("--validation-songs", type=int, default=2)
+    parser.add_argument("--real-weight", type=int, default=20, help="times each real song is listed among training tracks")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
@@ -71,9 +74,10 @@ def main() -> int:
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
     synth_roots = [pathlib.Path(p) for p in (args.synth or [REPO / "data-work" / "synth-v1"]) if p != "none"]
-    train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs)
-    seconds = sum(t.num_samples / t.sample_rate for t in train_tracks)
-    print(f"training on {len(train_tracks)} tracks ({seconds / 60:.1f} min), validating on "
+    train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs, args.real_weight)
+    unique = {t.name: t for t in train_tracks}.values()
+    seconds = sum(t.num_samples / t.sample_rate for t in unique)
+    print(f"training on {len(unique)} tracks ({seconds / 60:.1f} min; real songs listed {args.real_weight}x), validating on "
           f"{[t.name for t in validation]}", file=sys.stderr, flush=True)
     started = time.time()
 
@@ -90,7 +94,7 @@ def main() -> int:
     )
     record = {
         "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),
-        "train_tracks": [t.name for t in train_tracks], "validation_tracks": [t.name for t in validation],
+        "train_tracks": sorted({t.name for t in train_tracks}), "validation_tracks": [t.name for t in validation],
         "train_minutes": round(seconds / 60, 1), "args": vars(args), "last": result.history[-1] if result.history else {},
     }
     runs = pathlib.Path(args.output_dir) / "runs.jsonl"
