@@ -310,7 +310,9 @@ def evaluate(
             progress=lambda done, total, name: progress.update(task, completed=done, description=name),
         )
     title = f"{config.name if baseline == 'model' else baseline} — median over frames, then over {len(tracks)} track(s)"
-    typer.echo(evaluate_lib.format_table(evaluate_lib.aggregate(results), title=title))
+    typer.echo(evaluate_lib.format_table(results.table(), title=title))
+    typer.echo(f"museval scored {results.coverage():.0%} of the 1 s windows (BSS-eval skips windows where a stem "
+               "is silent); cSDR is the MDX global SDR over whole tracks.")
 
 
 @app.command("export")

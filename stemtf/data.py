@@ -165,8 +165,8 @@ def _make_track(
     unused = sorted(set(files) - taken)
     if unused:
         raise DataError(
-            f"Track {name!r} has a {unused[0]!r} stem that no model stem takes; merge it into one, "
-            f"e.g. stem_groups={{{next(iter(groups))!r}: [..., {unused[0]!r}]}}, or remove the file."
+            f"Track {name!r} has a {unused[0]!r} stem that no model stem takes; merge it into one "
+            f"(--stem-group STEM={unused[0]},... on the command line, stem_groups in Python), or remove the file."
         )
     every = dict(files)
     if mixture is not None:

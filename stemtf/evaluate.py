@@ -3,13 +3,19 @@
 Every track is separated (or, for the baselines, estimated by the ideal ratio mask or by the
 unprocessed mixture), scored on 1 s windows with museval, and written as museval's per-track JSON.
 The aggregate is SiSEC's: the median over frames of each track, then the median over tracks.
+
+BSS-eval leaves out every window in which any reference stem is silent, so on songs whose stems
+come and go (most real songs) it scores a small, quiet-biased share of the song. Every track is
+therefore also scored with the MDX challenge's global SDR (``cSDR``, the whole track at once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +23,37 @@ from stemtf.errors import DataError, StemtfError
 
 BASELINES = ("model", "oracle", "mixture")
 METRICS = ("SDR", "SIR", "ISR", "SAR")
+GLOBAL_SDR = "cSDR"
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """The scores of :func:`evaluate_tracks`.
+
+    Attributes:
+        store: ``museval.EvalStore`` with every track's frames.
+        global_sdr: ``{track: {stem: dB}}`` MDX-style SDR over each whole track.
+        windows: ``{track: (scored windows, all windows)}``: how much of each track BSS-eval scored.
+    """
+
+    store: Any
+    global_sdr: dict[str, dict[str, float]]
+    windows: dict[str, tuple[int, int]]
+
+    def table(self) -> dict[str, dict[str, float]]:
+        """``{stem: {metric: value}}``: SiSEC's medians for museval's metrics, the median over tracks for cSDR."""
+        out = aggregate(self.store)
+        stems = {stem for track in self.global_sdr.values() for stem in track}
+        for stem in stems:
+            values = [track[stem] for track in self.global_sdr.values() if stem in track]
+            out.setdefault(stem, {})[GLOBAL_SDR] = float(np.median(values))
+        return out
+
+    def coverage(self) -> float:
+        """Share of all windows that BSS-eval could score (the rest had a silent reference)."""
+        scored = sum(s for s, _ in self.windows.values())
+        total = sum(t for _, t in self.windows.values())
+        return scored / total if total else 0.0
 
 
 def _museval():
@@ -134,7 +171,7 @@ def evaluate_tracks(
         progress: Called with ``(tracks_done, tracks_total, track_name)``.
 
     Returns:
-        A ``museval.EvalStore`` with every track; ``aggregate(store)`` gives the SiSEC table.
+        An :class:`Evaluation`; ``.table()`` gives the SiSEC table plus the global SDR.
     """
     from stemtf.data import read_crop
 
@@ -149,6 +186,8 @@ def evaluate_tracks(
         output_dir = pathlib.Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
     results = museval.EvalStore(frames_agg="median", tracks_agg="median")
+    global_sdr: dict[str, dict[str, float]] = {}
+    windows: dict[str, tuple[int, int]] = {}
     for done, track in enumerate(tracks):
         length = round(track.num_samples * sample_rate / track.sample_rate)
         if duration is not None:
@@ -165,14 +204,20 @@ def evaluate_tracks(
         store = score_track(
             track.name, dict(zip(stems, references)), dict(zip(stems, estimates)), sample_rate=sample_rate
         )
+        present = [i for i, _ in enumerate(stems) if np.any(references[i])]
+        scores = sdr(references[present], estimates[present])
+        global_sdr[track.name] = {stems[i]: float(score) for i, score in zip(present, scores)}
+        frames = store.df[store.df.metric == "SDR"].groupby("target")["score"]
+        windows[track.name] = (int(frames.count().max()), int(frames.size().max()))
         if output_dir is not None:
-            tmp = output_dir / f".{track.name}.json.tmp"
+            safe = track.name.replace(os.sep, "_")  # CSV track names are relative paths
+            tmp = output_dir / f".{safe}.json.tmp"
             tmp.write_text(store.json)
-            os.replace(tmp, output_dir / f"{track.name}.json")
+            os.replace(tmp, output_dir / f"{safe}.json")
         results.add_track(store.df)
         if progress is not None:
             progress(done + 1, len(tracks), track.name)
-    return results
+    return Evaluation(results, global_sdr, windows)
 
 
 def aggregate(results) -> dict[str, dict[str, float]]:
@@ -187,10 +232,10 @@ def aggregate(results) -> dict[str, dict[str, float]]:
 def format_table(table: dict[str, dict[str, float]], *, title: str = "") -> str:
     """A plain-text table of :func:`aggregate`'s result, stems as rows."""
     lines = [title] if title else []
-    lines.append(f"{'stem':12s}" + "".join(f"{m:>8s}" for m in METRICS))
+    columns = (*METRICS, GLOBAL_SDR)
+    lines.append(f"{'stem':14s}" + "".join(f"{m:>8s}" for m in columns))
     for stem, values in table.items():
-        lines.append(f"{stem:12s}" + "".join(f"{values.get(m, float('nan')):8.2f}" for m in METRICS))
-    sdrs = [v["SDR"] for v in table.values() if "SDR" in v and np.isfinite(v["SDR"])]
-    if sdrs:
-        lines.append(f"{'mean':12s}{np.mean(sdrs):8.2f}")
+        lines.append(f"{stem:14s}" + "".join(f"{values.get(m, float('nan')):8.2f}" for m in columns))
+    means = [np.nanmean([v.get(m, np.nan) for v in table.values()]) if table else np.nan for m in columns]
+    lines.append(f"{'mean':14s}" + "".join(f"{m:8.2f}" for m in means))
     return "\n".join(lines)

@@ -14,7 +14,6 @@ import soundfile as sf
 from stemtf.config import ModelConfig, UNetConfig
 
 SAMPLE_RATE = 44100
-DATA_ROOT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "everything-is-free"
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "caesium_excerpt.ogg"
 
 

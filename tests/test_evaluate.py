@@ -40,17 +40,20 @@ def test_baselines_bracket_each_other(stem_folder, tmp_path):
         results = evaluate.evaluate_tracks(
             tracks, stems=STEMS, sample_rate=SAMPLE_RATE, baseline=baseline, output_dir=tmp_path / baseline
         )
-        tables[baseline] = evaluate.aggregate(results)
+        tables[baseline] = results.table()
+        assert results.windows == {"A": (3, 3), "B": (3, 3)}  # no stem is silent in any window
+        assert results.coverage() == 1.0
     for stem in STEMS:
-        assert tables["oracle"][stem]["SDR"] > 8, tables
-        assert tables["mixture"][stem]["SDR"] < 1, tables
-        assert tables["oracle"][stem]["SDR"] > tables["mixture"][stem]["SDR"] + 8
+        for metric in ("SDR", "cSDR"):
+            assert tables["oracle"][stem][metric] > 8, tables
+            assert tables["mixture"][stem][metric] < 1, tables
+            assert tables["oracle"][stem][metric] > tables["mixture"][stem][metric] + 8
     # museval's per-track JSON, one per track; the silent drums of B are left out.
     saved = json.loads((tmp_path / "oracle" / "B.json").read_text())
     assert {t["name"] for t in saved["targets"]} == {"vocals", "other"}
     assert set(saved["targets"][0]["frames"][0]["metrics"]) == {"SDR", "SIR", "ISR", "SAR"}
     text = evaluate.format_table(tables["oracle"], title="oracle")
-    assert text.splitlines()[0] == "oracle" and "vocals" in text and "mean" in text
+    assert text.splitlines()[0] == "oracle" and "vocals" in text and "mean" in text and "cSDR" in text
 
 
 def test_perfect_estimates_score_high_and_mixture_low():
@@ -84,6 +87,6 @@ def test_model_is_scored_between_floor_and_ceiling_shapes(stem_folder, tiny_mode
         tracks, stems=config.stems, sample_rate=SAMPLE_RATE, separator=Separator(model, config), duration=2.0,
         output_dir=tmp_path,
     )
-    table = evaluate.aggregate(results)
+    table = results.table()
     assert set(table) == set(config.stems)
-    assert all(np.isfinite(table[stem]["SDR"]) for stem in config.stems)
+    assert all(np.isfinite(table[stem]["SDR"]) and np.isfinite(table[stem]["cSDR"]) for stem in config.stems)

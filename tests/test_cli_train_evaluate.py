@@ -1,0 +1,78 @@
+"""`stemtf train` and `stemtf evaluate` end to end on tiny data, and their errors."""
+
+import json
+
+import pytest
+import soundfile as sf
+
+from stemtf.cli import main
+
+from conftest import SAMPLE_RATE, music_like, tiny_config
+
+
+@pytest.fixture
+def stem_folder(tmp_path):
+    root = tmp_path / "stems"
+    for index, name in enumerate(["one", "two", "three"]):
+        (root / name).mkdir(parents=True)
+        for offset, stem in enumerate(["vocals", "drums", "other", "piano"]):
+            sf.write(root / name / f"{stem}.wav", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
+    return root
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(tiny_config().to_dict()))
+    return path
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_path):
+    output = tmp_path / "run"
+    common = ["train", tiny_config_file, "--data", stem_folder, "-o", output, "--batch-size", "2", "--num-frames", "64",
+              "--checkpoint-every", "2", "--stem-group", "other=other,piano", "--validation-track", "three", "-q"]
+    code, _, err = run(capsys, *common, "--steps", "2")
+    assert code == 0, err
+    assert (output / "config.json").is_file() and (output / "model.weights.h5").is_file()
+    code, _, err = run(capsys, *common, "--steps", "4")
+    assert code == 1 and "already holds a training checkpoint" in err and "Traceback" not in err
+    code, _, err = run(capsys, *common, "--steps", "4", "--resume")
+    assert code == 0, err
+    assert json.loads((output / "checkpoint" / "state.json").read_text())["step"] == 4
+
+    code, out, err = run(capsys, "evaluate", output, "--data", stem_folder, "--track", "three",
+                         "--stem-group", "other=other,piano", "-o", tmp_path / "eval", "-q")
+    assert code == 0, err
+    assert "median over frames" in out and "cSDR" in out and "museval scored 100%" in out
+    assert (tmp_path / "eval" / "three.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["train", "{config}", "--data", "{missing}"], "does not exist"),
+        (["train", "{config}", "--data", "{data}", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "{config}", "--data", "{data}", "--freeze-encoder"], "--freeze-encoder needs --from"),
+        (["train", "{config}", "--data", "{data}", "--stem-group", "other"], "must look like STEM=FILE_STEM"),
+        (["train", "{data}/one/vocals.wav", "--data", "{data}"], "not valid JSON|Cannot read config"),
+        (["evaluate", "{model}"], "exactly one of --data"),
+        (["evaluate", "{model}", "--data", "{data}", "--baseline", "ideal"], "--baseline must be one of"),
+        (["evaluate", "{model}", "--data", "{data}", "--track", "nope", "--stem-group", "other=other,piano"], "--track 'nope' is not in the data"),
+        (["evaluate", "{model}", "--data", "{data}"], "'piano' stem that no model stem takes.*--stem-group"),
+    ],
+)
+def test_train_and_evaluate_errors_are_one_line(capsys, stem_folder, tiny_config_file, tiny_model_dir, tmp_path, args, pattern):
+    fields = {"config": tiny_config_file, "data": stem_folder, "missing": tmp_path / "nope", "model": tiny_model_dir}
+    argv = [a.format(**fields) for a in args]
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stemtf: error: "), err
+    assert __import__("re").search(pattern, lines[0]), lines[0]
