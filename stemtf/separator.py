@@ -134,7 +134,7 @@ class Separator:
             if self.wiener_iterations:
                 estimates = wiener_filter(stft, tf.stack(estimates), iterations=self.wiener_iterations)
                 return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
-            # One stem at a time: only one full-size complex spectrogram per stem is alive at once.
+            # An inverse STFT per stem: no stacked (stems, frames, bins) tensor and its frames at once.
             return tf.stack([
                 spectral.istft(estimate, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
                 for estimate in estimates
@@ -174,7 +174,7 @@ class Separator:
                 stems[:, :overlap] += carry
             done += 1
             if progress is not None:
-                progress(done, max(total or done, done))
+                progress(done, None if total is None else max(total, done))
             if last:
                 yield stems[:, :valid]
                 return
