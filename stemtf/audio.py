@@ -333,6 +333,7 @@ class AudioWriter:
     def commit(self) -> pathlib.Path:
         """Close the file and move it to its final path."""
         self._file.close()
+        os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -341,6 +342,12 @@ class AudioWriter:
         if not self._file.closed:
             self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_audio(path: str | os.PathLike, *, offset: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:

@@ -82,6 +82,17 @@ def test_streamed_resampling_matches_length_and_content():
     np.testing.assert_allclose(out[200:-200, 0], expected[200:-200], atol=1e-3)
 
 
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = audio.write_audio(tmp_path / "x.wav", np.zeros((10, 2), np.float32), SAMPLE_RATE)
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_writer_abort_leaves_nothing(tmp_path):
     writer = audio.AudioWriter(tmp_path / "x.wav", sample_rate=SAMPLE_RATE, num_channels=2)
     writer.write(np.zeros((100, 2), np.float32))
