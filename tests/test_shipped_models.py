@@ -1,0 +1,72 @@
+"""Regression guard for the shipped models: they load, and they separate real music they never saw.
+
+The clip is 10 s of "Caesium" (held out from training, CC0), bundled as stems in tests/data. Every
+model must give decisive masks (a randomly initialised network gives near-uniform ones), stems
+that sum to the mixture, that each beat the unprocessed mixture on SDR, and that stay within 1 dB of
+the SDR measured when the weights were shipped: missing, broken or untrained weights fail here.
+(SDR alone would not catch untrained weights: on this clip uniform masks score about as well as the
+shipped models do, see their model cards.)
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf import spectral
+from stemtf.config import SHIPPED_MODELS, load_model_config
+from stemtf.evaluate import sdr
+from stemtf.separator import Separator
+
+CLIP = pathlib.Path(__file__).parent / "data" / "caesium_10s"
+# Per model: each scored stem, the clip stems it is made of, and its SDR (dB) when shipped.
+EXPECTED = {
+    "2stems": {"vocals": (["vocals"], -1.53), "accompaniment": (["drums", "bass", "other"], 6.00)},
+    "4stems": {"vocals": (["vocals"], -2.37), "drums": (["drums"], 2.50), "bass": (["bass"], 2.33), "other": (["other"], -1.20)},
+    "5stems": {"vocals": (["vocals"], -1.86), "drums": (["drums"], 2.20), "bass": (["bass"], 2.19), "other": (["other"], -1.20)},
+}
+# Known shortfall (saved_models/2stems/MODEL_CARD.md): the accompaniment is the mixture minus the
+# vocal estimate, and it beats the unprocessed mixture (7.5 dB here) only once the vocal estimate's
+# SDR is above 0 dB; the shipped 2stems is at -1.5 dB. Remove this entry when a better model ships.
+BELOW_MIXTURE = {("2stems", "accompaniment")}
+STEMS = {
+    "2stems": ("vocals", "accompaniment"),
+    "4stems": ("vocals", "drums", "bass", "other"),
+    "5stems": ("vocals", "drums", "bass", "piano", "other"),
+}
+
+
+@pytest.fixture(scope="module")
+def clip():
+    stems = {}
+    for path in sorted(CLIP.glob("*.flac")):
+        stems[path.stem], rate = sf.read(path, dtype="float32")
+    return stems, rate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(STEMS))
+def test_shipped_model_separates_held_out_music(name, clip):
+    config, directory = load_model_config(name)
+    assert directory.parent == SHIPPED_MODELS
+    assert config.stems == STEMS[name]
+    assert (directory / "MODEL_CARD.md").is_file()
+    stems, rate = clip
+    mixture = sum(stems.values())
+    separator = Separator.from_pretrained(name)
+    spectrogram = spectral.stft(mixture, n_fft=config.n_fft, hop_length=config.hop_length)
+    magnitude = np.abs(spectrogram)[None, :384, : config.max_bins, :]
+    masks = np.stack([np.asarray(m)[0] for m in separator.model(magnitude, training=False).values()])
+    decisiveness = float(masks.max(axis=0).mean())  # 1/num_stems for uniform masks; ~0.28 for random 4stems
+    assert decisiveness > 0.5, f"{name}: masks look untrained (mean largest mask {decisiveness:.2f})"
+    estimates = separator.separate(mixture, rate)
+    assert set(estimates) == set(config.stems)
+    np.testing.assert_allclose(sum(estimates.values()), mixture, atol=1e-4)
+    for stem, (parts, shipped) in EXPECTED[name].items():
+        reference = sum(stems[p] for p in parts)
+        model_sdr = sdr(reference[None], estimates[stem][None])[0]
+        floor = sdr(reference[None], mixture[None])[0]
+        if (name, stem) not in BELOW_MIXTURE:
+            assert model_sdr > floor, f"{name}/{stem}: SDR {model_sdr:.2f} dB is not above the mixture's {floor:.2f} dB"
+        assert model_sdr > shipped - 1.0, f"{name}/{stem}: SDR {model_sdr:.2f} dB, {shipped:.2f} dB when shipped"
