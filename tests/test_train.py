@@ -11,22 +11,13 @@ import pytest
 import soundfile as sf
 
 from stemtf import train
-from stemtf.config import ModelConfig, UNetConfig
 from stemtf.errors import ModelError
 from stemtf.model import load_model
 
+from conftest import tiny_config
+
 RATE = 8000
-CONFIG = ModelConfig(
-    name="toy",
-    stems=("a", "b"),
-    sample_rate=RATE,
-    n_fft=256,
-    hop_length=64,
-    max_bins=64,
-    extension_bins=16,
-    segment_frames=64,
-    unet=UNetConfig(filters=(4, 8, 16), head_filters=2),
-)
+CONFIG = tiny_config(name="toy", stems=("a", "b"), sample_rate=RATE)
 FAST = {"num_frames": 16, "batch_size": 4, "learning_rate": 3e-2, "lr_schedule": "constant", "validation_crops": 2}
 
 
