@@ -98,11 +98,19 @@ def oracle_estimates(
 
     from stemtf import spectral
 
+    # One stem at a time (two passes): whole songs with all stems at once take tens of GB.
+    def magnitude(waveform: np.ndarray) -> tf.Tensor:
+        return tf.abs(spectral.stft(waveform, n_fft=n_fft, hop_length=hop_length)) + 1e-10
+
+    total = tf.add_n([magnitude(reference) for reference in references])
     mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
-    magnitudes = tf.abs(spectral.stft(references, n_fft=n_fft, hop_length=hop_length))
-    masks = (magnitudes + 1e-10) / tf.reduce_sum(magnitudes + 1e-10, axis=0, keepdims=True)
-    estimates = mixture_stft[None] * tf.cast(masks, tf.complex64)
-    return spectral.istft(estimates, n_fft=n_fft, hop_length=hop_length, num_samples=mixture.shape[0]).numpy()
+    estimates = np.empty(references.shape, np.float32)
+    for index, reference in enumerate(references):
+        mask = tf.cast(magnitude(reference) / total, tf.complex64)
+        estimates[index] = spectral.istft(
+            mixture_stft * mask, n_fft=n_fft, hop_length=hop_length, num_samples=mixture.shape[0]
+        ).numpy()
+    return estimates
 
 
 def score_track(
