@@ -95,7 +95,7 @@ def separate(
     check_filename_template(filename)
     load_model_config(model)  # unknown model: fail before the TensorFlow import
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import TextColumn
 
     from stemtf.separator import Separator
 
@@ -103,11 +103,7 @@ def separate(
     separator = Separator.from_pretrained(model, overlap=overlap, wiener_iterations=wiener)
     planned: dict[pathlib.Path, pathlib.Path] = {}
     written, failed = 0, 0
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"), TimeElapsedColumn(),
-        console=None, transient=True, disable=quiet,
-    )
-    progress.console.stderr = True
+    progress = _progress_bar(quiet, TextColumn("chunks"))
     with progress:
         for path in inputs:
             task = progress.add_task(path.name, total=None)
