@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stemtf import data  # noqa: E402
+from stemtf import data, spectral  # noqa: E402
 from stemtf.config import load_config  # noqa: E402
 from stemtf.model import build_model  # noqa: E402
 from stemtf.train import training_model  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
         model.train_on_batch(inputs, targets)
     training = args.train_steps * args.batch_size / (time.perf_counter() - start)
 
-    seconds = data.spectral.segment_samples(args.num_frames, n_fft=config.n_fft, hop_length=config.hop_length) / config.sample_rate
+    seconds = spectral.segment_samples(args.num_frames, n_fft=config.n_fft, hop_length=config.hop_length) / config.sample_rate
     print(f"examples of {args.num_frames} frames ({seconds:.1f} s), batch {args.batch_size}, {os.cpu_count()} CPUs")
     print(f"  input pipeline  {pipeline:7.2f} examples/s")
     print(f"  training steps  {training:7.2f} examples/s ({config.name}, {model.count_params() / 1e6:.1f} M params)")

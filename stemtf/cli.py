@@ -323,12 +323,12 @@ def export_command(
 ) -> None:
     """Export a model: a SavedModel for TF Serving, TFLite chunk + masks models, or ONNX; each with a .json."""
     from stemtf.config import load_model_config
+    from stemtf.export.options import FORMATS, QUANTIZATIONS  # no TensorFlow: bad options fail before it loads
 
-    formats, quantizations = ("savedmodel", "tflite", "onnx"), ("none", "float16", "int8")  # stemtf.export's, without importing TensorFlow
-    if fmt not in formats:
-        raise StemtfError(f"--format {fmt!r} is not supported; use one of {', '.join(formats)}.")
-    if quantize not in quantizations:
-        raise StemtfError(f"--quantize {quantize!r} is not supported; use one of {', '.join(quantizations)}.")
+    if fmt not in FORMATS:
+        raise StemtfError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
+    if quantize not in QUANTIZATIONS:
+        raise StemtfError(f"--quantize {quantize!r} is not supported; use one of {', '.join(QUANTIZATIONS)}.")
     if quantize != "none" and fmt != "tflite":
         raise StemtfError(f"--quantize {quantize} applies to --format tflite only.")
     if chunk_seconds is not None and not chunk_seconds > 0:

@@ -154,15 +154,15 @@ def test_training_dataset_specs_determinism_and_augmentation(tmp_path):
     mixture, _ = plain[0]
     assert mixture.shape == (3, 16, 64, 2)
     num_samples = spectral.segment_samples(16, n_fft=256, hop_length=64)
-    reader = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2, data.Augmentation(remix_probability=1.0), 5)
+    reader = data.augment._ExampleReader(found, ["a", "b"], num_samples, RATE, 2, data.Augmentation(remix_probability=1.0), 5)
     example = reader(np.int64(0))
     np.testing.assert_allclose(example[0], example[1] + example[2], atol=1e-6)
     gains = [np.abs(example[k]).max() / 0.4 for k in (1, 2)]
     assert all(g <= 1.25 + 1e-6 for g in gains)
-    swapped = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
-                                  data.Augmentation(gain_range=(1, 1), channel_swap_probability=1, remix_probability=0), 5)
-    unswapped = data._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
-                                    data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=0), 5)
+    swapped = data.augment._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
+                                          data.Augmentation(gain_range=(1, 1), channel_swap_probability=1, remix_probability=0), 5)
+    unswapped = data.augment._ExampleReader(found, ["a", "b"], num_samples, RATE, 2,
+                                            data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=0), 5)
     np.testing.assert_array_equal(swapped(np.int64(3))[1], unswapped(np.int64(3))[1][:, ::-1])
 
 

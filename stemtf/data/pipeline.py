@@ -1,0 +1,133 @@
+"""The tf.data pipelines: endless augmented training crops and fixed validation crops, as magnitude spectrograms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from stemtf import spectral
+from stemtf.data.augment import DEFAULT_AUGMENTATION, Augmentation, _ExampleReader
+from stemtf.data.reading import read_crop
+from stemtf.data.tracks import Track
+from stemtf.errors import DataError
+
+
+def _spectrogram_dataset(
+    waveforms: tf.data.Dataset, *, stems: Sequence[str], batch_size: int, n_fft: int, hop_length: int, max_bins: int
+) -> tf.data.Dataset:
+    def to_magnitudes(batch: tf.Tensor):
+        magnitude = tf.abs(spectral.stft(batch, n_fft=n_fft, hop_length=hop_length))[..., :max_bins, :]
+        return magnitude[:, 0], {stem: magnitude[:, 1 + i] for i, stem in enumerate(stems)}
+
+    batched = waveforms.batch(batch_size, drop_remainder=False, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batched.map(to_magnitudes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_geometry(tracks, stems, num_frames, batch_size) -> None:
+    if not tracks:
+        raise DataError("No tracks to read examples from.")
+    for track in tracks:
+        if list(track.stems) != list(stems):
+            raise DataError(f"Track {track.name!r} has stems {list(track.stems)}, expected {list(stems)}.")
+    if num_frames < 1 or batch_size < 1:
+        raise ValueError(f"`num_frames` and `batch_size` must be >= 1. Received {num_frames}, {batch_size}.")
+
+
+def training_dataset(
+    tracks: Sequence[Track],
+    *,
+    stems: Sequence[str],
+    sample_rate: int,
+    num_channels: int,
+    n_fft: int,
+    hop_length: int,
+    max_bins: int,
+    num_frames: int,
+    batch_size: int,
+    augmentation: Augmentation | None = DEFAULT_AUGMENTATION,
+    seed: int = 0,
+    first_example: int = 0,
+) -> tf.data.Dataset:
+    """An endless, deterministic dataset of augmented random crops as magnitude spectrograms.
+
+    Args:
+        tracks: Training tracks (from :func:`training_split` or the layout functions).
+        stems: The model's stems, in order (the tracks' stems).
+        sample_rate: The model's sample rate, in Hz.
+        num_channels: The model's channels.
+        n_fft: STFT size.
+        hop_length: STFT hop.
+        max_bins: Lowest bins kept.
+        num_frames: Frames per example (a multiple of ``2 ** depth`` for the U-Net).
+        batch_size: Examples per batch.
+        augmentation: Augmentation, or None for plain crops (mixture files used when present).
+        seed: Seed of every random draw; equal seeds give equal datasets.
+        first_example: Index of the first example (to continue a run where it stopped).
+
+    Returns:
+        Batches ``(mixture, {stem: stem_magnitude})``, each float32
+        ``(batch_size, num_frames, max_bins, num_channels)``.
+    """
+    _check_geometry(tracks, stems, num_frames, batch_size)
+    num_samples = spectral.segment_samples(num_frames, n_fft=n_fft, hop_length=hop_length)
+    reader = _ExampleReader(tracks, stems, num_samples, sample_rate, num_channels, augmentation, seed)
+    shape = (1 + len(stems), num_samples, num_channels)
+
+    def load(index: tf.Tensor) -> tf.Tensor:
+        waveforms = tf.numpy_function(reader, [index], tf.float32, stateful=False)
+        return tf.ensure_shape(waveforms, shape)
+
+    indices = tf.data.Dataset.range(first_example, np.iinfo(np.int64).max)
+    waveforms = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _spectrogram_dataset(
+        waveforms, stems=stems, batch_size=batch_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
+    )
+
+
+def validation_crops(tracks: Sequence[Track], *, num_samples: int, sample_rate: int, crops_per_track: int) -> list[tuple[int, int]]:
+    """``(track_index, start)`` of evenly spaced crops over every track (at most ``crops_per_track`` each)."""
+    crops = []
+    for index, track in enumerate(tracks):
+        length = int(track.num_samples * sample_rate / track.sample_rate)
+        starts = np.linspace(0, max(0, length - num_samples), crops_per_track).round().astype(int)
+        crops += [(index, int(start)) for start in sorted(set(starts.tolist()))]
+    return crops
+
+
+def validation_dataset(
+    tracks: Sequence[Track],
+    *,
+    stems: Sequence[str],
+    sample_rate: int,
+    num_channels: int,
+    n_fft: int,
+    hop_length: int,
+    max_bins: int,
+    num_frames: int,
+    batch_size: int,
+    crops_per_track: int = 4,
+) -> tf.data.Dataset:
+    """A finite dataset of fixed, evenly spaced, unaugmented crops of held-out tracks.
+
+    Arguments as for :func:`training_dataset`; ``crops_per_track`` crops are spread over each track.
+    """
+    _check_geometry(tracks, stems, num_frames, batch_size)
+    num_samples = spectral.segment_samples(num_frames, n_fft=n_fft, hop_length=hop_length)
+    crops = validation_crops(tracks, num_samples=num_samples, sample_rate=sample_rate, crops_per_track=crops_per_track)
+    shape = (1 + len(stems), num_samples, num_channels)
+
+    def read(track_index: np.int64, start: np.int64) -> np.ndarray:
+        return read_crop(tracks[int(track_index)], int(start), num_samples, sample_rate=sample_rate,
+                         num_channels=num_channels, stems=stems)
+
+    def load(crop: tf.Tensor) -> tf.Tensor:
+        waveforms = tf.numpy_function(read, [crop[0], crop[1]], tf.float32, stateful=False)
+        return tf.ensure_shape(waveforms, shape)
+
+    positions = tf.data.Dataset.from_tensor_slices(np.asarray(crops, np.int64).reshape(-1, 2))
+    waveforms = positions.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _spectrogram_dataset(
+        waveforms, stems=stems, batch_size=batch_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
+    )

@@ -1,0 +1,152 @@
+"""The ``tf.function`` graphs that get exported: waveform chunk, masks, whole-waveform separation, WAV bytes."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from stemtf import spectral
+from stemtf.config import ModelConfig
+from stemtf.errors import StemtfError
+from stemtf.export.options import MAGNITUDE_INPUT, WAV_INPUT, WAVEFORM_INPUT
+from stemtf.export.sizes import chunk_samples_for, default_overlap_samples
+
+
+def _extended_masks(masks: dict, config: ModelConfig) -> list[tf.Tensor]:
+    """``{stem: (1, T, max_bins, C)}`` -> list of ``(T, num_bins, C)`` masks in stem order."""
+    return [
+        spectral.extend_mask(
+            masks[stem][0], num_bins=config.num_bins, how=config.mask_extension, extension_bins=config.extension_bins
+        )
+        for stem in config.stems
+    ]
+
+
+def waveform_chunk_function(model: keras.Model, config: ModelConfig, *, segment_frames: int | None = None):
+    """A ``tf.function`` from one chunk ``(L, C)`` to ``{stem: (L, C)}`` with builtin-op-only STFTs.
+
+    Same computation as the separator's chunk function without Wiener filtering, but with
+    :func:`~stemtf.spectral.stft_matmul` / :func:`~stemtf.spectral.istft_matmul`.
+    """
+    frames = segment_frames or config.segment_frames
+    length = chunk_samples_for(config, frames)
+    n_fft, hop = config.n_fft, config.hop_length
+
+    @tf.function(input_signature=[tf.TensorSpec([length, config.num_channels], tf.float32, name=WAVEFORM_INPUT)], autograph=False)
+    def separate_chunk(waveform):
+        real, imag = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop)  # (T, bins, C)
+        magnitude = tf.sqrt(tf.square(real) + tf.square(imag))[None, :, : config.max_bins, :]
+        masks = _extended_masks(model(magnitude, training=False), config)
+        return {
+            stem: spectral.istft_matmul(real * mask, imag * mask, n_fft=n_fft, hop_length=hop, num_samples=length)
+            for stem, mask in zip(config.stems, masks)
+        }
+
+    return separate_chunk
+
+
+def masks_function(model: keras.Model, config: ModelConfig, *, segment_frames: int | None = None):
+    """A ``tf.function`` from magnitudes ``(1, T, max_bins, C)`` to ``{stem: (1, T, max_bins, C)}`` ratio masks."""
+    frames = segment_frames or config.segment_frames
+    spec = tf.TensorSpec([1, frames, config.max_bins, config.num_channels], tf.float32, name=MAGNITUDE_INPUT)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def masks(magnitude):
+        outputs = model(magnitude, training=False)
+        return {stem: outputs[stem] for stem in config.stems}
+
+    return masks
+
+
+def separate_function(
+    model: keras.Model,
+    config: ModelConfig,
+    *,
+    segment_frames: int | None = None,
+    overlap_samples: int | None = None,
+    wiener_iterations: int = 0,
+):
+    """A ``tf.function`` from a whole waveform ``(num_samples, C)`` to ``{stem: (num_samples, C)}``.
+
+    The chunking, zero padding and linear cross-fade are :class:`~stemtf.separator.Separator`'s, in
+    graph ops, so the result matches it; chunks go through the network one at a time (flat memory).
+    """
+    from stemtf.wiener import wiener_filter
+
+    frames = segment_frames or config.segment_frames
+    length = chunk_samples_for(config, frames)
+    overlap = default_overlap_samples(config, length) if overlap_samples is None else overlap_samples
+    if not 0 <= overlap <= length // 2:
+        raise StemtfError(f"The overlap must be between 0 and {length // 2} samples. Received {overlap}.")
+    stride = length - overlap
+    n_fft, hop, channels, num_stems = config.n_fft, config.hop_length, config.num_channels, len(config.stems)
+
+    def one_chunk(waveform):
+        stft = spectral.stft(waveform, n_fft=n_fft, hop_length=hop)
+        masks = _extended_masks(model(tf.abs(stft)[None, :, : config.max_bins, :], training=False), config)
+        estimates = tf.stack([stft * tf.cast(mask, tf.complex64) for mask in masks])
+        estimates = wiener_filter(stft, estimates, iterations=wiener_iterations)
+        return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=length)  # (J, L, C)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, channels], tf.float32, name=WAVEFORM_INPUT)], autograph=False)
+    def separate(waveform):
+        num_samples = tf.shape(waveform)[0]
+        count = 1 + (tf.maximum(num_samples - length, 0) + stride - 1) // stride
+        total = (count - 1) * stride + length
+        chunks = tf.signal.frame(tf.pad(waveform, [[0, total - num_samples], [0, 0]]), length, stride, axis=0)
+        stems = tf.map_fn(
+            one_chunk, chunks, fn_output_signature=tf.TensorSpec([num_stems, length, channels], tf.float32)
+        )  # (count, J, L, C)
+        index = tf.range(count)[:, None]
+        ramp = (tf.range(overlap, dtype=tf.float32) + 0.5) / max(overlap, 1)
+        fade_in = tf.where(index > 0, ramp[None, :], 1.0)
+        fade_out = tf.where(index < count - 1, 1.0 - ramp[None, :], 1.0)
+        weights = tf.concat([fade_in, tf.ones([count, length - 2 * overlap]), fade_out], axis=1)  # (count, L)
+        stems = stems * weights[:, None, :, None]
+        stems = tf.signal.overlap_and_add(tf.transpose(stems, [1, 3, 0, 2]), stride)  # (J, C, total)
+        stems = tf.transpose(stems[:, :, :num_samples], [0, 2, 1])
+        return {stem: stems[index] for index, stem in enumerate(config.stems)}
+
+    return separate
+
+
+def wav_function(config: ModelConfig, separate):
+    """A ``tf.function`` from WAV files ``(batch,)`` string to ``{stem + "_bytes": (batch,) string}``.
+
+    Inputs must be 16-bit PCM WAV at the model's rate, mono or stereo; each output keeps its
+    input's channel count. The ``_bytes`` suffix makes TF Serving's REST API send them base64.
+    """
+    rate, channels, num_stems = config.sample_rate, config.num_channels, len(config.stems)
+
+    def one_file(data):
+        decoded = tf.audio.decode_wav(data)
+        waveform = decoded.audio
+        have = tf.shape(waveform)[1]
+        checks = [
+            tf.debugging.assert_equal(
+                decoded.sample_rate, rate, message=f"the WAV must be {rate} Hz (resample it, or use /v1/separate)"
+            ),
+            tf.debugging.assert_less_equal(have, 2, message="the WAV must be mono or stereo"),
+        ]
+        with tf.control_dependencies(checks):
+            if channels == 2:
+                model_input = tf.cond(have == 1, lambda: tf.tile(waveform, [1, 2]), lambda: tf.identity(waveform))
+            else:
+                model_input = tf.reduce_mean(waveform, axis=1, keepdims=True)
+        stems = separate(tf.ensure_shape(model_input, [None, channels]))
+        encoded = []
+        for stem in config.stems:
+            out = stems[stem]
+            if channels == 2:
+                out = tf.cond(have == 1, lambda out=out: tf.reduce_mean(out, axis=1, keepdims=True), lambda out=out: out)
+            else:
+                out = tf.tile(out, [1, have])
+            encoded.append(tf.audio.encode_wav(tf.clip_by_value(out, -1.0, 1.0), rate))
+        return tf.stack(encoded)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=WAV_INPUT)], autograph=False)
+    def separate_wav(audio_bytes):
+        files = tf.map_fn(one_file, audio_bytes, fn_output_signature=tf.TensorSpec([num_stems], tf.string))
+        return {f"{stem}_bytes": files[:, index] for index, stem in enumerate(config.stems)}
+
+    return separate_wav

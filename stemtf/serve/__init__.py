@@ -1,0 +1,39 @@
+"""Serve an exported SavedModel over TensorFlow Serving's REST API, plus a file-upload endpoint.
+
+Endpoints (the subset of TF Serving's REST API that clients use, so the same client code works
+against ``tensorflow/serving`` with the same SavedModel):
+
+- ``GET /v1/models/NAME[/versions/V]``: version status.
+- ``GET /v1/models/NAME[/versions/V]/metadata``: signatures, inputs and outputs.
+- ``POST /v1/models/NAME[/versions/V]:predict``: ``{"signature_name": ..., "instances": [...]}``
+  (row format) or ``{"inputs": ...}`` (columnar); strings as ``{"b64": "..."}``; outputs whose
+  name ends in ``_bytes`` come back as ``{"b64": "..."}``.
+- ``POST /v1/separate``: an audio file in any format the CLI reads (multipart field ``file`` or the
+  raw body) -> a zip of ``STEM.wav`` files with the upload's rate and channels.
+
+Every error is a 4xx JSON ``{"error": "..."}`` (5xx only for a bug); bodies and durations are
+limited; inference runs in worker threads, at most ``max_concurrency`` at a time.
+"""
+
+from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.protocol import RequestError, format_predict_response
+from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
+from stemtf.serve.server import DEFAULT_HOST, DEFAULT_PORT, bind_socket, serve
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_DURATION",
+    "DEFAULT_MAX_UPLOAD_MB",
+    "DEFAULT_PORT",
+    "RequestError",
+    "ServedModel",
+    "bind_socket",
+    "create_app",
+    "find_savedmodel",
+    "format_predict_response",
+    "parse_predict_request",
+    "separate_upload",
+    "serve",
+]

@@ -1,0 +1,118 @@
+"""The FastAPI app: TF Serving's model status, metadata and ``:predict`` routes, and ``POST /v1/separate``."""
+
+import json
+import pathlib
+import re
+from typing import Any
+
+from stemtf.errors import StemtfError
+from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.protocol import RequestError, format_predict_response
+from stemtf.serve.served_model import ServedModel
+
+DEFAULT_MAX_UPLOAD_MB = 100.0
+_MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/metadata|:predict)?$")
+
+
+def create_app(model: ServedModel, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
+    """The FastAPI app serving ``model``."""
+    try:
+        from fastapi import FastAPI, Request, Response
+        from fastapi.exceptions import RequestValidationError
+        from starlette.concurrency import run_in_threadpool
+        from starlette.exceptions import HTTPException
+    except ImportError:
+        raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
+
+    max_bytes = int(max_upload_mb * 1e6)
+    app = FastAPI(title="stemtf", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def json_response(data: Any, status: int = 200) -> Response:
+        return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request, error: RequestError):
+        return json_response({"error": str(error)}, error.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request, error: HTTPException):
+        return json_response({"error": str(error.detail)}, error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, error):
+        details = "; ".join(str(item.get("msg", "")) for item in error.errors()[:3])
+        return json_response({"error": f"Invalid request: {details}."}, 400)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request, error: Exception):
+        return json_response({"error": f"internal error: {type(error).__name__}"}, 500)
+
+    def lookup(path: str, *, predict: bool) -> str | None:
+        """The suffix (``/metadata``, ``:predict`` or None) of ``NAME[/versions/V][/metadata|:predict]``; raises 404 for another model."""
+        found = _MODEL_PATH.match(path)
+        if not found or (found["rest"] == ":predict") != predict:
+            raise RequestError(f"Unknown endpoint /v1/models/{path}.", 404)
+        if found["name"] != model.name or (found["version"] is not None and found["version"] != model.version):
+            version = f"specific({found['version']})" if found["version"] else "Latest"
+            raise RequestError(f"Servable not found for request: {version}({found['name']}); this server has {model.name!r}.", 404)
+        return found["rest"]
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise RequestError(f"The body is {int(declared) / 1e6:.1f} MB; this server accepts at most {max_upload_mb:g} MB.", 413)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestError(f"The body is larger than this server's limit of {max_upload_mb:g} MB.", 413)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @app.get("/v1/models/{path:path}")
+    async def model_status(path: str):
+        rest = lookup(path, predict=False)
+        if rest == "/metadata":
+            return json_response({
+                "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
+                "metadata": {"signature_def": {"signature_def": model.signature_metadata()}},
+            })
+        return json_response({"model_version_status": [{
+            "version": model.version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""},
+        }]})
+
+    @app.post("/v1/models/{path:path}")
+    async def predict(path: str, request: Request):
+        lookup(path, predict=True)
+        body = await read_body(request)
+
+        def work() -> dict:
+            signature, inputs, row_format = parse_predict_request(body, model)
+            return format_predict_response(model.run(signature, inputs), row_format)
+
+        return json_response(await run_in_threadpool(work))
+
+    @app.post("/v1/separate")
+    async def separate(request: Request):
+        body = await read_body(request)
+        filename = request.query_params.get("filename", "")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            async def replay() -> dict:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise RequestError("The multipart body must have a file field named 'file' (curl -F file=@song.mp3).")
+            data, filename = await upload.read(), upload.filename or ""
+        else:
+            data = body
+        if not data:
+            raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
+        zipped = await run_in_threadpool(separate_upload, data, filename, model)
+        track = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(filename).stem or "track")
+        return Response(zipped, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
+
+    return app

@@ -1,0 +1,135 @@
+"""A loaded SavedModel exported by stemtf: finding it, its signatures, running them a few at a time."""
+
+import json
+import os
+import pathlib
+import re
+import threading
+from typing import Any
+
+import numpy as np
+
+from stemtf import audio
+from stemtf.errors import ModelError
+from stemtf.serve.protocol import RequestError
+
+DEFAULT_MAX_DURATION = 600.0
+DEFAULT_MAX_CONCURRENCY = 2
+
+
+def find_savedmodel(path: str | os.PathLike) -> tuple[pathlib.Path, str] | None:
+    """``(savedmodel_dir, version)`` for a SavedModel directory or a TF Serving base path; None otherwise.
+
+    A base path holds numbered version folders; the highest one is served.
+    """
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path, path.name if path.name.isdigit() else "1"
+    if path.is_dir():
+        versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+        if versions:
+            best = max(versions, key=lambda p: int(p.name))
+            return best, best.name
+    return None
+
+
+class ServedModel:
+    """A loaded SavedModel exported by :func:`stemtf.export.export_savedmodel`, thread-safe to call.
+
+    Args:
+        path: The SavedModel directory or a TF Serving base path.
+        name: The name in URLs (default: the exported model's name).
+        max_duration: Longest audio accepted, in seconds.
+        max_concurrency: Inferences run at the same time; more requests wait.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        max_duration: float = DEFAULT_MAX_DURATION,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    ) -> None:
+        import tensorflow as tf
+
+        from stemtf.export import metadata_path
+
+        found = find_savedmodel(path)
+        if found is None:
+            raise ModelError(f"{str(path)!r} is not a SavedModel directory; export one with `stemtf export MODEL --format savedmodel`.")
+        self.path, self.version = found
+        try:
+            self.metadata = json.loads(metadata_path(self.path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ModelError(
+                f"{str(metadata_path(self.path))!r} is missing or unreadable; export the model with `stemtf export`."
+            ) from None
+        self.name = name or self.metadata["model"]
+        self.sample_rate = int(self.metadata["sample_rate"])
+        self.num_channels = int(self.metadata["num_channels"])
+        self.stems = list(self.metadata["stems"])
+        self.max_duration = max_duration
+        self._loaded = tf.saved_model.load(str(self.path))
+        self.signatures = dict(self._loaded.signatures)
+        self._semaphore = threading.BoundedSemaphore(max(1, max_concurrency))
+
+    def signature_metadata(self) -> dict[str, Any]:
+        """The signatures in TF Serving's ``GetModelMetadata`` JSON form."""
+        result = {}
+        for key, function in self.signatures.items():
+            inputs = function.structured_input_signature[1]
+            result[key] = {
+                "inputs": {name: _tensor_json(spec, f"{key}_{name}:0") for name, spec in inputs.items()},
+                "outputs": {name: _tensor_json(spec, f"StatefulPartitionedCall:{index}")
+                            for index, (name, spec) in enumerate(sorted(function.structured_outputs.items()))},
+                "method_name": "tensorflow/serving/predict",
+            }
+        return result
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time."""
+        import tensorflow as tf
+
+        function = self.signatures[signature_name]
+        with self._semaphore:
+            try:
+                outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+                raise RequestError(_tf_message(error)) from None
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def separate(self, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+        """Separate a waveform ``(num_samples, 1 or 2)`` of any rate; stems keep its shape and rate."""
+        import soxr
+
+        num_samples, num_channels = waveform.shape
+        x = waveform
+        if sample_rate != self.sample_rate:
+            x = soxr.resample(x, sample_rate, self.sample_rate).reshape(-1, num_channels)
+        x = audio.convert_channels(np.ascontiguousarray(x, dtype=np.float32), self.num_channels)
+        outputs = self.run("serving_default", {"waveform": x})
+        stems = {}
+        for stem in self.stems:
+            out = outputs[stem]
+            if sample_rate != self.sample_rate:
+                out = soxr.resample(out, self.sample_rate, sample_rate).reshape(-1, out.shape[1])
+            out = audio.convert_channels(out, num_channels)
+            stems[stem] = np.pad(out[:num_samples], ((0, max(0, num_samples - out.shape[0])), (0, 0)))
+        return stems
+
+
+def _tensor_json(spec, name: str) -> dict[str, Any]:
+    dtype = {"float32": "DT_FLOAT", "string": "DT_STRING"}.get(spec.dtype.name, f"DT_{spec.dtype.name.upper()}")
+    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
+    return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
+
+
+def _tf_message(error: Exception) -> str:
+    """The useful line of a TensorFlow error (assertion text, or the first line)."""
+    text = getattr(error, "message", None) or str(error)
+    found = re.search(r"assertion failed: \[([^\]]*)\]", text)
+    if found:
+        return found.group(1)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(("[[", "Detected at", "<stack"))]
+    return (lines[-1] if lines else "inference failed")[:500]
