@@ -166,6 +166,31 @@ def test_training_dataset_specs_determinism_and_augmentation(tmp_path):
     np.testing.assert_array_equal(swapped(np.int64(3))[1], unswapped(np.int64(3))[1][:, ::-1])
 
 
+def test_speed_augmentation_changes_pitch_and_keeps_the_crop_length(tmp_path):
+    found = data.folder_tracks(write_folder(tmp_path, toy_tracks(1, num_samples=8000)), stems=["a", "b"])  # a: 300 Hz, b: 1500 Hz
+    num_samples = 2048
+
+    def example(speed_range, index=0):
+        augmentation = data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=0, speed_range=speed_range)
+        return data.augment._ExampleReader(found, ["a", "b"], num_samples, RATE, 2, augmentation, 3)(np.int64(index))
+
+    def peak_hz(waveform):
+        spectrum = np.abs(np.fft.rfft(waveform[:, 0] * np.hanning(len(waveform))))
+        return np.argmax(spectrum) * RATE / len(waveform)
+
+    for index in range(3):
+        plain, fast, slow = example((1, 1), index), example((1.5, 1.5), index), example((0.8, 0.8), index)
+        assert fast.shape == slow.shape == plain.shape == (3, num_samples, 2)
+        np.testing.assert_allclose(fast[0], fast[1] + fast[2], atol=1e-6)
+        for stem, hz in ((1, 300), (2, 1500)):  # every stem moves together: the song stays in tune with itself
+            assert peak_hz(plain[stem]) == pytest.approx(hz, rel=0.02)
+            assert peak_hz(fast[stem]) == pytest.approx(1.5 * hz, rel=0.02)
+            assert peak_hz(slow[stem]) == pytest.approx(0.8 * hz, rel=0.02)
+        assert np.abs(fast[1][-100:]).max() > 0.05  # no silent tail: enough source was read
+    with pytest.raises(ValueError, match="speed_range"):
+        data.Augmentation(speed_range=(1.2, 1.1))
+
+
 def test_validation_dataset_is_fixed_crops(tmp_path):
     found = data.folder_tracks(write_folder(tmp_path, toy_tracks(2)), stems=["a", "b"])
     dataset = data.validation_dataset(found, stems=["a", "b"], crops_per_track=3, **GEOMETRY)

@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--from", dest="from_model", default=None)
     parser.add_argument("--freeze-encoder", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                        help="speed (tempo and pitch) augmentation factors, e.g. 0.85 1.15; 1 1 is off")
     args = parser.parse_args()
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
@@ -91,6 +93,7 @@ def main() -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume,
         from_model=args.from_model, freeze_encoder=args.freeze_encoder, seed=args.seed, progress=progress,
+        augmentation=data.Augmentation(speed_range=tuple(args.speed_range)),
     )
     record = {
         "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),
