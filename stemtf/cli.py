@@ -208,6 +208,7 @@ def train(
     from_model: Optional[str] = typer.Option(None, "--from", help="Start from a trained model (name or directory): fine-tuning.", show_default=False),
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
+    speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
@@ -229,8 +230,13 @@ def train(
     _import_tensorflow_quietly()
     from rich.progress import TextColumn
 
+    from stemtf.data import Augmentation
     from stemtf.train import fit
 
+    try:
+        augmentation = Augmentation(speed_range=tuple(speed_range))
+    except ValueError as error:
+        raise StemtfError(f"--speed-range: {error}") from None
     progress = _progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     with progress:
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
@@ -243,7 +249,7 @@ def train(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
             num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
             seed=seed, resume=resume, from_model=from_model, freeze_encoder=freeze_encoder,
-            checkpoint_every=checkpoint_every, progress=report,
+            checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report,
         )
     if not quiet:
         typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")

@@ -37,7 +37,7 @@ def run(capsys, *args):
 def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_path):
     output = tmp_path / "run"
     common = ["train", tiny_config_file, "--data", stem_folder, "-o", output, "--batch-size", "2", "--num-frames", "64",
-              "--checkpoint-every", "2", "--stem-group", "other=other,piano", "--validation-track", "three", "-q"]
+              "--checkpoint-every", "2", "--stem-group", "other=other,piano", "--validation-track", "three", "--speed-range", "0.9", "1.1", "-q"]
     code, _, err = run(capsys, *common, "--steps", "2")
     assert code == 0, err
     assert (output / "config.json").is_file() and (output / "model.weights.h5").is_file()
@@ -60,6 +60,7 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
         (["train", "{config}", "--data", "{missing}"], "does not exist"),
         (["train", "{config}", "--data", "{data}", "--steps", "0"], "--steps must be >= 1"),
         (["train", "{config}", "--data", "{data}", "--freeze-encoder"], "--freeze-encoder needs --from"),
+        (["train", "{config}", "--data", "{data}", "--speed-range", "1.2", "1.1"], "--speed-range: .*0.5 <= low <= high <= 2"),
         (["train", "{config}", "--data", "{data}", "--stem-group", "other"], "must look like STEM=FILE_STEM"),
         (["train", "{data}/one/vocals.wav", "--data", "{data}"], "not valid JSON|Cannot read config"),
         (["evaluate", "{model}"], "exactly one of --data"),

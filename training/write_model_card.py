@@ -36,6 +36,9 @@ def main() -> None:
     weights = pathlib.Path("saved_models") / args.preset / "model.weights.h5"
     size = f"{weights.stat().st_size / 1e6:.1f} MB (float16 on disk)" if weights.exists() else "(not shipped)"
     real = sorted(t for t in last["train_tracks"] if not t.startswith("synth"))
+    speed = tuple(last["args"].get("speed_range") or (1.0, 1.0))
+    augmentation = "per-stem gain, channel swap, remixing" + (
+        f", speed (tempo and pitch) x{speed[0]:g}-{speed[1]:g}" if tuple(speed) != (1.0, 1.0) else "")
     synthetic = [t for t in last["train_tracks"] if t.startswith("synth")]
     out = [
         f"# stemtf `{args.preset}`",
@@ -59,7 +62,7 @@ def main() -> None:
         f"- Recipe: `training/train_presets.py {args.preset}` (see training/README.md); "
         f"steps: {last['step']}, batch {last['args']['batch_size']} x {last['args']['num_frames']} frames "
         f"(~6 s), Adam, cosine schedule from {last['args']['learning_rate']:g} with "
-        f"{last['args']['warmup_steps']} warm-up steps; augmentation: per-stem gain, channel swap, remixing.",
+        f"{last['args']['warmup_steps']} warm-up steps; augmentation: {augmentation} (last run).",
         f"- Started from: {last['args'].get('from_model') or 'random initialisation'}.",
         "- Hardware: 2-core x86-64 CPU, no GPU, shared with other jobs.",
     ]
