@@ -3,7 +3,7 @@
 Every source becomes a list of :class:`Track`: a name, a length, and for every model stem the audio
 files summed to make it (none: the stem is silent in that track). The pipeline then draws random
 crops with partial reads (never decoding a whole file per example), augments them (random gain per
-stem, channel swap, stems remixed across tracks), and turns them into magnitude spectrograms with
+stem, channel swap, stems remixed across tracks, optionally speed), and turns them into magnitude spectrograms with
 :func:`stemtf.spectral.stft`. Everything random is drawn from ``numpy.random.default_rng([seed,
 example_index])``, so a pipeline is deterministic given its seed and can restart at any example.
 
