@@ -329,14 +329,9 @@ def export_command(
 ) -> None:
     """Export a model: a SavedModel for TF Serving, TFLite chunk + masks models, or ONNX; each with a .json."""
     from stemtf.config import load_model_config
-    from stemtf.export.options import FORMATS, QUANTIZATIONS  # no TensorFlow: bad options fail before it loads
+    from stemtf.export.options import check_options  # no TensorFlow: bad options fail before it loads
 
-    if fmt not in FORMATS:
-        raise StemtfError(f"--format {fmt!r} is not supported; use one of {', '.join(FORMATS)}.")
-    if quantize not in QUANTIZATIONS:
-        raise StemtfError(f"--quantize {quantize!r} is not supported; use one of {', '.join(QUANTIZATIONS)}.")
-    if quantize != "none" and fmt != "tflite":
-        raise StemtfError(f"--quantize {quantize} applies to --format tflite only.")
+    check_options(fmt, quantize)
     if chunk_seconds is not None and not chunk_seconds > 0:
         raise StemtfError(f"--chunk-seconds must be > 0. Received {chunk_seconds:g}.")
     config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import pathlib
 
-from stemtf.errors import OutputError, StemtfError
+from stemtf.errors import OutputError
 from stemtf.export.metadata import metadata_path
-from stemtf.export.options import FORMATS, KINDS, QUANTIZATIONS, SAVEDMODEL_VERSION
+from stemtf.export.options import KINDS, SAVEDMODEL_VERSION, check_options
 from stemtf.export.sizes import segment_frames_for
 from stemtf.export.writers import export_onnx, export_savedmodel, export_tflite
 
@@ -32,12 +32,7 @@ def export(
     """
     from stemtf.model import load_model
 
-    if fmt not in FORMATS:
-        raise StemtfError(f"--format must be one of {', '.join(FORMATS)}. Received {fmt!r}.")
-    if quantize not in QUANTIZATIONS:
-        raise StemtfError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}. Received {quantize!r}.")
-    if quantize != "none" and fmt != "tflite":
-        raise StemtfError(f"--quantize {quantize} applies to --format tflite only.")
+    check_options(fmt, quantize)
     model, config = load_model(model_name_or_path)
     frames = segment_frames_for(config, chunk_seconds)
     output_dir = pathlib.Path(output_dir)
