@@ -38,7 +38,7 @@ def main() -> None:
     real = sorted(t for t in last["train_tracks"] if not t.startswith("synth"))
     speed = tuple(last["args"].get("speed_range") or (1.0, 1.0))
     augmentation = "per-stem gain, channel swap, remixing" + (
-        f", speed (tempo and pitch) x{speed[0]:g}-{speed[1]:g}" if tuple(speed) != (1.0, 1.0) else "")
+        f", speed (tempo and pitch) x{speed[0]:g}-{speed[1]:g}" if speed != (1.0, 1.0) else "")
     synthetic = [t for t in last["train_tracks"] if t.startswith("synth")]
     out = [
         f"# stemtf `{args.preset}`",
