@@ -43,4 +43,4 @@ bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python benchmarks/separate_speed.py
 
 clean:
-	rm -rf $(VENV) separated build *.egg-info
+	rm -rf $(VENV) separated build dist *.egg-info

@@ -3,10 +3,17 @@
 A waveform is float32 ``(num_samples, num_channels)``. Readers and writers work block by block so
 that separating a file of any length keeps memory flat: :func:`open_audio` returns a reader,
 :class:`AudioWriter` writes to a temporary file and renames it into place on :meth:`~AudioWriter.commit`.
+:func:`probe_audio` and :func:`read_segment` serve the training data (header facts, and short reads
+from anywhere in a file, including one stream of a multi-stream container).
+
+This is the only module that decodes or probes files: every reader tries soundfile first (WAV,
+FLAC, OGG, MP3) and falls back to ffmpeg for anything else.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import math
 import os
@@ -26,6 +33,28 @@ FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 # Nominal Vorbis bitrates (kbps, 44.1 kHz stereo) at quality 0, 1, ... 10.
 _VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
+# Samples decoded before a seek target and dropped: input-side seeking lands on the codec frame
+# that holds the target, without the frame before it that lossy codecs (AAC, MP3) overlap with, so
+# the first ~2048 samples would come out wrong (measured: 50% RMS error on AAC, 0.1% from here on).
+_SEEK_PREROLL = 4096
+# What soundfile raises for a file it cannot read (a container or codec libsndfile lacks): the cue
+# for every reader here to try ffmpeg instead.
+_SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError)
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says about its audio (see :func:`probe_audio`).
+
+    Attributes:
+        sample_rate: Sample rate, in Hz.
+        num_channels: Number of channels.
+        num_samples: Length in samples at ``sample_rate``, or None when the container does not say.
+    """
+
+    sample_rate: int
+    num_channels: int
+    num_samples: int | None
 
 
 class AudioReader(Protocol):
@@ -102,17 +131,23 @@ class _FfmpegReader:
     """Decode anything ffmpeg reads into float32 PCM through a pipe, at the file's own rate."""
 
     def __init__(self, path: pathlib.Path, offset: float) -> None:
-        probe = _ffprobe(path)
-        self.sample_rate = probe["sample_rate"]
-        self.num_channels = probe["channels"]
-        duration = probe["duration"]
-        if duration is not None and offset >= duration:
-            raise AudioError(f"--offset {offset:g} s is past the end of {str(path)!r} ({duration:.2f} s long).")
-        self.num_samples = None if duration is None else int(round((duration - offset) * self.sample_rate))
-        command = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset:.6f}", "-i", str(path), "-vn",
-                   "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+        info = _ffprobe(path)
+        self.sample_rate = info.sample_rate
+        self.num_channels = info.num_channels
+        start = int(round(offset * self.sample_rate))
+        total = info.num_samples
+        if total is not None and start >= total:
+            raise AudioError(f"--offset {offset:g} s is past the end of {str(path)!r} ({total / self.sample_rate:.2f} s long).")
+        self.num_samples = None if total is None else total - start
+        preroll = min(start, _SEEK_PREROLL)
+        command = _ffmpeg_command(path, offset=(start - preroll) / self.sample_rate, output="f32le")
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._path = path
+        try:
+            self.read(preroll)  # decoded only to prime the codec, see _SEEK_PREROLL
+        except BaseException:
+            self.close()
+            raise
 
     def read(self, num_samples: int) -> np.ndarray:
         wanted = num_samples * self.num_channels * 4
@@ -123,8 +158,7 @@ class _FfmpegReader:
                 break
             data += piece
         if len(data) < wanted and self._process.wait() != 0:
-            message = self._process.stderr.read().decode(errors="replace").strip().splitlines()
-            raise AudioError(f"ffmpeg failed to decode {str(self._path)!r}: {message[-1] if message else 'unknown error'}.")
+            raise AudioError(_ffmpeg_failure(self._path, self._process.stderr.read()))
         usable = len(data) // (4 * self.num_channels) * 4 * self.num_channels
         return np.frombuffer(data[:usable], dtype="<f4").reshape(-1, self.num_channels).copy()
 
@@ -136,27 +170,150 @@ class _FfmpegReader:
         self._process.stderr.close()
 
 
-def _ffprobe(path: pathlib.Path) -> dict:
-    if shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None:
-        if path.suffix.lower().lstrip(".") in FORMATS:
-            raise AudioError(f"Cannot decode {str(path)!r}: the file is corrupt or not audio.")
-        raise AudioError(
-            f"Cannot decode {str(path)!r}: it is not WAV/FLAC/OGG/MP3 and ffmpeg is not installed "
-            "(install it: apt-get install ffmpeg, or convert the file to WAV)."
-        )
-    command = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-               "stream=sample_rate,channels:format=duration", "-of", "json", str(path)]
+def _require_ffmpeg(path: pathlib.Path) -> None:
+    """Fail with a clear message when ``path`` needs ffmpeg (soundfile could not read it) and it is missing."""
+    if shutil.which("ffprobe") is not None and shutil.which("ffmpeg") is not None:
+        return
+    if path.suffix.lower().lstrip(".") in FORMATS:
+        raise AudioError(f"Cannot decode {str(path)!r}: the file is corrupt or not audio.")
+    raise AudioError(
+        f"Cannot decode {str(path)!r}: it is not WAV/FLAC/OGG/MP3 and ffmpeg is not installed "
+        "(install it: apt-get install ffmpeg, or convert the file to WAV)."
+    )
+
+
+def _ffmpeg_command(
+    path: pathlib.Path, *, offset: float, output: str, duration: float | None = None, stream: int | None = None
+) -> list[str]:
+    """ffmpeg decoding one audio stream to float32 on stdout, from ``offset`` seconds for ``duration`` seconds.
+
+    ``-ss`` before ``-i`` seeks on the input side, so a read late in a long file does not decode what
+    comes before it. ``output`` is ``f32le`` (raw samples, for streaming) or ``wav`` (carries the
+    rate and channels, for a read that has not probed the file).
+    """
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{offset:.6f}", "-i", str(path),
+               "-map", f"0:{stream}" if stream is not None else "0:a:0"]
+    if duration is not None:
+        command += ["-t", f"{duration:.6f}"]
+    return command + ["-f", output, "-acodec", "pcm_f32le", "-"]
+
+
+def _ffmpeg_failure(path: pathlib.Path, stderr: bytes) -> str:
+    """One line: ffmpeg's last word on why it could not decode ``path``."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return f"ffmpeg cannot decode {str(path)!r}: {lines[-1] if lines else 'unknown error'}."
+
+
+def _ffprobe(path: pathlib.Path, stream: int | None = None) -> AudioInfo:
+    """Rate, channels and length of the first audio stream, or of stream index ``stream``, with ffprobe.
+
+    The length is the stream's duration for a chosen stream, else the container's (as ffmpeg decodes it).
+    """
+    _require_ffmpeg(path)
+    command = ["ffprobe", "-v", "error", "-select_streams", "a:0" if stream is None else str(stream),
+               "-show_entries", "stream=codec_type,sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
     result = subprocess.run(command, capture_output=True, text=True)
-    info = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
-    streams = info.get("streams") or []
+    try:
+        info = json.loads(result.stdout or "{}") if result.returncode == 0 else {}
+    except json.JSONDecodeError:
+        info = {}
+    streams = [s for s in info.get("streams") or [] if s.get("codec_type") == "audio"]
     if not streams:
+        if stream is not None:
+            raise AudioError(f"Cannot decode {str(path)!r}: it has no audio stream with index {stream}.")
         raise AudioError(f"Cannot decode {str(path)!r}: no audio stream found (corrupt or not an audio file).")
-    duration = info.get("format", {}).get("duration")
-    return {
-        "sample_rate": int(streams[0]["sample_rate"]),
-        "channels": int(streams[0]["channels"]),
-        "duration": float(duration) if duration not in (None, "N/A") else None,
-    }
+    found = streams[0]
+    sample_rate = int(found["sample_rate"])
+    duration = found.get("duration") if stream is not None else None
+    if duration in (None, "N/A"):
+        duration = info.get("format", {}).get("duration")
+    num_samples = int(round(float(duration) * sample_rate)) if duration not in (None, "N/A") else None
+    return AudioInfo(sample_rate=sample_rate, num_channels=int(found["channels"]), num_samples=num_samples)
+
+
+def probe_audio(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
+    """Sample rate, channels and length of an audio file, from its header (nothing is decoded).
+
+    Args:
+        path: The file: WAV, FLAC, OGG, MP3 through soundfile, anything else through ffprobe.
+        stream: Absolute stream index in a multi-stream container (MUSDB18 ``.stem.mp4``: 0 is the
+            mixture), or None for the file's first audio stream.
+
+    Raises:
+        AudioError: the file is missing, empty, unreadable, corrupt, has no such audio stream, or
+            needs ffmpeg and ffmpeg is not installed.
+    """
+    path = check_input_file(path)
+    if stream is None:
+        try:
+            info = sf.info(str(path))
+            return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=info.frames)
+        except _SOUNDFILE_ERRORS:
+            pass
+    return _ffprobe(path, stream)
+
+
+def read_segment(
+    path: str | os.PathLike, start: int, num_samples: int, *, sample_rate: int | None = None, stream: int | None = None
+) -> np.ndarray:
+    """Read ``num_samples`` samples from sample ``start``, without decoding the rest of the file.
+
+    soundfile reads the part directly; any other file (or a chosen ``stream``) is decoded by ffmpeg,
+    which seeks on the input side.
+
+    Args:
+        path: The file.
+        start: First sample to read, counted at the file's own sample rate.
+        num_samples: Number of samples to read, at the file's own sample rate.
+        sample_rate: The file's sample rate (:func:`probe_audio`) when the caller knows it; it spares
+            ffmpeg reads a probe, and a file whose rate differs is an error.
+        stream: Absolute stream index in a multi-stream container (MUSDB18 ``.stem.mp4``), or None
+            for the file's first audio stream.
+
+    Returns:
+        float32 ``(n, num_channels)`` with the file's own channels; ``n`` is ``num_samples`` except
+        at the end of the file (0 from the end on).
+
+    Raises:
+        ValueError: ``start`` or ``num_samples`` is negative.
+        AudioError: the file is missing, unreadable or corrupt, is not at ``sample_rate``, or needs
+            ffmpeg and ffmpeg is not installed.
+    """
+    if start < 0 or num_samples < 0:
+        raise ValueError(f"`start` and `num_samples` must be >= 0. Received start={start}, num_samples={num_samples}.")
+    if stream is None:
+        try:
+            with sf.SoundFile(str(path)) as handle:
+                _check_rate(path, handle.samplerate, sample_rate)
+                if start >= handle.frames:
+                    return np.zeros((0, handle.channels), np.float32)
+                handle.seek(start)
+                return handle.read(num_samples, dtype="float32", always_2d=True)
+        except _SOUNDFILE_ERRORS:
+            pass
+    path = check_input_file(path)
+    _require_ffmpeg(path)
+    if sample_rate is None:
+        sample_rate = _ffprobe(path, stream).sample_rate
+    preroll = min(start, _SEEK_PREROLL)
+    command = _ffmpeg_command(
+        path, offset=(start - preroll) / sample_rate, duration=(preroll + num_samples) / sample_rate, stream=stream, output="wav"
+    )
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise AudioError(_ffmpeg_failure(path, result.stderr))
+    try:
+        # WAV, not raw samples: its header tells the channels, which saves an ffprobe per read.
+        block, rate = sf.read(io.BytesIO(result.stdout), dtype="float32", always_2d=True)
+    except _SOUNDFILE_ERRORS as error:
+        raise AudioError(f"ffmpeg gave no readable audio for {str(path)!r}: {error}".splitlines()[0]) from error
+    _check_rate(path, rate, sample_rate)
+    return block[preroll : preroll + num_samples]
+
+
+def _check_rate(path: str | os.PathLike, rate: int, expected: int | None) -> None:
+    if expected is not None and rate != expected:
+        raise AudioError(f"{str(path)!r} is sampled at {rate} Hz, not {expected} Hz as expected; did the file change?")
 
 
 def open_audio(path: str | os.PathLike, *, offset: float = 0.0) -> AudioReader:
@@ -174,7 +331,7 @@ def open_audio(path: str | os.PathLike, *, offset: float = 0.0) -> AudioReader:
         raise AudioError(f"--offset must be >= 0 seconds. Received {offset:g}.")
     try:
         reader: AudioReader = _SoundfileReader(path, offset)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
+    except _SOUNDFILE_ERRORS:
         reader = _FfmpegReader(path, offset)
     if reader.num_samples == 0:
         reader.close()

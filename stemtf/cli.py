@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
-from stemtf import __version__
-from stemtf.errors import StemtfError
+from stemtf import __version__, options
+from stemtf.errors import OptionError, StemtfError
 
 app = typer.Typer(
     name="stemtf",
@@ -66,41 +66,39 @@ def _main(
 @app.command()
 def separate(
     inputs: list[pathlib.Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG, MP3; m4a/aac/... with ffmpeg).", show_default=False),
-    model: str = typer.Option("4stems", "--model", "-m", help="Model name (see `stemtf models`) or model directory."),
-    output_dir: pathlib.Path = typer.Option(pathlib.Path("separated"), "--output-dir", "-o", help="Root folder of the outputs."),
-    fmt: str = typer.Option("wav", "--format", "-f", help="Output format: wav, flac, ogg or mp3."),
-    bit_depth: int = typer.Option(16, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32 (float, WAV only)."),
+    model: str = typer.Option(options.DEFAULT_MODEL, "--model", "-m", help="Model name (see `stemtf models`) or model directory."),
+    output_dir: pathlib.Path = typer.Option(pathlib.Path(options.DEFAULT_OUTPUT_DIR), "--output-dir", "-o", help="Root folder of the outputs."),
+    fmt: str = typer.Option(options.DEFAULT_FORMAT, "--format", "-f", help="Output format: wav, flac, ogg or mp3."),
+    bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32 (float, WAV only)."),
     bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
-    filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output path template under --output-dir; fields {track} {stem} {ext} {model}."),
+    filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template under --output-dir; fields {track} {stem} {ext} {model}."),
     offset: float = typer.Option(0.0, "--offset", help="Seconds to skip at the start of each input."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to separate (default: to the end)."),
-    wiener: int = typer.Option(0, "--wiener", help="Multichannel Wiener filter EM iterations after masking (0: off; 1-2 typical)."),
+    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Multichannel Wiener filter EM iterations after masking (0: off; 1-2 typical)."),
+    wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
-    from stemtf.audio import check_output_options
     from stemtf.config import load_model_config
-    from stemtf.separator import check_filename_template
 
-    # Validate everything cheap before loading TensorFlow and the model.
-    check_output_options(fmt, bit_depth, bitrate)
-    if offset < 0:
-        raise StemtfError(f"--offset must be >= 0 seconds. Received {offset:g}.")
-    if duration is not None and duration <= 0:
-        raise StemtfError(f"--duration must be > 0 seconds. Received {duration:g}.")
-    if wiener < 0:
-        raise StemtfError(f"--wiener must be >= 0 iterations. Received {wiener}.")
-    check_filename_template(filename)
-    load_model_config(model)  # unknown model: fail before the TensorFlow import
+    wiener_iterations = wiener_iterations if wiener is None else wiener
+    # Every option is checked before TensorFlow and the model load, with the library's own checks.
+    config, _ = load_model_config(model)
+    options.check_output(fmt, bit_depth, bitrate)
+    options.check_offset(offset)
+    options.check_duration(duration)
+    options.check_wiener_iterations(wiener_iterations)
+    options.check_filename(filename)
+    options.check_overlap(overlap, config)
 
     from rich.progress import TextColumn
 
     from stemtf.separator import Separator
 
     _import_tensorflow_quietly()
-    separator = Separator.from_pretrained(model, overlap=overlap, wiener_iterations=wiener)
+    separator = Separator.from_pretrained(model, overlap=overlap, wiener_iterations=wiener_iterations)
     planned: dict[pathlib.Path, pathlib.Path] = {}
     written, failed = 0, 0
     progress = _progress_bar(quiet, TextColumn("chunks"))
@@ -125,7 +123,7 @@ def separate(
                 )
             except StemtfError as error:
                 progress.remove_task(task)
-                _error(str(error))
+                _error(error.for_cli() if isinstance(error, OptionError) else str(error))
                 failed += 1
                 continue
             progress.remove_task(task)
@@ -193,18 +191,19 @@ def _progress_bar(quiet: bool, *columns):
 
 @app.command()
 def train(
-    config_path: pathlib.Path = typer.Argument(..., metavar="CONFIG", help="Model config JSON (e.g. configs/4stems.json).", show_default=False),
+    config_path: str = typer.Argument(..., metavar="CONFIG", help="Model config JSON (e.g. configs/4stems.json) or a preset name (4stems).", show_default=False),
     data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
-    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Model directory to write (default saved_models/NAME).", show_default=False),
-    steps: int = typer.Option(100_000, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Examples per step."),
-    learning_rate: float = typer.Option(1e-4, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
+    steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
+    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step."),
+    learning_rate: float = typer.Option(options.DEFAULT_LEARNING_RATE, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between validation + checkpoint."),
+    checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
     validation_track: Optional[list[str]] = typer.Option(None, "--validation-track", help="Hold out this track for validation (repeatable; default: 10% of tracks).", show_default=False),
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
     layout: str = typer.Option("auto", "--layout", help="auto, folder, csv or musdb."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUTPUT_DIR that already holds a model or checkpoint."),
     from_model: Optional[str] = typer.Option(None, "--from", help="Start from a trained model (name or directory): fine-tuning.", show_default=False),
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
@@ -216,16 +215,14 @@ def train(
 
     config = load_config(config_path)
     groups = _stem_groups(stem_group)
-    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--checkpoint-every", checkpoint_every)):
-        if value < 1:
-            raise StemtfError(f"{name} must be >= 1. Received {value}.")
-    if not learning_rate > 0:
-        raise StemtfError(f"--learning-rate must be > 0. Received {learning_rate:g}.")
-    if freeze_encoder and from_model is None:
-        raise StemtfError("--freeze-encoder needs --from MODEL (a randomly initialised encoder would stay random).")
+    options.check_training(
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+        from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
+    )
+    options.check_speed_range(speed_range)
     if not data.exists():
         raise StemtfError(f"--data {str(data)!r} does not exist.")
-    output_dir = output_dir if output_dir is not None else pathlib.Path("saved_models") / config.name
+    output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
     _import_tensorflow_quietly()
     from rich.progress import TextColumn
@@ -233,10 +230,7 @@ def train(
     from stemtf.data import Augmentation
     from stemtf.train import fit
 
-    try:
-        augmentation = Augmentation(speed_range=tuple(speed_range))
-    except ValueError as error:
-        raise StemtfError(f"--speed-range: {error}") from None
+    augmentation = Augmentation(speed_range=tuple(speed_range))
     progress = _progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     with progress:
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
@@ -248,7 +242,7 @@ def train(
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
             num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
-            seed=seed, resume=resume, from_model=from_model, freeze_encoder=freeze_encoder,
+            seed=seed, resume=resume, overwrite=overwrite, from_model=from_model, freeze_encoder=freeze_encoder,
             checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report,
         )
     if not quiet:
@@ -257,7 +251,7 @@ def train(
 
 @app.command()
 def evaluate(
-    model: str = typer.Argument("4stems", help="Model name or directory (ignored for --baseline oracle/mixture)."),
+    model: str = typer.Argument(options.DEFAULT_MODEL, help="Model name or directory (ignored for --baseline oracle/mixture)."),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="Folder of ROOT/<track>/<stem>.<ext> or a CSV manifest.", show_default=False),
     musdb: Optional[pathlib.Path] = typer.Option(None, "--musdb", help="A local MUSDB18 folder (official splits).", show_default=False),
     subset: str = typer.Option("test", "--subset", help="MUSDB18 subset: test or train."),
@@ -266,42 +260,34 @@ def evaluate(
     baseline: str = typer.Option("model", "--baseline", help="model, oracle (ideal ratio masks: the ceiling) or mixture (the floor)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Score only the first S seconds of each track.", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Write museval's per-track JSON here.", show_default=False),
-    wiener: int = typer.Option(0, "--wiener", help="Wiener filter EM iterations for the model's estimates."),
+    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Wiener filter EM iterations for the model's estimates."),
+    wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score separation with museval (SDR/SIR/ISR/SAR, 1 s windows) and print SiSEC's median table."""
     from stemtf.config import load_model_config
 
+    wiener_iterations = wiener_iterations if wiener is None else wiener
     if (data is None) == (musdb is None):
         raise StemtfError("Give exactly one of --data ROOT or --musdb ROOT.")
-    if baseline not in ("model", "oracle", "mixture"):
-        raise StemtfError(f"--baseline must be one of model, oracle, mixture. Received {baseline!r}.")
-    if duration is not None and duration <= 0:
-        raise StemtfError(f"--duration must be > 0 seconds. Received {duration:g}.")
+    options.check_baseline(baseline)
+    options.check_duration(duration)
+    options.check_wiener_iterations(wiener_iterations)
     config, _ = load_model_config(model)
     groups = _stem_groups(stem_group)
 
     _import_tensorflow_quietly()
-    from stemtf import data as data_lib
     from stemtf import evaluate as evaluate_lib
 
-    if musdb is not None:
-        tracks = data_lib.musdb_tracks(musdb, stems=config.stems, stem_groups=groups, subset=subset)
-    elif data_lib.detect_layout(data) == "csv":
-        tracks = data_lib.csv_tracks(data, stems=config.stems, stem_groups=groups)
-    else:
-        tracks = data_lib.folder_tracks(data, stems=config.stems, stem_groups=groups)
-    if track:
-        names = {t.name for t in tracks}
-        unknown = [name for name in track if name not in names]
-        if unknown:
-            raise StemtfError(f"--track {unknown[0]!r} is not in the data; tracks: {', '.join(sorted(names))}.")
-        tracks = [t for t in tracks if t.name in track]
+    tracks = evaluate_lib.load_tracks(
+        data if musdb is None else musdb, musdb=musdb is not None, stems=config.stems, stem_groups=groups,
+        subset=subset, names=track,
+    )
     separator = None
     if baseline == "model":
         from stemtf.separator import Separator
 
-        separator = Separator.from_pretrained(model, wiener_iterations=wiener)
+        separator = Separator.from_pretrained(model, wiener_iterations=wiener_iterations)
     progress = _progress_bar(quiet)
     with progress:
         task = progress.add_task(f"evaluating ({baseline})", total=len(tracks))
@@ -321,7 +307,8 @@ def evaluate(
 def export_command(
     model: str = typer.Argument(..., help="Model name (see `stemtf models`) or model directory.", show_default=False),
     fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (TF Serving), tflite (phones) or onnx."),
-    output: Optional[pathlib.Path] = typer.Option(None, "--output", "-o", help="Output folder (default: exported/MODEL_NAME).", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Output folder (default: {options.DEFAULT_EXPORT_DIR}/MODEL_NAME).", show_default=False),
+    output: Optional[pathlib.Path] = typer.Option(None, "--output", hidden=True),  # the old spelling of --output-dir
     quantize: str = typer.Option("none", "--quantize", help="TFLite weights: none (float32), float16 or int8 (dynamic range)."),
     chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", help="Chunk length of the exported models in seconds (default: the model's, ~11.8 s).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing exported files."),
@@ -329,18 +316,17 @@ def export_command(
 ) -> None:
     """Export a model: a SavedModel for TF Serving, TFLite chunk + masks models, or ONNX; each with a .json."""
     from stemtf.config import load_model_config
-    from stemtf.export.options import check_options  # no TensorFlow: bad options fail before it loads
+    from stemtf.export.artifacts import check_options  # no TensorFlow: bad options fail before it loads
 
     check_options(fmt, quantize)
-    if chunk_seconds is not None and not chunk_seconds > 0:
-        raise StemtfError(f"--chunk-seconds must be > 0. Received {chunk_seconds:g}.")
+    options.check_chunk_seconds(chunk_seconds)
     config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import
-    output = output if output is not None else pathlib.Path("exported") / config.name
+    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / config.name
 
     _import_tensorflow_quietly()
     from stemtf.export import export
 
-    written = export(model, fmt=fmt, output_dir=output, quantize=quantize, chunk_seconds=chunk_seconds, overwrite=overwrite)
+    written = export(model, fmt=fmt, output_dir=output_dir, quantize=quantize, chunk_seconds=chunk_seconds, overwrite=overwrite)
     if not quiet:
         for path in written:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
@@ -351,24 +337,19 @@ def export_command(
 @app.command("serve")
 def serve_command(
     model: str = typer.Argument(..., help="Exported SavedModel (folder or TF Serving base path), or a model name/directory.", show_default=False),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default)."),
-    port: int = typer.Option(8501, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
+    host: str = typer.Option(options.DEFAULT_HOST, "--host", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(options.DEFAULT_PORT, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in URLs (default: the model's name).", show_default=False),
-    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", help="Largest request body in MB."),
-    max_duration: float = typer.Option(600.0, "--max-duration", help="Longest audio accepted, in seconds."),
-    max_concurrency: int = typer.Option(2, "--max-concurrency", help="Separations run at the same time."),
+    max_upload_mb: float = typer.Option(options.DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest request body in MB."),
+    max_duration: float = typer.Option(options.DEFAULT_MAX_DURATION, "--max-duration", help="Longest audio accepted, in seconds."),
+    max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="Separations run at the same time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No start-up lines."),
 ) -> None:
     """Serve a model over TF Serving's REST API (/v1/models/NAME:predict) and POST /v1/separate (zip of stems)."""
     from stemtf.config import load_model_config
     from stemtf.serve import find_savedmodel
 
-    if not 0 <= port <= 65535:
-        raise StemtfError(f"--port must be between 0 and 65535. Received {port}.")
-    if max_upload_mb <= 0 or max_duration <= 0:
-        raise StemtfError("--max-upload-mb and --max-duration must be > 0.")
-    if max_concurrency < 1:
-        raise StemtfError(f"--max-concurrency must be >= 1. Received {max_concurrency}.")
+    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
     if find_savedmodel(model) is None:
         load_model_config(model)  # neither an export nor a model: fail before the TensorFlow import
 
@@ -391,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines are not for users
     try:
         result = app(args=argv, standalone_mode=False, prog_name="stemtf")
+    except OptionError as error:  # the library names the keyword; the CLI user typed the flag
+        _error(error.for_cli())
+        return 1
     except StemtfError as error:
         _error(str(error))
         return 1

@@ -21,7 +21,17 @@ MASK_EXTENSIONS = ("average", "edge")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 MODELS_ENV = "STEMTF_MODELS"
-SHIPPED_MODELS = pathlib.Path(__file__).resolve().parent.parent / "saved_models"
+_PACKAGE = pathlib.Path(__file__).resolve().parent
+
+
+def _data_folder(name: str) -> pathlib.Path:
+    """``stemtf/NAME`` in an installed package (wheel), else ``NAME/`` of the source tree (clone, editable)."""
+    installed = _PACKAGE / name
+    return installed if installed.is_dir() else _PACKAGE.parent / name
+
+
+SHIPPED_MODELS = _data_folder("saved_models")
+PRESETS = _data_folder("configs")
 _STEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -112,7 +122,7 @@ class ModelConfig:
             raise ConfigError(
                 f"`hop_length` must divide `n_fft` ({self.n_fft}) at least twice. Received {self.hop_length}."
             )
-        stride = 2 ** len(self.unet.filters)
+        stride = self.frame_multiple
         if not 0 < self.max_bins <= self.n_fft // 2 + 1 or self.max_bins % stride:
             raise ConfigError(
                 f"`max_bins` must be a multiple of {stride} (2 ** U-Net depth) and at most "
@@ -122,16 +132,56 @@ class ModelConfig:
             raise ConfigError(f"`mask_extension` must be one of {list(MASK_EXTENSIONS)}. Received {self.mask_extension!r}.")
         if not 0 < self.extension_bins <= self.max_bins:
             raise ConfigError(f"`extension_bins` must be in [1, max_bins={self.max_bins}]. Received {self.extension_bins}.")
-        min_frames = 2 * (self.n_fft // self.hop_length) + stride
-        if self.segment_frames % stride or self.segment_frames < min_frames:
+        if self.segment_frames % stride or self.segment_frames < self.min_segment_frames:
             raise ConfigError(
-                f"`segment_frames` must be a multiple of {stride} and at least {min_frames}. Received {self.segment_frames}."
+                f"`segment_frames` must be a multiple of {stride} and at least {self.min_segment_frames}. "
+                f"Received {self.segment_frames}."
             )
 
     @property
     def num_bins(self) -> int:
         """Frequency bins of the full STFT: ``n_fft // 2 + 1``."""
         return self.n_fft // 2 + 1
+
+    @property
+    def frame_multiple(self) -> int:
+        """``2 ** U-Net depth``: every spectrogram the network sees has a multiple of this many frames and bins."""
+        return 2 ** len(self.unet.filters)
+
+    @property
+    def min_segment_frames(self) -> int:
+        """The shortest chunk in STFT frames: the STFT's own padding on both sides plus one network stride, rounded up."""
+        frames = 2 * (self.n_fft // self.hop_length) + self.frame_multiple
+        return frames + (-frames) % self.frame_multiple
+
+    def chunk_samples_for(self, segment_frames: int) -> int:
+        """Samples whose STFT (with stemtf's padding) has exactly ``segment_frames`` frames."""
+        return segment_samples(segment_frames, n_fft=self.n_fft, hop_length=self.hop_length)
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples in one inference chunk of ``segment_frames`` frames (~11.8 s at the defaults)."""
+        return self.chunk_samples_for(self.segment_frames)
+
+    def default_overlap_for(self, chunk_samples: int) -> int:
+        """The default cross-fade of chunks of ``chunk_samples``: 1 s, at most a quarter chunk."""
+        return min(self.sample_rate, chunk_samples // 4)
+
+    @property
+    def default_overlap_samples(self) -> int:
+        """The default cross-fade between neighbouring chunks, in samples (1 s, at most a quarter chunk)."""
+        return self.default_overlap_for(self.chunk_samples)
+
+    def segment_frames_for(self, chunk_seconds: float | None) -> int:
+        """STFT frames per chunk for chunks of about ``chunk_seconds`` (None: ``segment_frames``).
+
+        Rounded to a multiple of :attr:`frame_multiple`, and at least :attr:`min_segment_frames`.
+        """
+        if chunk_seconds is None:
+            return self.segment_frames
+        front = self.n_fft - self.hop_length
+        frames = (chunk_seconds * self.sample_rate + 2 * front - self.n_fft) / self.hop_length + 1
+        return max(self.min_segment_frames, int(round(frames / self.frame_multiple)) * self.frame_multiple)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready nested dicts and lists."""
@@ -140,6 +190,11 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with ``changes`` applied (validated like a loaded config)."""
         return from_dict({**self.to_dict(), **_to_jsonable(changes)})
+
+
+def segment_samples(num_frames: int, *, n_fft: int, hop_length: int) -> int:
+    """The number of samples whose STFT (padded by ``n_fft - hop_length`` on each side) has ``num_frames`` frames."""
+    return (num_frames - 1) * hop_length + n_fft - 2 * (n_fft - hop_length)
 
 
 def _to_jsonable(value: Any) -> Any:
@@ -192,17 +247,28 @@ def from_dict(data: dict[str, Any]) -> ModelConfig:
     return _coerce(ModelConfig, data, "")
 
 
-def load_config(path: str | pathlib.Path) -> ModelConfig:
-    """Load a JSON config file strictly.
+def preset_path(name: str) -> pathlib.Path | None:
+    """The shipped preset ``configs/NAME.json`` (``2stems``, ``4stems``, ``5stems``, ...), or None."""
+    if not _STEM_NAME.match(name):
+        return None
+    path = PRESETS / f"{name}.json"
+    return path if path.is_file() else None
+
+
+def load_config(path: str | os.PathLike) -> ModelConfig:
+    """Load a JSON config file strictly; a preset name (``4stems``) loads the shipped preset.
 
     Raises:
         ConfigError: the file is missing, is not valid JSON, or has an unknown or invalid key.
     """
+    if not pathlib.Path(path).exists() and preset_path(str(path)) is not None:
+        path = preset_path(str(path))
     path = pathlib.Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"Config file {str(path)!r} does not exist.") from None
+        presets = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json") if preset_path(p.stem))) or "none"
+        raise ConfigError(f"Config file {str(path)!r} does not exist (presets by name: {presets}).") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"Cannot read config file {str(path)!r}: {error}.") from None
     try:

@@ -26,3 +26,37 @@ class OutputError(StemtfError):
 
 class DataError(StemtfError):
     """Training or evaluation data is missing, inconsistent or badly laid out."""
+
+
+class OptionError(StemtfError, ValueError):
+    """An invalid option value; the message names the option as a Python keyword or, for the CLI, as a flag.
+
+    Args:
+        keyword: The Python keyword of the option (``overlap``, ``wiener_iterations``, ...).
+        message: The message, with ``{option}`` where the option's name goes (nothing else in it is a field).
+    """
+
+    # Flags that are not the kebab-case of their keyword.
+    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track"}
+
+    def __init__(self, keyword: str, message: str) -> None:
+        self.keyword = keyword
+        self.template = message
+        super().__init__(message.replace("{option}", f"`{keyword}`"))
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag of the option (the kebab-case of its keyword)."""
+        return self.FLAGS.get(self.keyword, "--" + self.keyword.replace("_", "-"))
+
+    def for_cli(self) -> str:
+        """The message with the option named by its command-line flag."""
+        return self.template.replace("{option}", self.flag)
+
+
+class AudioOptionError(OptionError, AudioError):
+    """An invalid option about the audio read (offset, duration)."""
+
+
+class OutputOptionError(OptionError, OutputError):
+    """An invalid option about the files written (format, bit depth, bitrate, file name template)."""

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from stemtf.errors import DataError, StemtfError
+from stemtf import options
+from stemtf.errors import DataError, OptionError
 
-BASELINES = ("model", "oracle", "mixture")
+BASELINES = options.EVALUATION_BASELINES
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 GLOBAL_SDR = "cSDR"
 
@@ -96,21 +97,58 @@ def oracle_estimates(
     """
     import tensorflow as tf
 
-    from stemtf import spectral
+    from stemtf import apply
+
+    transform = apply.ComplexTransform(n_fft=n_fft, hop_length=hop_length)
 
     # One stem at a time (two passes): whole songs with all stems at once take tens of GB.
     def magnitude(waveform: np.ndarray) -> tf.Tensor:
-        return tf.abs(spectral.stft(waveform, n_fft=n_fft, hop_length=hop_length)) + 1e-10
+        return transform.magnitude(transform.analyze(waveform)) + 1e-10
 
     total = tf.add_n([magnitude(reference) for reference in references])
-    mixture_stft = spectral.stft(mixture, n_fft=n_fft, hop_length=hop_length)
+    mixture_stft = transform.analyze(mixture)
     estimates = np.empty(references.shape, np.float32)
     for index, reference in enumerate(references):
-        mask = tf.cast(magnitude(reference) / total, tf.complex64)
-        estimates[index] = spectral.istft(
-            mixture_stft * mask, n_fft=n_fft, hop_length=hop_length, num_samples=mixture.shape[0]
-        ).numpy()
+        (estimate,) = apply.masks_to_stems(
+            transform, mixture_stft, [magnitude(reference) / total], num_samples=mixture.shape[0]
+        )
+        estimates[index] = estimate.numpy()
     return estimates
+
+
+def load_tracks(
+    data: str | os.PathLike,
+    *,
+    stems: Sequence[str],
+    stem_groups=None,
+    musdb: bool = False,
+    subset: str = "test",
+    names: Sequence[str] | None = None,
+) -> list:
+    """The tracks to evaluate: a folder of stems, a CSV manifest, or (``musdb=True``) a MUSDB18 subset.
+
+    Args:
+        names: Keep only these tracks (None: all).
+
+    Raises:
+        DataError: the data cannot be read.
+        OptionError: a name is not one of its tracks.
+    """
+    from stemtf import data as data_lib
+
+    if musdb:
+        tracks = data_lib.musdb_tracks(data, stems=stems, stem_groups=stem_groups, subset=subset)
+    elif data_lib.detect_layout(data) == "csv":
+        tracks = data_lib.csv_tracks(data, stems=stems, stem_groups=stem_groups)
+    else:
+        tracks = data_lib.folder_tracks(data, stems=stems, stem_groups=stem_groups)
+    if names:
+        known = {t.name for t in tracks}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise OptionError("names", f"{{option}} {unknown[0]!r} is not in the data; tracks: {', '.join(sorted(known))}.")
+        tracks = [t for t in tracks if t.name in names]
+    return tracks
 
 
 def score_track(
@@ -184,8 +222,7 @@ def evaluate_tracks(
     from stemtf.data import read_crop
 
     museval = _museval()
-    if baseline not in BASELINES:
-        raise StemtfError(f"--baseline must be one of {', '.join(BASELINES)}. Received {baseline!r}.")
+    options.check_baseline(baseline)
     if baseline == "model" and separator is None:
         raise ValueError("Argument `separator` is required for baseline='model'.")
     if not tracks:

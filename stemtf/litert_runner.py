@@ -2,11 +2,13 @@
 
 This is the code a phone app ports: read the JSON written next to the ``.tflite`` file, cut the
 waveform into chunks of ``chunk_samples`` that overlap by ``overlap_samples``, run each chunk
-(zero-padded at the end), cross-fade neighbours linearly and add. The chunking is the one
-:class:`stemtf.separator.Separator` uses, so with the same chunk length and overlap the outputs
-agree. It also runs the ONNX chunk model (with onnxruntime), which has the same interface.
+(zero-padded at the end), cross-fade neighbours linearly and add. The chunking is a deliberate,
+self-contained copy of :mod:`stemtf.apply`'s (a test pins the two together), so with the same chunk
+length and overlap the outputs agree with :class:`stemtf.separator.Separator`. It also runs the ONNX
+chunk model (with onnxruntime), which has the same interface.
 
-It imports nothing from stemtf and never imports TensorFlow::
+From stemtf it imports only :mod:`stemtf.export.artifacts` (standard library only: the JSON
+description), and it never imports TensorFlow::
 
     python -m stemtf.litert_runner exported/4stems/4stems.tflite song.wav -o separated/song
 """
@@ -14,13 +16,15 @@ It imports nothing from stemtf and never imports TensorFlow::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
 from collections.abc import Callable
 
 import numpy as np
+
+from stemtf.errors import StemtfError
+from stemtf.export.artifacts import read_description
 
 ChunkFunction = Callable[[np.ndarray], dict]
 
@@ -33,24 +37,24 @@ class ChunkModel:
         num_threads: Interpreter threads (None: the runtime's default).
 
     Attributes:
-        stems, sample_rate, num_channels, chunk_samples, overlap_samples: from the JSON.
+        description: The :class:`~stemtf.export.artifacts.ExportDescription` from the JSON.
+        stems, sample_rate, num_channels, chunk_samples, overlap_samples: from it.
     """
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
         path = pathlib.Path(path)
-        meta_path = path.with_name(path.name + ".json")
         try:
-            self.metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"{str(meta_path)!r} is missing; export the model with `stemtf export`.") from None
-        if self.metadata.get("kind") != "waveform":
-            raise ValueError(f"{str(path)!r} is a {self.metadata.get('kind')!r} model; the runner needs a waveform chunk model.")
-        self.stems: list[str] = list(self.metadata["stems"])
-        self.sample_rate: int = int(self.metadata["sample_rate"])
-        self.num_channels: int = int(self.metadata["num_channels"])
-        self.chunk_samples: int = int(self.metadata["chunk_samples"])
-        self.overlap_samples: int = int(self.metadata["overlap_samples"])
-        self._input = self.metadata["inputs"][0]["name"]
+            self.description = read_description(path)
+        except StemtfError as error:
+            raise ValueError(str(error)) from error
+        if self.description.kind != "waveform":
+            raise ValueError(f"{str(path)!r} is a {self.description.kind!r} model; the runner needs a waveform chunk model.")
+        self.stems: list[str] = list(self.description.stems)
+        self.sample_rate: int = self.description.sample_rate
+        self.num_channels: int = self.description.num_channels
+        self.chunk_samples: int = self.description.chunk_samples
+        self.overlap_samples: int = self.description.overlap_samples
+        self._input = self.description.inputs[0]["name"]
         if path.suffix == ".onnx":
             import onnxruntime
 
@@ -64,7 +68,7 @@ class ChunkModel:
             from ai_edge_litert.interpreter import Interpreter
 
             interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            runner = interpreter.get_signature_runner(self.metadata.get("signature", "serving_default"))
+            runner = interpreter.get_signature_runner(self.description.signature or "serving_default")
             self._run = lambda chunk: runner(**{self._input: chunk})
 
     def __call__(self, chunk: np.ndarray) -> np.ndarray:

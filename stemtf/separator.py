@@ -1,50 +1,25 @@
 """Separate waveforms and files into stems with a trained model.
 
-Chunked inference lives here, outside the network: the input is cut into chunks of
-``segment_frames`` STFT frames that overlap by ``overlap`` seconds; each chunk is separated on its
-own and neighbouring chunks are cross-faded linearly, so memory stays flat in the track length and
-an identity model returns its input exactly. Files are decoded and encoded as streams.
+The separator is the waveform-level front of :mod:`stemtf.apply`: it cuts the input into chunks of
+``segment_frames`` STFT frames that overlap by ``overlap`` seconds, separates each chunk with
+:func:`stemtf.apply.separate_chunk` and cross-fades neighbours linearly, so memory stays flat in the
+track length and an identity model returns its input exactly. Files are decoded and encoded as streams.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import string
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from stemtf import audio
+from stemtf import apply, audio, options
 from stemtf.config import ModelConfig
-from stemtf.errors import AudioError, OutputError, StemtfError
+from stemtf.errors import AudioError, OutputError
 
-ProgressCallback = Callable[[int, "int | None"], None]
-DEFAULT_FILENAME = "{track}/{stem}.{ext}"
-_FILENAME_KEYS = {"track", "stem", "ext", "model"}
-
-
-def check_filename_template(template: str) -> None:
-    """Fail unless ``template`` uses only ``{track}``, ``{stem}``, ``{ext}`` and ``{model}`` and names each stem apart."""
-    try:
-        keys = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as error:
-        raise OutputError(f"--filename {template!r} is not a valid template: {error}.") from None
-    unknown = keys - _FILENAME_KEYS
-    if unknown:
-        raise OutputError(
-            f"--filename {template!r} uses unknown field {{{sorted(unknown)[0]}}}; use {{track}}, {{stem}}, {{ext}} and {{model}}."
-        )
-    if "stem" not in keys:
-        raise OutputError(f"--filename {template!r} must contain {{stem}}, or every stem would go to the same file.")
-
-
-def plan_chunks(num_samples: int, *, chunk_samples: int, overlap_samples: int) -> int:
-    """How many chunks :meth:`Separator.separate_stream` uses for ``num_samples`` samples."""
-    if num_samples <= chunk_samples:
-        return 1
-    stride = chunk_samples - overlap_samples
-    return 1 + -(-(num_samples - chunk_samples) // stride)
+ProgressCallback = apply.ProgressCallback
+DEFAULT_FILENAME = options.DEFAULT_FILENAME
 
 
 class Separator:
@@ -57,6 +32,9 @@ class Separator:
             of a chunk for models with chunks shorter than 4 s.
         wiener_iterations: EM iterations of multichannel Wiener filtering after masking (0: off).
         segment_frames: STFT frames per chunk; defaults to the config's. Memory grows with it.
+
+    Raises:
+        OptionError: an option is out of range (the message names the keyword).
     """
 
     def __init__(
@@ -68,25 +46,12 @@ class Separator:
         wiener_iterations: int = 0,
         segment_frames: int | None = None,
     ) -> None:
-        from stemtf import spectral  # TensorFlow is imported only when a separator is made
-
+        frames = options.check_segment_frames(segment_frames, config)
+        self.overlap_samples = options.check_overlap(overlap, config, segment_frames=frames)
+        options.check_wiener_iterations(wiener_iterations)
         self.model = model
         self.config = config
-        frames = segment_frames or config.segment_frames
-        stride = 2 ** len(config.unet.filters)
-        if frames % stride:
-            raise ValueError(f"Argument `segment_frames` must be a multiple of {stride}. Received {frames}.")
-        self.chunk_samples = spectral.segment_samples(frames, n_fft=config.n_fft, hop_length=config.hop_length)
-        if overlap is None:
-            self.overlap_samples = min(config.sample_rate, self.chunk_samples // 4)
-        else:
-            self.overlap_samples = int(round(overlap * config.sample_rate))
-        if not 0 <= self.overlap_samples <= self.chunk_samples // 2:
-            raise StemtfError(
-                f"--overlap must be between 0 and {self.chunk_samples // 2 / config.sample_rate:.3g} s. Received {overlap:g}."
-            )
-        if wiener_iterations < 0:
-            raise StemtfError(f"--wiener iterations must be >= 0. Received {wiener_iterations}.")
+        self.chunk_samples = config.chunk_samples_for(frames)
         self.wiener_iterations = wiener_iterations
         self._separate_chunk = self._build_chunk_function()
 
@@ -111,34 +76,13 @@ class Separator:
     def _build_chunk_function(self) -> Callable[[np.ndarray], np.ndarray]:
         import tensorflow as tf
 
-        from stemtf import spectral
-        from stemtf.wiener import wiener_filter
-
-        config, model = self.config, self.model
-        n_fft, hop = config.n_fft, config.hop_length
+        config, model, iterations = self.config, self.model, self.wiener_iterations
 
         @tf.function(
             input_signature=[tf.TensorSpec([self.chunk_samples, config.num_channels], tf.float32)], autograph=False
         )
         def separate_chunk(waveform: tf.Tensor) -> tf.Tensor:
-            stft = spectral.stft(waveform, n_fft=n_fft, hop_length=hop)  # (T, bins, C)
-            magnitude = tf.abs(stft)[None, :, : config.max_bins, :]
-            masks = model(magnitude, training=False)
-            estimates = []
-            for stem in config.stems:
-                mask = spectral.extend_mask(
-                    masks[stem][0], num_bins=config.num_bins, how=config.mask_extension,
-                    extension_bins=config.extension_bins,
-                )
-                estimates.append(stft * tf.cast(mask, tf.complex64))
-            if self.wiener_iterations:
-                estimates = wiener_filter(stft, tf.stack(estimates), iterations=self.wiener_iterations)
-                return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
-            # An inverse STFT per stem: no stacked (stems, frames, bins) tensor and its frames at once.
-            return tf.stack([
-                spectral.istft(estimate, n_fft=n_fft, hop_length=hop, num_samples=self.chunk_samples)
-                for estimate in estimates
-            ])
+            return tf.stack(apply.separate_chunk(model, config, waveform, wiener_iterations=iterations))
 
         return lambda chunk: separate_chunk(chunk).numpy()
 
@@ -150,49 +94,13 @@ class Separator:
         Yields:
             float32 ``(num_stems, n, num_channels)`` consecutive blocks; together as long as the input.
         """
-        length, overlap = self.chunk_samples, self.overlap_samples
-        stride = length - overlap
-        total = None if reader.num_samples is None else plan_chunks(
-            reader.num_samples, chunk_samples=length, overlap_samples=overlap
+        return apply.separate_stream(
+            reader, self._separate_chunk, chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples,
+            progress=progress,
         )
-        ramp = ((np.arange(overlap, dtype=np.float32) + 0.5) / max(overlap, 1))[:, None]
-        buffer = reader.read(length)
-        if buffer.shape[0] == 0:
-            raise AudioError("The input holds no audio samples.")
-        following = reader.read(stride) if buffer.shape[0] == length else buffer[:0]
-        carry = None
-        done = 0
-        if progress is not None:
-            progress(0, total)
-        while True:
-            last = following.shape[0] == 0
-            valid = buffer.shape[0]
-            chunk = buffer if valid == length else np.pad(buffer, ((0, length - valid), (0, 0)))
-            stems = self._separate_chunk(chunk)
-            if carry is not None:
-                stems[:, :overlap] *= ramp
-                stems[:, :overlap] += carry
-            done += 1
-            if progress is not None:
-                progress(done, None if total is None else max(total, done))
-            if last:
-                yield stems[:, :valid]
-                return
-            stems[:, stride:] *= 1.0 - ramp
-            carry = stems[:, stride:]
-            yield stems[:, :stride]
-            buffer = np.concatenate([buffer[stride:], following])
-            following = reader.read(stride) if buffer.shape[0] == length else buffer[:0]
 
     def _model_reader(self, reader: audio.AudioReader) -> audio.AudioReader:
-        if reader.num_channels not in (1, 2):
-            raise AudioError(
-                f"The input has {reader.num_channels} channels; stemtf separates mono or stereo audio "
-                "(downmix first, e.g. ffmpeg -i in.wav -ac 2 out.wav)."
-            )
-        if reader.sample_rate != self.sample_rate:
-            reader = audio.ResamplingReader(reader, self.sample_rate)
-        return _ChannelReader(reader, self.config.num_channels)
+        return apply.model_reader(reader, sample_rate=self.sample_rate, num_channels=self.config.num_channels)
 
     def separate(
         self, waveform: np.ndarray, sample_rate: int, *, progress: ProgressCallback | None = None
@@ -223,13 +131,10 @@ class Separator:
         stems = np.concatenate(blocks, axis=1)
         result = {}
         for index, stem in enumerate(self.stems):
-            out = stems[index]
-            if sample_rate != self.sample_rate:
-                import soxr
-
-                out = soxr.resample(out, self.sample_rate, sample_rate).reshape(-1, out.shape[1])
-            out = audio.convert_channels(out, num_channels)
-            out = np.pad(out[:num_samples], ((0, max(0, num_samples - out.shape[0])), (0, 0)))
+            out = apply.from_model_format(
+                stems[index], model_rate=self.sample_rate, sample_rate=sample_rate, num_channels=num_channels,
+                num_samples=num_samples,
+            )
             result[stem] = out[:, 0] if squeeze else out
         return result
 
@@ -242,7 +147,7 @@ class Separator:
         fmt: str = "wav",
     ) -> dict[str, pathlib.Path]:
         """Where :meth:`separate_file` writes each stem of ``path``."""
-        check_filename_template(filename)
+        options.check_filename(filename)
         track = pathlib.Path(path).stem
         fields = {"track": track, "ext": fmt, "model": self.config.name}
         return {stem: pathlib.Path(output_dir) / filename.format(stem=stem, **fields) for stem in self.stems}
@@ -287,9 +192,9 @@ class Separator:
             AudioError: the input cannot be read.
             OutputError: an output exists (without ``overwrite``) or cannot be written.
         """
-        audio.check_output_options(fmt, bit_depth, bitrate)
-        if duration is not None and duration <= 0:
-            raise AudioError(f"--duration must be > 0 seconds. Received {duration:g}.")
+        options.check_output(fmt, bit_depth, bitrate)
+        options.check_offset(offset)
+        options.check_duration(duration)
         targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
         if not overwrite:
             existing = [p for p in targets.values() if p.exists()]
@@ -329,18 +234,3 @@ class Separator:
         finally:
             source.close()
 
-
-class _ChannelReader:
-    """Convert a reader's blocks to the model's channel count."""
-
-    def __init__(self, reader: audio.AudioReader, num_channels: int) -> None:
-        self._reader = reader
-        self.sample_rate = reader.sample_rate
-        self.num_channels = num_channels
-        self.num_samples = reader.num_samples
-
-    def read(self, num_samples: int) -> np.ndarray:
-        return audio.convert_channels(self._reader.read(num_samples), self.num_channels)
-
-    def close(self) -> None:
-        self._reader.close()

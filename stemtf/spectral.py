@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from stemtf import config
+
 
 def front_padding(*, n_fft: int, hop_length: int) -> int:
     """Zeros added before the first sample so the first samples are fully overlapped."""
@@ -24,9 +26,8 @@ def num_frames(num_samples: int, *, n_fft: int, hop_length: int) -> int:
     return 1 + (front + num_samples + back - n_fft) // hop_length
 
 
-def segment_samples(num_frames: int, *, n_fft: int, hop_length: int) -> int:
-    """The number of samples whose :func:`stft` has exactly ``num_frames`` frames."""
-    return (num_frames - 1) * hop_length + n_fft - 2 * front_padding(n_fft=n_fft, hop_length=hop_length)
+# The number of samples whose :func:`stft` has exactly ``num_frames`` frames (in config: TensorFlow-free).
+segment_samples = config.segment_samples
 
 
 def _channels_last(x: tf.Tensor) -> tf.Tensor:

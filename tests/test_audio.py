@@ -129,3 +129,98 @@ def test_channel_conversion():
     np.testing.assert_array_equal(audio.convert_channels(stereo[:, :1], 2), [[1.0, 1.0], [0.5, 0.5]])
     with pytest.raises(AudioError, match="Cannot convert 6 channels"):
         audio.convert_channels(np.zeros((2, 6), np.float32), 2)
+
+
+def chirp(num_samples: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A rising sweep, float32 ``(num_samples,)``: every stretch of it differs, so a misplaced read shows."""
+    t = np.arange(num_samples) / sample_rate
+    return (0.4 * np.sin(2 * np.pi * (200 * t + 300 * t**2))).astype(np.float32)
+
+
+@pytest.fixture
+def two_stream_mp4(tmp_path):
+    """An .mp4 with two AAC streams, like MUSDB18's .stem.mp4: 0 stereo (sweep, -sweep), 1 mono 440 Hz."""
+    sweep = chirp(2 * SAMPLE_RATE)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE).astype(np.float32)
+    sf.write(tmp_path / "s0.wav", np.stack([sweep, -sweep], axis=1), SAMPLE_RATE, subtype="FLOAT")
+    sf.write(tmp_path / "s1.wav", tone[:, None], SAMPLE_RATE, subtype="FLOAT")
+    path = tmp_path / "two.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "s0.wav"), "-i", str(tmp_path / "s1.wav"),
+                    "-map", "0:a", "-map", "1:a", "-c:a", "aac", "-b:a", "192k", str(path)], check=True)
+    return path, sweep, tone
+
+
+def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((estimate - reference) ** 2) / np.mean(reference**2)))
+
+
+def test_probe_audio_reads_headers(tmp_path, two_stream_mp4):
+    wav = audio.write_audio(tmp_path / "x.wav", music_like(12345, num_channels=1), SAMPLE_RATE)
+    assert audio.probe_audio(wav) == audio.AudioInfo(sample_rate=SAMPLE_RATE, num_channels=1, num_samples=12345)
+    path, _, _ = two_stream_mp4
+    first, second = audio.probe_audio(path), audio.probe_audio(path, stream=1)
+    assert (first.sample_rate, first.num_channels, second.num_channels) == (SAMPLE_RATE, 2, 1)
+    assert abs(first.num_samples - 2 * SAMPLE_RATE) < 2048 and abs(second.num_samples - 2 * SAMPLE_RATE) < 2048
+    with pytest.raises(AudioError, match="no audio stream with index 7"):
+        audio.probe_audio(path, stream=7)
+    with pytest.raises(AudioError, match="does not exist"):
+        audio.probe_audio(tmp_path / "missing.wav")
+
+
+def test_read_segment_with_soundfile_is_exact(tmp_path):
+    waveform = music_like(10000)
+    path = audio.write_audio(tmp_path / "x.wav", waveform, SAMPLE_RATE, bit_depth=32)
+    np.testing.assert_array_equal(audio.read_segment(path, 1234, 500), waveform[1234:1734])
+    np.testing.assert_array_equal(audio.read_segment(path, 9800, 500, sample_rate=SAMPLE_RATE), waveform[9800:])
+    assert audio.read_segment(path, 20000, 500).shape == (0, 2)
+    with pytest.raises(AudioError, match="sampled at 44100 Hz, not 16000 Hz"):
+        audio.read_segment(path, 0, 10, sample_rate=16000)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        audio.read_segment(path, -1, 10)
+
+
+@pytest.mark.parametrize("sample_rate", [SAMPLE_RATE, None])  # given, or probed
+def test_read_segment_decodes_one_stream_from_anywhere(two_stream_mp4, sample_rate):
+    path, sweep, tone = two_stream_mp4
+    for start in (0, 1000, 30000):
+        segment = audio.read_segment(path, start, 20000, sample_rate=sample_rate, stream=0)
+        assert segment.shape == (20000, 2)
+        np.testing.assert_allclose(segment[:, 1], -segment[:, 0], atol=2e-3)
+        # AAC is lossy and its first frames ramp in; past them the read lines up with the source
+        # to the sample, right from the first sample after a seek.
+        skip = 2048 if start == 0 else 0
+        assert relative_error(segment[skip:, 0], sweep[start + skip : start + 20000]) < 0.02, start
+    mono = audio.read_segment(path, 50000, 5000, sample_rate=sample_rate, stream=1)
+    assert mono.shape == (5000, 1)
+    assert relative_error(mono[:, 0], tone[50000:55000]) < 0.02
+    assert audio.read_segment(path, 10 * SAMPLE_RATE, 5000, sample_rate=sample_rate, stream=1).shape == (0, 1)
+
+
+def test_read_segment_falls_back_to_ffmpeg(tmp_path):
+    source = audio.write_audio(tmp_path / "x.wav", np.stack([chirp(SAMPLE_RATE)] * 2, axis=1), SAMPLE_RATE, bit_depth=32)
+    target = tmp_path / "x.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c:a", "aac", "-b:a", "192k", str(target)], check=True)
+    segment = audio.read_segment(target, 20000, 10000)
+    assert segment.shape == (10000, 2)
+    assert relative_error(segment[:, 0], chirp(SAMPLE_RATE)[20000:30000]) < 0.02
+
+
+def test_read_segment_errors_are_one_line(tmp_path, two_stream_mp4, monkeypatch):
+    path, _, _ = two_stream_mp4
+    with pytest.raises(AudioError, match=r"ffmpeg cannot decode .*two.mp4.*: .*\.$") as caught:
+        audio.read_segment(path, 0, 100, sample_rate=SAMPLE_RATE, stream=5)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(AudioError, match="does not exist"):
+        audio.read_segment(tmp_path / "missing.wav", 0, 100)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(AudioError, match="ffmpeg is not installed"):
+        audio.read_segment(path, 0, 100, sample_rate=SAMPLE_RATE, stream=1)
+
+
+def test_ffmpeg_reader_is_accurate_right_after_an_offset(tmp_path):
+    source = audio.write_audio(tmp_path / "x.wav", np.stack([chirp(SAMPLE_RATE)] * 2, axis=1), SAMPLE_RATE, bit_depth=32)
+    target = tmp_path / "x.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c:a", "aac", "-b:a", "192k", str(target)], check=True)
+    waveform, _ = audio.read_audio(target, offset=0.5, duration=0.1)
+    assert waveform.shape == (4410, 2)
+    assert relative_error(waveform[:, 0], chirp(SAMPLE_RATE)[22050:26460]) < 0.02

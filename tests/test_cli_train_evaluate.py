@@ -60,7 +60,7 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
         (["train", "{config}", "--data", "{missing}"], "does not exist"),
         (["train", "{config}", "--data", "{data}", "--steps", "0"], "--steps must be >= 1"),
         (["train", "{config}", "--data", "{data}", "--freeze-encoder"], "--freeze-encoder needs --from"),
-        (["train", "{config}", "--data", "{data}", "--speed-range", "1.2", "1.1"], "--speed-range: .*0.5 <= low <= high <= 2"),
+        (["train", "{config}", "--data", "{data}", "--speed-range", "1.2", "1.1"], "--speed-range must be .*0.5 <= low <= high <= 2"),
         (["train", "{config}", "--data", "{data}", "--stem-group", "other"], "must look like STEM=FILE_STEM"),
         (["train", "{data}/one/vocals.wav", "--data", "{data}"], "not valid JSON|Cannot read config"),
         (["evaluate", "{model}"], "exactly one of --data"),
@@ -77,3 +77,29 @@ def test_train_and_evaluate_errors_are_one_line(capsys, stem_folder, tiny_config
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stemtf: error: "), err
     assert __import__("re").search(pattern, lines[0]), lines[0]
+
+
+def test_train_never_replaces_a_model_by_accident(capsys, stem_folder, tiny_config_file, tiny_model_dir, tmp_path, monkeypatch):
+    # A directory holding a model (like saved_models/4stems, which has no checkpoint/) is refused.
+    target = tmp_path / "shipped"
+    target.mkdir()
+    for path in tiny_model_dir.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    common = ["train", tiny_config_file, "--data", stem_folder, "--batch-size", "1", "--num-frames", "64", "--steps", "1",
+              "--checkpoint-every", "1", "--stem-group", "other=other,piano", "--validation-track", "three", "-q"]
+    code, _, err = run(capsys, *common, "-o", target)
+    assert code == 1 and "already holds a model; pass overwrite=True (--overwrite)" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    code, _, err = run(capsys, *common, "-o", target, "--overwrite", "--resume")
+    assert code == 1 and "not both" in err
+    code, _, err = run(capsys, *common, "-o", target, "--overwrite")
+    assert code == 0, err
+    assert (target / "checkpoint" / "state.json").is_file()
+    # Without --output-dir a run goes to runs/NAME under the working directory, never to saved_models/.
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, *common)
+    assert code == 0, err
+    assert (tmp_path / "runs" / "tiny" / "config.json").is_file()
+    code, _, err = run(capsys, *common)
+    assert code == 1 and "already holds a training checkpoint" in err

@@ -89,6 +89,28 @@ def test_resampling_and_mono(tmp_path):
     assert np.abs(crop[1, 100:3900, 0]).max() > 0.05
 
 
+def test_folder_of_m4a_stems_reads_through_ffmpeg(tmp_path):
+    """Files soundfile cannot open are probed and read by ffmpeg: mono to stereo, zero padding at the end."""
+    root = tmp_path / "data"
+    (root / "x").mkdir(parents=True)
+    sources = {"a": tone(300, RATE, 0)[:, :1], "b": tone(1100, RATE, 1)}
+    for stem, waveform in sources.items():
+        sf.write(tmp_path / f"{stem}.wav", waveform, RATE, subtype="FLOAT")
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / f"{stem}.wav"), "-c:a", "aac", "-b:a", "128k",
+                        str(root / "x" / f"{stem}.m4a")], check=True)
+    (track,) = data.folder_tracks(root, stems=["a", "b"])
+    assert track.sample_rate == RATE and abs(track.num_samples - RATE) < 2048
+    crop = data.read_crop(track, 4000, 2000, sample_rate=RATE, num_channels=2)
+    assert crop.shape == (3, 2000, 2)
+    np.testing.assert_allclose(crop[1, :, 0], crop[1, :, 1])  # the mono stem, on both channels
+    for index, stem in enumerate(["a", "b"], start=1):
+        expected = np.broadcast_to(sources[stem][4000:6000], (2000, 2))
+        assert np.sqrt(np.mean((crop[index] - expected) ** 2)) < 0.1 * np.sqrt(np.mean(expected**2)), stem
+    # AAC decodes a little past the length its header states (encoder padding): read well beyond it.
+    late = data.read_crop(track, track.num_samples + 4096, 500, sample_rate=RATE, num_channels=2)
+    assert late.shape == (3, 500, 2) and not late.any()
+
+
 def test_csv_layout(tmp_path):
     root = write_folder(tmp_path / "audio", toy_tracks(2))
     manifest = tmp_path / "train.csv"

@@ -72,7 +72,7 @@ def test_model_baseline_needs_a_separator_and_known_baselines(stem_folder):
     tracks = folder_tracks(stem_folder, stems=STEMS)
     with pytest.raises(ValueError, match="separator"):
         evaluate.evaluate_tracks(tracks, stems=STEMS, sample_rate=SAMPLE_RATE)
-    with pytest.raises(StemtfError, match="--baseline must be one of"):
+    with pytest.raises(StemtfError, match="`baseline` must be one of"):
         evaluate.evaluate_tracks(tracks, stems=STEMS, sample_rate=SAMPLE_RATE, baseline="ideal")
     with pytest.raises(DataError, match="No tracks"):
         evaluate.evaluate_tracks([], stems=STEMS, sample_rate=SAMPLE_RATE, baseline="oracle")

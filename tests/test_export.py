@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from stemtf import export, litert_runner, spectral
+from stemtf import export, litert_runner, options, spectral
 from stemtf.cli import main
 from stemtf.errors import OutputError, StemtfError
 from stemtf.separator import Separator
@@ -134,8 +134,8 @@ def test_wav_signature_rejects_wrong_rate_with_a_message(savedmodel):
 
 def test_savedmodel_metadata_describes_signatures(savedmodel, tiny_model):
     _, config = tiny_model
-    meta = json.loads(export.metadata_path(savedmodel).read_text())
-    assert export.metadata_path(savedmodel) == savedmodel.parent / "1.json"
+    meta = json.loads(export.description_path(savedmodel).read_text())
+    assert export.description_path(savedmodel) == savedmodel.parent / "1.json"
     assert meta["stems"] == list(config.stems) and meta["sample_rate"] == SAMPLE_RATE
     assert meta["chunk_samples"] == 3904 and meta["quantization"] == "none"
     assert meta["inputs"] == [{"name": "waveform", "shape": [None, 2], "dtype": "float32"}]
@@ -154,7 +154,7 @@ def test_tflite_waveform_chunk_matches_keras_with_builtin_ops_only(exports, tiny
 
     _, config = tiny_model
     path = exports["tflite", "waveform", quantize]
-    meta = json.loads(export.metadata_path(path).read_text())
+    meta = json.loads(export.description_path(path).read_text())
     interpreter = Interpreter(model_path=str(path))
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops), ops
@@ -176,7 +176,7 @@ def test_tflite_masks_model_matches_keras(exports, tiny_model, real_audio, quant
 
     model, config = tiny_model
     path = exports["tflite", "masks", quantize]
-    meta = json.loads(export.metadata_path(path).read_text())
+    meta = json.loads(export.description_path(path).read_text())
     shape = meta["inputs"][0]["shape"]
     assert shape == [1, config.segment_frames, config.max_bins, 2]
     chunk = chunk_of(real_audio, meta["chunk_samples"])
@@ -205,7 +205,7 @@ def test_onnx_matches_keras_in_onnxruntime(exports, tiny_model, keras_chunk, rea
 
     model, config = tiny_model
     path = exports["onnx", kind, "none"]
-    meta = json.loads(export.metadata_path(path).read_text())
+    meta = json.loads(export.description_path(path).read_text())
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [meta["inputs"][0]["name"]]
     assert sorted(o.name for o in session.get_outputs()) == sorted(config.stems)
@@ -273,24 +273,24 @@ def test_identity_chunk_model_through_runner_returns_input():
 
 def test_segment_frames_for_chunk_seconds(tiny_model):
     _, config = tiny_model
-    assert export.segment_frames_for(config, None) == config.segment_frames
-    frames = export.segment_frames_for(config, 0.3)
-    assert frames % 8 == 0 and abs(export.chunk_samples_for(config, frames) - 0.3 * SAMPLE_RATE) <= 8 * 64
-    assert export.segment_frames_for(config, 0.0001) == 16  # the smallest chunk the model allows
-    with pytest.raises(StemtfError, match="--chunk-seconds must be > 0"):
-        export.segment_frames_for(config, -1)
+    assert config.segment_frames_for(None) == config.segment_frames
+    frames = config.segment_frames_for(0.3)
+    assert frames % 8 == 0 and abs(config.chunk_samples_for(frames) - 0.3 * SAMPLE_RATE) <= 8 * 64
+    assert config.segment_frames_for(0.0001) == 16  # the smallest chunk the model allows
+    with pytest.raises(StemtfError, match="`chunk_seconds` must be > 0"):
+        options.check_chunk_seconds(-1)
 
 
 def test_export_refuses_to_overwrite_and_rejects_bad_options(tiny_model, tiny_model_dir, tmp_path):
     written = export.export(tiny_model_dir, fmt="tflite", output_dir=tmp_path, chunk_seconds=0.2)
     assert [p.name for p in written] == ["tiny.tflite", "tiny_masks.tflite"]
     frames = json.loads((tmp_path / "tiny.tflite.json").read_text())["segment_frames"]
-    assert frames == export.segment_frames_for(tiny_model[1], 0.2) == 144
+    assert frames == tiny_model[1].segment_frames_for(0.2) == 144
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         export.export(tiny_model_dir, fmt="tflite", output_dir=tmp_path)
-    with pytest.raises(StemtfError, match="--quantize int8 applies to --format tflite only"):
+    with pytest.raises(StemtfError, match="`quantize` int8 applies to the tflite format only"):
         export.export(tiny_model_dir, fmt="onnx", output_dir=tmp_path, quantize="int8")
-    with pytest.raises(StemtfError, match="--format must be one of"):
+    with pytest.raises(StemtfError, match="`fmt` must be one of"):
         export.export(tiny_model_dir, fmt="coreml", output_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.tflite", "tiny.tflite.json", "tiny_masks.tflite", "tiny_masks.tflite.json"]
 
@@ -305,7 +305,7 @@ def test_cli_export_savedmodel_and_errors(capsys, tiny_model_dir, tmp_path):
         (["--format", "savedmodel"], "already exists; pass --overwrite"),
         (["--format", "pb"], "--format 'pb' is not supported"),
         (["--format", "tflite", "--quantize", "int4"], "--quantize 'int4' is not supported"),
-        (["--format", "onnx", "--quantize", "float16"], "applies to --format tflite only"),
+        (["--format", "onnx", "--quantize", "float16"], "--quantize float16 applies to the tflite format only"),
         (["--chunk-seconds", "0"], "--chunk-seconds must be > 0"),
     ]:
         code = main(["export", str(tiny_model_dir), "-o", str(tmp_path / "tiny"), *args])

@@ -4,7 +4,9 @@ import soundfile as sf
 
 from stemtf import audio
 from stemtf.errors import AudioError, OutputError, StemtfError
-from stemtf.separator import Separator, check_filename_template, plan_chunks
+from stemtf.apply import num_chunks
+from stemtf.options import check_filename
+from stemtf.separator import Separator
 
 from conftest import SAMPLE_RATE, music_like
 
@@ -37,7 +39,7 @@ def test_chunk_count_and_progress(separator):
     calls = []
     waveform = np.zeros((50_000, 2), np.float32)
     separator.separate(waveform, SAMPLE_RATE, progress=lambda done, total: calls.append((done, total)))
-    total = plan_chunks(50_000, chunk_samples=separator.chunk_samples, overlap_samples=separator.overlap_samples)
+    total = num_chunks(50_000, chunk_samples=separator.chunk_samples, overlap_samples=separator.overlap_samples)
     assert total == 17
     assert calls == [(i, total) for i in range(total + 1)]
 
@@ -107,9 +109,9 @@ def test_bad_waveforms_are_rejected(separator, waveform, message):
 
 def test_bad_settings_are_rejected(tiny_model):
     model, config = tiny_model
-    with pytest.raises(StemtfError, match="--overlap"):
+    with pytest.raises(StemtfError, match="`overlap`"):
         Separator(model, config, overlap=10.0)
-    with pytest.raises(StemtfError, match="--wiener"):
+    with pytest.raises(StemtfError, match="`wiener_iterations`"):
         Separator(model, config, overlap=0.02, wiener_iterations=-1)
 
 
@@ -149,7 +151,7 @@ def test_offset_and_duration(separator, stereo_wav, tmp_path):
     assert sf.info(paths["drums"]).frames == SAMPLE_RATE // 4
     with pytest.raises(AudioError, match="past the end"):
         separator.separate_file(stereo_wav, output_dir=tmp_path / "x", offset=10)
-    with pytest.raises(AudioError, match="--duration must be > 0"):
+    with pytest.raises(AudioError, match="`duration` must be > 0"):
         separator.separate_file(stereo_wav, output_dir=tmp_path / "y", duration=0)
 
 
@@ -157,8 +159,8 @@ def test_filename_templates(separator, tmp_path):
     paths = separator.output_paths("a/b/My Song.mp3", output_dir=tmp_path, filename="{model}-{track}-{stem}.{ext}", fmt="flac")
     assert paths["vocals"] == tmp_path / "tiny-My Song-vocals.flac"
     with pytest.raises(OutputError, match=r"unknown field \{title\}"):
-        check_filename_template("{title}/{stem}.{ext}")
+        check_filename("{title}/{stem}.{ext}")
     with pytest.raises(OutputError, match=r"must contain \{stem\}"):
-        check_filename_template("{track}.{ext}")
+        check_filename("{track}.{ext}")
     with pytest.raises(OutputError, match="not a valid template"):
-        check_filename_template("{stem")
+        check_filename("{stem")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import soxr
 
+from stemtf import options
 from stemtf.data.reading import read_crop
 from stemtf.data.tracks import Track
 
@@ -38,9 +39,7 @@ class Augmentation:
         low, high = self.gain_range
         if not 0 <= low <= high:
             raise ValueError(f"Argument `gain_range` must be (low, high) with 0 <= low <= high. Received {self.gain_range}.")
-        low, high = self.speed_range
-        if not 0.5 <= low <= high <= 2:
-            raise ValueError(f"Argument `speed_range` must be (low, high) with 0.5 <= low <= high <= 2. Received {self.speed_range}.")
+        options.check_speed_range(self.speed_range)
         for name in ("channel_swap_probability", "remix_probability"):
             value = getattr(self, name)
             if not 0 <= value <= 1:

@@ -3,55 +3,32 @@
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from collections.abc import Sequence
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 from stemtf import audio
 from stemtf.data.tracks import AudioSource, Track
-from stemtf.errors import DataError
-
-
-def _read_stream(source: AudioSource, start: int, num_samples: int, sample_rate: int) -> np.ndarray:
-    """Decode one stream of a container with ffmpeg, seeking on the input side (fast)."""
-    if shutil.which("ffmpeg") is None:
-        raise DataError(f"Reading {source.path!r} needs ffmpeg (apt-get install ffmpeg).")
-    command = ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{start / sample_rate:.6f}", "-i", source.path,
-               "-map", f"0:{source.stream}", "-t", f"{num_samples / sample_rate:.6f}",
-               "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "2", "-ar", str(sample_rate), "-"]
-    result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise DataError(f"ffmpeg cannot decode {source.path!r}: {message[-1] if message else 'unknown error'}.")
-    return np.frombuffer(result.stdout, dtype="<f4").reshape(-1, 2)[:num_samples]
 
 
 def read_segment(source: AudioSource, start: int, num_samples: int, *, sample_rate: int, num_channels: int) -> np.ndarray:
     """Read ``num_samples`` samples from ``start`` without decoding the rest of the file.
 
+    Args:
+        source: The file, or one stream of a container.
+        start: First sample, at ``sample_rate``.
+        num_samples: Samples to read, at ``sample_rate``.
+        sample_rate: The source's own sample rate (the track's), in Hz.
+        num_channels: Channels of the result (mono is duplicated, stereo averaged).
+
     Returns:
         float32 ``(num_samples, num_channels)``, zero-padded past the end of the file.
+
+    Raises:
+        AudioError: the file cannot be read (see :func:`stemtf.audio.read_segment`).
     """
-    if source.stream is not None:
-        block = _read_stream(source, start, num_samples, sample_rate)
-    else:
-        try:
-            with sf.SoundFile(source.path) as handle:
-                if start < handle.frames:
-                    handle.seek(start)
-                    block = handle.read(num_samples, dtype="float32", always_2d=True)
-                else:
-                    block = np.zeros((0, handle.channels), np.float32)
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            reader = audio.open_audio(source.path, offset=start / sample_rate)
-            try:
-                block = reader.read(num_samples)
-            finally:
-                reader.close()
+    block = audio.read_segment(source.path, start, num_samples, sample_rate=sample_rate, stream=source.stream)
     block = audio.convert_channels(block, num_channels)
     if block.shape[0] < num_samples:
         block = np.pad(block, [(0, num_samples - block.shape[0]), (0, 0)])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-import soundfile as sf
-
 from stemtf import audio
 from stemtf.errors import DataError
 
@@ -65,19 +63,10 @@ def _stem_groups(stems: Sequence[str], stem_groups: Mapping[str, Sequence[str]] 
 
 def _probe(source: AudioSource) -> tuple[int, int]:
     """``(num_samples, sample_rate)`` of a source, from its header."""
-    if source.stream is None:
-        try:
-            info = sf.info(source.path)
-            return info.frames, info.samplerate
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            pass
-    reader = audio.open_audio(source.path)
-    try:
-        if reader.num_samples is None:
-            raise DataError(f"Cannot tell the length of {source.path!r}; convert it to WAV or FLAC.")
-        return reader.num_samples, reader.sample_rate
-    finally:
-        reader.close()
+    info = audio.probe_audio(source.path, stream=source.stream)
+    if info.num_samples is None:
+        raise DataError(f"Cannot tell the length of {source.path!r}; convert it to WAV or FLAC.")
+    return info.num_samples, info.sample_rate
 
 
 def _make_track(

@@ -13,15 +13,13 @@ Artifacts and what they compute (``L`` = chunk samples, ``C`` = the model's chan
 - **masks** (TFLite, ONNX): magnitudes ``(1, segment_frames, max_bins, C)`` -> ``{stem: masks}``
   for apps that do their own STFT.
 
-Every artifact ``PATH`` gets ``PATH.json`` next to it: stems, sample rate, chunk length, input and
-output names, shapes and dtypes, quantization. Keras 3 weights are exported through
+Every artifact ``PATH`` gets ``PATH.json`` next to it (:class:`ExportDescription`): stems, sample
+rate, chunk length, input and output names, shapes and dtypes, quantization. Keras 3 weights are exported through
 ``keras.export.ExportArchive`` (TFLite silently drops them on other routes) and every route is
 checked numerically by the tests.
 """
 
-import importlib
-
-from stemtf.export.options import (
+from stemtf.export.artifacts import (
     FORMATS,
     KINDS,
     MAGNITUDE_INPUT,
@@ -31,24 +29,11 @@ from stemtf.export.options import (
     WAV_INPUT,
     WAV_SIGNATURE,
     WAVEFORM_INPUT,
+    ExportDescription,
+    check_options,
+    description_path,
+    read_description,
 )
-
-# Everything else needs TensorFlow and is imported on first use, so that ``stemtf.export.options``
-# (what the CLI checks --format and --quantize against) loads without it.
-_LAZY = {
-    "chunk_samples_for": "sizes",
-    "default_overlap_samples": "sizes",
-    "segment_frames_for": "sizes",
-    "masks_function": "graphs",
-    "separate_function": "graphs",
-    "wav_function": "graphs",
-    "waveform_chunk_function": "graphs",
-    "metadata_path": "metadata",
-    "export_onnx": "writers",
-    "export_savedmodel": "writers",
-    "export_tflite": "writers",
-    "export": "command",
-}
 
 __all__ = [
     "FORMATS",
@@ -60,15 +45,15 @@ __all__ = [
     "WAV_INPUT",
     "WAV_SIGNATURE",
     "WAVEFORM_INPUT",
-    "chunk_samples_for",
-    "default_overlap_samples",
+    "ExportDescription",
+    "check_options",
+    "description_path",
     "export",
     "export_onnx",
     "export_savedmodel",
     "export_tflite",
     "masks_function",
-    "metadata_path",
-    "segment_frames_for",
+    "read_description",
     "separate_function",
     "wav_function",
     "waveform_chunk_function",
@@ -76,13 +61,21 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
+    # The writers and graphs need TensorFlow: they load on first use, so that the names above
+    # (what the CLI checks options with, what the TensorFlow-free runner reads) load without it.
+    from stemtf.export.graphs import masks_function, separate_function, wav_function, waveform_chunk_function
+    from stemtf.export.writers import export, export_onnx, export_savedmodel, export_tflite
+
+    public = {
+        "export": export,
+        "export_onnx": export_onnx,
+        "export_savedmodel": export_savedmodel,
+        "export_tflite": export_tflite,
+        "masks_function": masks_function,
+        "separate_function": separate_function,
+        "wav_function": wav_function,
+        "waveform_chunk_function": waveform_chunk_function,
+    }
+    if name not in public:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return public[name]

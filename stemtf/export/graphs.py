@@ -5,42 +5,22 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from stemtf import spectral
+from stemtf import apply
 from stemtf.config import ModelConfig
-from stemtf.errors import StemtfError
-from stemtf.export.options import MAGNITUDE_INPUT, WAV_INPUT, WAVEFORM_INPUT
-from stemtf.export.sizes import chunk_samples_for, default_overlap_samples
-
-
-def _extended_masks(masks: dict, config: ModelConfig) -> list[tf.Tensor]:
-    """``{stem: (1, T, max_bins, C)}`` -> list of ``(T, num_bins, C)`` masks in stem order."""
-    return [
-        spectral.extend_mask(
-            masks[stem][0], num_bins=config.num_bins, how=config.mask_extension, extension_bins=config.extension_bins
-        )
-        for stem in config.stems
-    ]
+from stemtf.export.artifacts import MAGNITUDE_INPUT, WAV_INPUT, WAVEFORM_INPUT
 
 
 def waveform_chunk_function(model: keras.Model, config: ModelConfig, *, segment_frames: int | None = None):
     """A ``tf.function`` from one chunk ``(L, C)`` to ``{stem: (L, C)}`` with builtin-op-only STFTs.
 
-    Same computation as the separator's chunk function without Wiener filtering, but with
-    :func:`~stemtf.spectral.stft_matmul` / :func:`~stemtf.spectral.istft_matmul`.
+    :func:`stemtf.apply.separate_chunk` with the DFT-as-matmul STFT pair and no Wiener filtering.
     """
-    frames = segment_frames or config.segment_frames
-    length = chunk_samples_for(config, frames)
-    n_fft, hop = config.n_fft, config.hop_length
+    length = config.chunk_samples_for(segment_frames or config.segment_frames)
+    transform = apply.transform_for(config, portable=True)
 
     @tf.function(input_signature=[tf.TensorSpec([length, config.num_channels], tf.float32, name=WAVEFORM_INPUT)], autograph=False)
     def separate_chunk(waveform):
-        real, imag = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop)  # (T, bins, C)
-        magnitude = tf.sqrt(tf.square(real) + tf.square(imag))[None, :, : config.max_bins, :]
-        masks = _extended_masks(model(magnitude, training=False), config)
-        return {
-            stem: spectral.istft_matmul(real * mask, imag * mask, n_fft=n_fft, hop_length=hop, num_samples=length)
-            for stem, mask in zip(config.stems, masks)
-        }
+        return dict(zip(config.stems, apply.separate_chunk(model, config, waveform, transform=transform)))
 
     return separate_chunk
 
@@ -71,34 +51,26 @@ def separate_function(
     The chunking, zero padding and linear cross-fade are :class:`~stemtf.separator.Separator`'s, in
     graph ops, so the result matches it; chunks go through the network one at a time (flat memory).
     """
-    from stemtf.wiener import wiener_filter
-
-    frames = segment_frames or config.segment_frames
-    length = chunk_samples_for(config, frames)
-    overlap = default_overlap_samples(config, length) if overlap_samples is None else overlap_samples
-    if not 0 <= overlap <= length // 2:
-        raise StemtfError(f"The overlap must be between 0 and {length // 2} samples. Received {overlap}.")
+    length = config.chunk_samples_for(segment_frames or config.segment_frames)
+    overlap = config.default_overlap_for(length) if overlap_samples is None else overlap_samples
+    apply.check_overlap(overlap, length)
     stride = length - overlap
-    n_fft, hop, channels, num_stems = config.n_fft, config.hop_length, config.num_channels, len(config.stems)
+    channels, num_stems = config.num_channels, len(config.stems)
 
     def one_chunk(waveform):
-        stft = spectral.stft(waveform, n_fft=n_fft, hop_length=hop)
-        masks = _extended_masks(model(tf.abs(stft)[None, :, : config.max_bins, :], training=False), config)
-        estimates = tf.stack([stft * tf.cast(mask, tf.complex64) for mask in masks])
-        estimates = wiener_filter(stft, estimates, iterations=wiener_iterations)
-        return spectral.istft(estimates, n_fft=n_fft, hop_length=hop, num_samples=length)  # (J, L, C)
+        return tf.stack(apply.separate_chunk(model, config, waveform, wiener_iterations=wiener_iterations))  # (J, L, C)
 
     @tf.function(input_signature=[tf.TensorSpec([None, channels], tf.float32, name=WAVEFORM_INPUT)], autograph=False)
     def separate(waveform):
         num_samples = tf.shape(waveform)[0]
-        count = 1 + (tf.maximum(num_samples - length, 0) + stride - 1) // stride
+        count = apply.num_chunks(num_samples, chunk_samples=length, overlap_samples=overlap)
         total = (count - 1) * stride + length
         chunks = tf.signal.frame(tf.pad(waveform, [[0, total - num_samples], [0, 0]]), length, stride, axis=0)
         stems = tf.map_fn(
             one_chunk, chunks, fn_output_signature=tf.TensorSpec([num_stems, length, channels], tf.float32)
         )  # (count, J, L, C)
         index = tf.range(count)[:, None]
-        ramp = (tf.range(overlap, dtype=tf.float32) + 0.5) / max(overlap, 1)
+        ramp = tf.constant(apply.crossfade_ramp(overlap))
         fade_in = tf.where(index > 0, ramp[None, :], 1.0)
         fade_out = tf.where(index < count - 1, 1.0 - ramp[None, :], 1.0)
         weights = tf.concat([fade_in, tf.ones([count, length - 2 * overlap]), fade_out], axis=1)  # (count, L)

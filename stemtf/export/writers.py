@@ -11,18 +11,45 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from stemtf import __version__, options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError, OutputError, StemtfError
+from stemtf.errors import ModelError, OptionError, OutputError
+from stemtf.export.artifacts import (
+    KINDS,
+    MAGNITUDE_INPUT,
+    ONNX_OPSET,
+    QUANTIZATIONS,
+    SAVEDMODEL_VERSION,
+    WAV_INPUT,
+    WAV_SIGNATURE,
+    WAVEFORM_INPUT,
+    ExportDescription,
+    check_options,
+    description_path,
+    tensor_info,
+)
 from stemtf.export.graphs import masks_function, separate_function, wav_function, waveform_chunk_function
-from stemtf.export.metadata import _metadata, _tensor_info, _write_json, metadata_path
-from stemtf.export.options import KINDS, MAGNITUDE_INPUT, ONNX_OPSET, QUANTIZATIONS, WAV_INPUT, WAV_SIGNATURE, WAVEFORM_INPUT
-from stemtf.export.sizes import chunk_samples_for
+
+
+def _description(
+    config: ModelConfig, *, fmt: str, kind: str, segment_frames: int, quantization: str, inputs, outputs,
+    overlap_samples: int | None = None, **extra,
+) -> ExportDescription:
+    length = config.chunk_samples_for(segment_frames)
+    return ExportDescription(
+        format=fmt, kind=kind, model=config.name, stems=tuple(config.stems), sample_rate=config.sample_rate,
+        num_channels=config.num_channels, n_fft=config.n_fft, hop_length=config.hop_length, max_bins=config.max_bins,
+        mask_extension=config.mask_extension, extension_bins=config.extension_bins, segment_frames=segment_frames,
+        chunk_samples=length,
+        overlap_samples=config.default_overlap_for(length) if overlap_samples is None else overlap_samples,
+        inputs=tuple(inputs), outputs=tuple(outputs), quantization=quantization, stemtf_version=__version__, **extra,
+    )
 
 
 @contextlib.contextmanager
 def _atomic_output(path: pathlib.Path, *, overwrite: bool):
     """Yield a temporary path next to ``path``; on success move it (and its JSON) into place."""
-    meta = metadata_path(path)
+    meta = description_path(path)
     if not overwrite:
         for target in (path, meta):
             if target.exists():
@@ -41,7 +68,7 @@ def _atomic_output(path: pathlib.Path, *, overwrite: bool):
             elif target.exists():
                 target.unlink()
         os.replace(temporary, path)
-        os.replace(metadata_path(temporary), meta)
+        os.replace(description_path(temporary), meta)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -89,40 +116,38 @@ def export_savedmodel(
     channels = config.num_channels
     signatures = {
         "serving_default": {
-            "inputs": [_tensor_info(WAVEFORM_INPUT, [None, channels], "float32")],
-            "outputs": [_tensor_info(stem, [None, channels], "float32") for stem in config.stems],
+            "inputs": [tensor_info(WAVEFORM_INPUT, [None, channels], "float32")],
+            "outputs": [tensor_info(stem, [None, channels], "float32") for stem in config.stems],
         },
         WAV_SIGNATURE: {
-            "inputs": [_tensor_info(WAV_INPUT, [None], "string")],
-            "outputs": [_tensor_info(f"{stem}_bytes", [None], "string") for stem in config.stems],
+            "inputs": [tensor_info(WAV_INPUT, [None], "string")],
+            "outputs": [tensor_info(f"{stem}_bytes", [None], "string") for stem in config.stems],
         },
     }
-    meta = _metadata(
+    meta = _description(
         config, fmt="savedmodel", kind="separate", segment_frames=frames, quantization="none",
         inputs=signatures["serving_default"]["inputs"], outputs=signatures["serving_default"]["outputs"],
-        signatures=signatures, wiener_iterations=wiener_iterations,
+        overlap_samples=overlap_samples, signatures=signatures, wiener_iterations=wiener_iterations,
     )
-    if overlap_samples is not None:
-        meta["overlap_samples"] = overlap_samples
     with _atomic_output(path, overwrite=overwrite) as temporary:
         _write_archive(model, {"serving_default": separate, WAV_SIGNATURE: separate_wav}, temporary)
-        _write_json(metadata_path(temporary), meta)
+        meta.write(description_path(temporary))
     return path
 
 
 def _kind_function(model: keras.Model, config: ModelConfig, kind: str, frames: int):
     if kind == "waveform":
         function = waveform_chunk_function(model, config, segment_frames=frames)
-        length = chunk_samples_for(config, frames)
-        inputs = [_tensor_info(WAVEFORM_INPUT, [length, config.num_channels], "float32")]
-        outputs = [_tensor_info(stem, [length, config.num_channels], "float32") for stem in config.stems]
+        length = config.chunk_samples_for(frames)
+        inputs = [tensor_info(WAVEFORM_INPUT, [length, config.num_channels], "float32")]
+        outputs = [tensor_info(stem, [length, config.num_channels], "float32") for stem in config.stems]
     elif kind == "masks":
         function = masks_function(model, config, segment_frames=frames)
         shape = [1, frames, config.max_bins, config.num_channels]
-        inputs = [_tensor_info(MAGNITUDE_INPUT, shape, "float32")]
-        outputs = [_tensor_info(stem, shape, "float32") for stem in config.stems]
+        inputs = [tensor_info(MAGNITUDE_INPUT, shape, "float32")]
+        outputs = [tensor_info(stem, shape, "float32") for stem in config.stems]
     else:
-        raise StemtfError(f"The export kind must be one of {', '.join(KINDS)}. Received {kind!r}.")
+        raise OptionError("kind", f"{{option}} must be one of {', '.join(KINDS)}. Received {kind!r}.")
     return function, inputs, outputs
 
 
@@ -153,15 +178,15 @@ def export_tflite(
         ``path``.
 
     Raises:
-        StemtfError: unknown kind or quantization, or the graph needs a non-builtin op.
+        OptionError: unknown kind or quantization.
+        ModelError: the graph needs a non-builtin op.
     """
-    if quantize not in QUANTIZATIONS:
-        raise StemtfError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}. Received {quantize!r}.")
+    check_options("tflite", quantize)
     path = pathlib.Path(path)
     frames = segment_frames or config.segment_frames
     function, inputs, outputs = _kind_function(model, config, kind, frames)
-    meta = _metadata(config, fmt="tflite", kind=kind, segment_frames=frames, quantization=quantize,
-                     inputs=inputs, outputs=outputs, signature="serving_default")
+    meta = _description(config, fmt="tflite", kind=kind, segment_frames=frames, quantization=quantize,
+                        inputs=inputs, outputs=outputs, signature="serving_default")
     with tempfile.TemporaryDirectory(prefix="stemtf-export-") as work:
         _write_archive(model, {"serving_default": function}, pathlib.Path(work) / "savedmodel")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(pathlib.Path(work) / "savedmodel"))
@@ -173,10 +198,10 @@ def export_tflite(
         try:
             flatbuffer = converter.convert()
         except Exception as error:  # the converter raises ConverterError and others, with long logs
-            raise ModelError(f"TFLite conversion failed: {str(error).strip().splitlines()[0]}") from None
+            raise ModelError(f"TFLite conversion failed: {str(error).strip().splitlines()[0]}") from error
     with _atomic_output(path, overwrite=overwrite) as temporary:
         temporary.write_bytes(flatbuffer)
-        _write_json(metadata_path(temporary), meta)
+        meta.write(description_path(temporary))
     return path
 
 
@@ -202,8 +227,8 @@ def export_onnx(
     path = pathlib.Path(path)
     frames = segment_frames or config.segment_frames
     function, inputs, outputs = _kind_function(model, config, kind, frames)
-    meta = _metadata(config, fmt="onnx", kind=kind, segment_frames=frames, quantization="none",
-                     inputs=inputs, outputs=outputs, opset=opset)
+    meta = _description(config, fmt="onnx", kind=kind, segment_frames=frames, quantization="none",
+                        inputs=inputs, outputs=outputs, opset=opset)
     concrete = function.get_concrete_function()
     with _atomic_output(path, overwrite=overwrite) as temporary:
         try:
@@ -212,6 +237,52 @@ def export_onnx(
                 output_path=str(temporary),
             )
         except Exception as error:
-            raise ModelError(f"ONNX conversion failed: {str(error).strip().splitlines()[0]}") from None
-        _write_json(metadata_path(temporary), meta)
+            raise ModelError(f"ONNX conversion failed: {str(error).strip().splitlines()[0]}") from error
+        meta.write(description_path(temporary))
     return path
+
+
+def export(
+    model_name_or_path: str | os.PathLike,
+    *,
+    fmt: str,
+    output_dir: str | os.PathLike,
+    quantize: str = "none",
+    chunk_seconds: float | None = None,
+    overwrite: bool = False,
+) -> list[pathlib.Path]:
+    """Export a model by name or directory; what ``stemtf export`` runs.
+
+    Writes into ``output_dir``: ``savedmodel`` -> ``1/`` (a TF Serving model base path);
+    ``tflite`` -> ``NAME[_QUANT].tflite`` (waveform chunk) and ``NAME_masks[_QUANT].tflite``;
+    ``onnx`` -> ``NAME.onnx`` and ``NAME_masks.onnx``; each with its ``.json``.
+
+    Returns:
+        The artifact paths written.
+    """
+    from stemtf.model import load_model
+
+    check_options(fmt, quantize)
+    options.check_chunk_seconds(chunk_seconds)
+    model, config = load_model(model_name_or_path)
+    frames = config.segment_frames_for(chunk_seconds)
+    output_dir = pathlib.Path(output_dir)
+    if fmt == "savedmodel":
+        targets = {"savedmodel": output_dir / SAVEDMODEL_VERSION}
+    else:
+        suffix = "" if quantize == "none" else f"_{quantize}"
+        targets = {kind: output_dir / f"{config.name}{'' if kind == 'waveform' else '_masks'}{suffix}.{fmt}" for kind in KINDS}
+    if not overwrite:  # check every target first, so a clash never leaves half an export
+        for target in targets.values():
+            for path in (target, description_path(target)):
+                if path.exists():
+                    raise OutputError(f"Output {str(path)!r} already exists; pass --overwrite to replace it.")
+    written = []
+    for kind, target in targets.items():
+        if fmt == "savedmodel":
+            written.append(export_savedmodel(model, config, target, segment_frames=frames, overwrite=overwrite))
+        elif fmt == "tflite":
+            written.append(export_tflite(model, config, target, kind=kind, quantize=quantize, segment_frames=frames, overwrite=overwrite))
+        else:
+            written.append(export_onnx(model, config, target, kind=kind, segment_frames=frames, overwrite=overwrite))
+    return written

@@ -5,12 +5,13 @@ import pathlib
 import re
 from typing import Any
 
+from stemtf import options
 from stemtf.errors import StemtfError
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
 
-DEFAULT_MAX_UPLOAD_MB = 100.0
+DEFAULT_MAX_UPLOAD_MB = options.DEFAULT_MAX_UPLOAD_MB
 _MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/metadata|:predict)?$")
 
 

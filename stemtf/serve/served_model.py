@@ -1,6 +1,5 @@
 """A loaded SavedModel exported by stemtf: finding it, its signatures, running them a few at a time."""
 
-import json
 import os
 import pathlib
 import re
@@ -9,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from stemtf import audio
+from stemtf import apply, options
 from stemtf.errors import ModelError
+from stemtf.export.artifacts import read_description
 from stemtf.serve.protocol import RequestError
 
-DEFAULT_MAX_DURATION = 600.0
-DEFAULT_MAX_CONCURRENCY = 2
+DEFAULT_MAX_DURATION = options.DEFAULT_MAX_DURATION
+DEFAULT_MAX_CONCURRENCY = options.DEFAULT_MAX_CONCURRENCY
 
 
 def find_savedmodel(path: str | os.PathLike) -> tuple[pathlib.Path, str] | None:
@@ -53,22 +53,15 @@ class ServedModel:
     ) -> None:
         import tensorflow as tf
 
-        from stemtf.export import metadata_path
-
         found = find_savedmodel(path)
         if found is None:
             raise ModelError(f"{str(path)!r} is not a SavedModel directory; export one with `stemtf export MODEL --format savedmodel`.")
         self.path, self.version = found
-        try:
-            self.metadata = json.loads(metadata_path(self.path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise ModelError(
-                f"{str(metadata_path(self.path))!r} is missing or unreadable; export the model with `stemtf export`."
-            ) from None
-        self.name = name or self.metadata["model"]
-        self.sample_rate = int(self.metadata["sample_rate"])
-        self.num_channels = int(self.metadata["num_channels"])
-        self.stems = list(self.metadata["stems"])
+        self.description = read_description(self.path)
+        self.name = name or self.description.model
+        self.sample_rate = self.description.sample_rate
+        self.num_channels = self.description.num_channels
+        self.stems = list(self.description.stems)
         self.max_duration = max_duration
         self._loaded = tf.saved_model.load(str(self.path))
         self.signatures = dict(self._loaded.signatures)
@@ -101,22 +94,16 @@ class ServedModel:
 
     def separate(self, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
         """Separate a waveform ``(num_samples, 1 or 2)`` of any rate; stems keep its shape and rate."""
-        import soxr
-
         num_samples, num_channels = waveform.shape
-        x = waveform
-        if sample_rate != self.sample_rate:
-            x = soxr.resample(x, sample_rate, self.sample_rate).reshape(-1, num_channels)
-        x = audio.convert_channels(np.ascontiguousarray(x, dtype=np.float32), self.num_channels)
+        x = apply.to_model_format(waveform, sample_rate, model_rate=self.sample_rate, model_channels=self.num_channels)
         outputs = self.run("serving_default", {"waveform": x})
-        stems = {}
-        for stem in self.stems:
-            out = outputs[stem]
-            if sample_rate != self.sample_rate:
-                out = soxr.resample(out, self.sample_rate, sample_rate).reshape(-1, out.shape[1])
-            out = audio.convert_channels(out, num_channels)
-            stems[stem] = np.pad(out[:num_samples], ((0, max(0, num_samples - out.shape[0])), (0, 0)))
-        return stems
+        return {
+            stem: apply.from_model_format(
+                outputs[stem], model_rate=self.sample_rate, sample_rate=sample_rate, num_channels=num_channels,
+                num_samples=num_samples,
+            )
+            for stem in self.stems
+        }
 
 
 def _tensor_json(spec, name: str) -> dict[str, Any]:

@@ -8,12 +8,13 @@ import socket
 import tempfile
 from collections.abc import Callable
 
+from stemtf import options
 from stemtf.errors import StemtfError
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8501
+DEFAULT_HOST = options.DEFAULT_HOST
+DEFAULT_PORT = options.DEFAULT_PORT
 
 
 @contextlib.contextmanager
@@ -57,12 +58,11 @@ def serve(
         max_concurrency: Inferences run at the same time.
         on_status: Called with progress lines (export, listening address).
     """
+    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
     try:
         import uvicorn
     except ImportError:
         raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
-    if max_upload_mb <= 0 or max_duration <= 0 or max_concurrency < 1:
-        raise StemtfError("--max-upload-mb and --max-duration must be > 0 and --max-concurrency >= 1.")
     with _savedmodel_for(model, on_status) as path:
         served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
         app = create_app(served, max_upload_mb=max_upload_mb)

@@ -1,0 +1,202 @@
+"""Every user option's check, in one place and without TensorFlow.
+
+The library calls these checks at its boundary and the CLI calls the same ones before it loads
+TensorFlow, so a bad option fails in a fraction of a second and is worded the same way from Python
+and from the shell. A failed check raises :class:`OptionError`: its message names the Python
+keyword (``overlap``), and :meth:`OptionError.for_cli` the command-line flag (``--overlap``, the
+kebab-case of the keyword, as every flag is).
+"""
+
+from __future__ import annotations
+
+import math
+import string
+
+from stemtf.config import ModelConfig
+from stemtf.errors import AudioOptionError, OptionError, OutputOptionError
+
+FILENAME_FIELDS = ("track", "stem", "ext", "model")
+DEFAULT_FILENAME = "{track}/{stem}.{ext}"
+EVALUATION_BASELINES = ("model", "oracle", "mixture")
+
+
+def _finite(keyword: str, value: float, error: type[OptionError] = OptionError) -> None:
+    if not math.isfinite(value):
+        raise error(keyword, f"{{option}} must be a finite number. Received {value}.")
+
+
+# Separation
+
+
+def check_overlap(overlap: float | None, config: ModelConfig, *, segment_frames: int | None = None) -> int:
+    """The cross-fade between chunks in samples, for ``overlap`` seconds (None: the default, 1 s).
+
+    Raises:
+        OptionError: the overlap is negative or longer than half a chunk.
+    """
+    chunk_samples = config.chunk_samples_for(segment_frames or config.segment_frames)
+    if overlap is None:
+        return config.default_overlap_for(chunk_samples)
+    _finite("overlap", overlap)
+    samples = int(round(overlap * config.sample_rate))
+    if not 0 <= samples <= chunk_samples // 2:
+        raise OptionError(
+            "overlap", f"{{option}} must be between 0 and {chunk_samples // 2 / config.sample_rate:.3g} s. Received {overlap:g}."
+        )
+    return samples
+
+
+def check_segment_frames(segment_frames: int | None, config: ModelConfig) -> int:
+    """STFT frames per chunk (None: the config's), a multiple of the frame multiple and not below the minimum."""
+    if segment_frames is None:
+        return config.segment_frames
+    if segment_frames % config.frame_multiple or segment_frames < config.min_segment_frames:
+        raise OptionError(
+            "segment_frames",
+            f"{{option}} must be a multiple of {config.frame_multiple} and at least {config.min_segment_frames}. "
+            f"Received {segment_frames}.",
+        )
+    return segment_frames
+
+
+def check_wiener_iterations(wiener_iterations: int) -> None:
+    """Wiener filter EM iterations: 0 (off) or more."""
+    if wiener_iterations < 0:
+        raise OptionError("wiener_iterations", f"{{option}} must be >= 0 iterations. Received {wiener_iterations}.")
+
+
+def check_offset(offset: float) -> None:
+    """Seconds skipped at the start of an input: finite and >= 0."""
+    _finite("offset", offset, AudioOptionError)
+    if offset < 0:
+        raise AudioOptionError("offset", f"{{option}} must be >= 0 seconds. Received {offset:g}.")
+
+
+def check_duration(duration: float | None) -> None:
+    """Seconds to process: None (to the end) or finite and > 0."""
+    if duration is None:
+        return
+    _finite("duration", duration, AudioOptionError)
+    if duration <= 0:
+        raise AudioOptionError("duration", f"{{option}} must be > 0 seconds. Received {duration:g}.")
+
+
+def check_output(fmt: str, bit_depth: int, bitrate: int | None) -> None:
+    """The output format, sample format and bitrate go together (see :mod:`stemtf.audio`)."""
+    from stemtf import audio
+
+    if fmt not in audio.FORMATS:
+        raise OutputOptionError("fmt", f"{{option}} {fmt!r} is not supported; use one of {', '.join(audio.FORMATS)}.")
+    if bit_depth not in audio.BIT_DEPTHS:
+        raise OutputOptionError("bit_depth", f"{{option}} must be 16, 24 or 32. Received {bit_depth}.")
+    if fmt == "flac" and bit_depth == 32:
+        raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or the wav format for float.")
+    if bitrate is not None and not 32 <= bitrate <= 320:
+        raise OutputOptionError("bitrate", f"{{option}} must be between 32 and 320 kbps. Received {bitrate}.")
+
+
+def check_filename(filename: str) -> None:
+    """An output path template uses only ``{track}``, ``{stem}``, ``{ext}``, ``{model}`` and names each stem apart."""
+    try:
+        keys = {name for _, name, _, _ in string.Formatter().parse(filename) if name is not None}
+    except ValueError as error:
+        raise OutputOptionError("filename", f"{{option}} {filename!r} is not a valid template: {error}.") from error
+    unknown = keys - set(FILENAME_FIELDS)
+    if unknown:
+        raise OutputOptionError(
+            "filename",
+            f"{{option}} {filename!r} uses unknown field {{{sorted(unknown)[0]}}}; use {{track}}, {{stem}}, {{ext}} and {{model}}.",
+        )
+    if "stem" not in keys:
+        raise OutputOptionError("filename", f"{{option}} {filename!r} must contain {{stem}}, or every stem would go to the same file.")
+
+
+def check_chunk_seconds(chunk_seconds: float | None) -> None:
+    """Chunk length of an export in seconds: None (the model's) or finite and > 0."""
+    if chunk_seconds is None:
+        return
+    _finite("chunk_seconds", chunk_seconds)
+    if not chunk_seconds > 0:
+        raise OptionError("chunk_seconds", f"{{option}} must be > 0. Received {chunk_seconds:g}.")
+
+
+# Training
+
+
+def check_training(
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    checkpoint_every: int,
+    from_model: object = None,
+    freeze_encoder: bool = False,
+    num_frames: int | None = None,
+    config: ModelConfig | None = None,
+) -> None:
+    """The counts, learning rate and fine-tuning options of a training run."""
+    for keyword, value in (("steps", steps), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
+        if value < 1:
+            raise OptionError(keyword, f"{{option}} must be >= 1. Received {value}.")
+    _finite("learning_rate", learning_rate)
+    if not learning_rate > 0:
+        raise OptionError("learning_rate", f"{{option}} must be > 0. Received {learning_rate:g}.")
+    if freeze_encoder and from_model is None:
+        raise OptionError(
+            "freeze_encoder", "{option} needs --from MODEL (`from_model`): a randomly initialised encoder would stay random."
+        )
+    if num_frames is not None and config is not None and (num_frames < 1 or num_frames % config.frame_multiple):
+        raise OptionError(
+            "num_frames", f"{{option}} must be a positive multiple of {config.frame_multiple} (2 ** U-Net depth). Received {num_frames}."
+        )
+
+
+def check_speed_range(speed_range: tuple[float, float]) -> None:
+    """The speed augmentation's ``(low, high)`` factors: finite, 0.5 <= low <= high <= 2."""
+    low, high = speed_range
+    _finite("speed_range", low)
+    _finite("speed_range", high)
+    if not 0.5 <= low <= high <= 2.0:
+        raise OptionError("speed_range", f"{{option}} must be (low, high) with 0.5 <= low <= high <= 2. Received {low:g} {high:g}.")
+
+
+# Evaluation
+
+
+def check_baseline(baseline: str) -> None:
+    """What ``evaluate`` scores: the model, or the oracle or mixture baseline."""
+    if baseline not in EVALUATION_BASELINES:
+        raise OptionError("baseline", f"{{option}} must be one of {', '.join(EVALUATION_BASELINES)}. Received {baseline!r}.")
+
+
+# Serving
+
+
+def check_serving(*, port: int, max_upload_mb: float, max_duration: float, max_concurrency: int) -> None:
+    """The port and limits of ``stemtf serve``."""
+    if not 0 <= port <= 65535:
+        raise OptionError("port", f"{{option}} must be between 0 and 65535. Received {port}.")
+    for keyword, value in (("max_upload_mb", max_upload_mb), ("max_duration", max_duration)):
+        _finite(keyword, value)
+        if value <= 0:
+            raise OptionError(keyword, f"{{option}} must be > 0. Received {value:g}.")
+    if max_concurrency < 1:
+        raise OptionError("max_concurrency", f"{{option}} must be >= 1. Received {max_concurrency}.")
+
+
+# Defaults shared by the library's keywords and the CLI's flags (the CLI imports these, never TensorFlow).
+DEFAULT_MODEL = "4stems"
+DEFAULT_OUTPUT_DIR = "separated"
+DEFAULT_FORMAT = "wav"
+DEFAULT_BIT_DEPTH = 16
+DEFAULT_STEPS = 100_000
+DEFAULT_BATCH_SIZE = 4
+DEFAULT_LEARNING_RATE = 1e-4
+DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_RUNS_DIR = "runs"
+DEFAULT_EXPORT_DIR = "exported"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8501
+DEFAULT_MAX_UPLOAD_MB = 100.0
+DEFAULT_MAX_DURATION = 600.0
+DEFAULT_MAX_CONCURRENCY = 2

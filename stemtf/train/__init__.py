@@ -1,0 +1,47 @@
+"""Train and fine-tune separation models: :func:`fit` and what it is built from.
+
+- :mod:`stemtf.train.objective`: the loss (Spleeter's masked-magnitude L1), the spectrogram SDR
+  metric, the training wrapper and the learning-rate schedule;
+- :mod:`stemtf.train.checkpoints`: the run directory (a loadable model at every checkpoint plus
+  ``checkpoint/`` for ``resume``) and the guard that never replaces a model by accident;
+- :mod:`stemtf.train.fitting`: :func:`fit` (data, model, optimizer, callbacks, loop).
+"""
+
+from stemtf.train.checkpoints import (
+    CHECKPOINT_DIR,
+    LOG_DIR,
+    STATE_FILE,
+    check_output_dir,
+    load_checkpoint_state,
+    save_checkpoint,
+)
+from stemtf.train.fitting import TrainingResult, fit, freeze_encoder_layers, initialise_from
+from stemtf.train.objective import (
+    LR_SCHEDULES,
+    SpectrogramSDR,
+    learning_rate_schedule,
+    spectrogram_sdr,
+    stem_losses,
+    stem_metrics,
+    training_model,
+)
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "LOG_DIR",
+    "LR_SCHEDULES",
+    "STATE_FILE",
+    "SpectrogramSDR",
+    "TrainingResult",
+    "check_output_dir",
+    "fit",
+    "freeze_encoder_layers",
+    "initialise_from",
+    "learning_rate_schedule",
+    "load_checkpoint_state",
+    "save_checkpoint",
+    "spectrogram_sdr",
+    "stem_losses",
+    "stem_metrics",
+    "training_model",
+]

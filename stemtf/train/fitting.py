@@ -1,0 +1,294 @@
+"""Train and fine-tune separation models with Keras ``model.fit``: :func:`fit`, step by step.
+
+:func:`fit` wraps the mask model in a training model that multiplies every stem's mask by the
+mixture magnitude and minimises Spleeter's loss (:mod:`stemtf.train.objective`). Every
+``checkpoint_every`` steps it validates on held-out tracks and rewrites the output directory as a
+loadable model plus a ``checkpoint/`` folder that ``resume=True`` continues from
+(:mod:`stemtf.train.checkpoints`). TensorBoard logs go to ``logs/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from stemtf import data as data_lib
+from stemtf import options
+from stemtf.config import ModelConfig
+from stemtf.errors import ModelError
+from stemtf.model import build_model, load_model
+from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
+from stemtf.train.objective import learning_rate_schedule, stem_losses, stem_metrics, training_model
+
+ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
+
+
+def initialise_from(model: keras.Model, config: ModelConfig, source: str | os.PathLike) -> list[str]:
+    """Copy weights from a trained model (name or directory) into ``model``.
+
+    Same stems: every weight. Different stems: the trunk (the nested ``unet`` model) and the heads
+    of stems both models have; the other heads keep their fresh initialisation.
+
+    Returns:
+        Names of the layers whose weights were copied.
+
+    Raises:
+        ModelError: the source is missing, or its input geometry or trunk differs from ``config``.
+    """
+    source_model, source_config = load_model(source)
+    for field in ("sample_rate", "num_channels", "n_fft", "hop_length", "max_bins", "unet"):
+        mine, theirs = getattr(config, field), getattr(source_config, field)
+        if mine != theirs:
+            raise ModelError(
+                f"Cannot fine-tune from {str(source)!r}: its {field} is {theirs!r} but the config's is {mine!r}; "
+                f"use the same {field} as the source model."
+            )
+    if tuple(source_config.stems) == tuple(config.stems):
+        model.set_weights(source_model.get_weights())
+        return [layer.name for layer in model.layers if layer.weights]
+    copied = ["unet"]
+    model.get_layer("unet").set_weights(source_model.get_layer("unet").get_weights())
+    for stem in config.stems:
+        if stem in source_config.stems:
+            model.get_layer(f"head_{stem}").set_weights(source_model.get_layer(f"head_{stem}").get_weights())
+            copied.append(f"head_{stem}")
+    return copied
+
+
+def freeze_encoder_layers(model: keras.Model) -> list[str]:
+    """Make the trunk's ``encoder_*`` layers untrainable (their batch norms then run in inference mode)."""
+    frozen = []
+    for layer in model.get_layer("unet").layers:
+        if layer.name.startswith("encoder_"):
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: The trained masks model (as :func:`stemtf.model.build_model` returns).
+        config: Its config.
+        output_dir: The loadable model directory.
+        step: Optimizer steps done in total (including resumed ones).
+        history: One dict of losses and metrics per checkpoint, ``{"step": ..., "loss": ..., ...}``.
+    """
+
+    model: keras.Model
+    config: ModelConfig
+    output_dir: pathlib.Path
+    step: int
+    history: list[dict[str, float]]
+
+
+def _devices() -> tuple[tf.distribute.Strategy, bool]:
+    gpus = tf.config.list_logical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return strategy, bool(gpus)
+
+
+def fit(
+    config: ModelConfig,
+    data: str | os.PathLike | tuple[Sequence[data_lib.Track], Sequence[data_lib.Track]],
+    *,
+    output_dir: str | os.PathLike,
+    steps: int = 100_000,
+    batch_size: int = 4,
+    learning_rate: float = 1e-4,
+    lr_schedule: str = "cosine",
+    warmup_steps: int = 0,
+    num_frames: int | None = None,
+    layout: str = "auto",
+    stem_groups: Mapping[str, Sequence[str]] | None = None,
+    validation_fraction: float = 0.1,
+    validation_tracks: Sequence[str] | None = None,
+    validation_crops: int = 4,
+    augmentation: data_lib.Augmentation | None = data_lib.DEFAULT_AUGMENTATION,
+    seed: int = 0,
+    resume: bool = False,
+    from_model: str | os.PathLike | None = None,
+    freeze_encoder: bool = False,
+    checkpoint_every: int = 1000,
+    overwrite: bool = False,
+    mixed_precision: bool | None = None,
+    tensorboard: bool | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    progress: ProgressCallback | None = None,
+) -> TrainingResult:
+    """Train (or fine-tune, or resume training) a separation model.
+
+    Args:
+        config: The model to train; its stems name the targets.
+        data: A data folder, CSV manifest or MUSDB18 folder (see :mod:`stemtf.data`), or
+            ``(train_tracks, validation_tracks)``.
+        output_dir: Model directory written at every checkpoint (``config.json`` + weights), with
+            ``checkpoint/`` (for ``resume``) and ``logs/`` (TensorBoard).
+        steps: Total optimizer steps (a resumed run counts the steps already done).
+        batch_size: Examples per step (global, across GPUs).
+        learning_rate: Peak learning rate of Adam.
+        lr_schedule: ``cosine`` (decay to a tenth at ``steps``) or ``constant``.
+        warmup_steps: Linear warm-up steps of the cosine schedule.
+        num_frames: STFT frames per example, a multiple of ``2 ** len(config.unet.filters)``;
+            default ``config.segment_frames``.
+        layout: Data layout: ``auto``, ``folder``, ``csv`` or ``musdb``.
+        stem_groups: Model stem -> file stems summed into it, e.g. ``{"other": ["other", "piano"]}``.
+        validation_fraction: Share of tracks held out (folder and CSV layouts; MUSDB18 uses its
+            official split); 0 disables validation.
+        validation_tracks: Names of the tracks to hold out instead.
+        validation_crops: Fixed crops per validation track.
+        augmentation: Training augmentation, or None.
+        seed: Seed of the data pipeline, the split and the weights' initialisation.
+        resume: Continue from ``output_dir/checkpoint``; required when one exists.
+        overwrite: Start again in an ``output_dir`` that already holds a model or a checkpoint
+            (without ``resume`` or ``overwrite`` that is an error: a model is never replaced by accident).
+        from_model: A trained model (name or directory) to start from: same stems continue
+            training, different stems keep the trunk (and the heads of shared stems).
+        freeze_encoder: Keep the trunk's encoder layers fixed (fine-tuning).
+        checkpoint_every: Steps between validation + checkpoint.
+        mixed_precision: float16 compute; default: only when a GPU exists.
+        tensorboard: Write TensorBoard logs to ``output_dir/logs``; default: when the
+            ``tensorboard`` package is installed.
+        callbacks: Extra Keras callbacks.
+        progress: Called after every step as ``progress(step, steps, logs)``.
+
+    Returns:
+        A :class:`TrainingResult`.
+
+    Raises:
+        DataError: bad data (see :mod:`stemtf.data`).
+        ModelError: ``from_model`` is incompatible, the checkpoint does not match, or ``output_dir``
+            holds a model and neither ``resume`` nor ``overwrite`` is set.
+        OptionError: a bad argument (a ``ValueError``).
+    """
+    output_dir = pathlib.Path(output_dir)
+    num_frames = config.segment_frames if num_frames is None else num_frames
+    options.check_training(
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+        from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
+    )
+    state = check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
+
+    # 1. Data: the split, then endless augmented training crops and fixed validation crops.
+    if isinstance(data, (str, os.PathLike)):
+        train_tracks, held_out = data_lib.training_split(
+            data, stems=config.stems, stem_groups=stem_groups, layout=layout,
+            validation_fraction=validation_fraction, validation_tracks=validation_tracks, seed=seed,
+        )
+    else:
+        train_tracks, held_out = list(data[0]), list(data[1])
+    start_step = 0 if state is None else int(state["step"])
+
+    # 2. Model and optimizer (restored from the checkpoint when resuming).
+    keras.utils.set_random_seed(seed)
+    model, train_model = _build(
+        config, from_model=from_model if state is None else None, freeze_encoder=freeze_encoder,
+        mixed_precision=mixed_precision, learning_rate=learning_rate, lr_schedule=lr_schedule, steps=steps,
+        warmup_steps=warmup_steps,
+    )
+    if state is not None:
+        restore_checkpoint(output_dir / CHECKPOINT_DIR, model, train_model)
+    if start_step >= steps:
+        return TrainingResult(model, config, output_dir, start_step, list(state.get("history", [])))
+    train_data, validation_data = _datasets(
+        config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
+        seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
+    )
+
+    # 3. Callbacks: validate + checkpoint every `checkpoint_every` steps, progress, TensorBoard.
+    new_state = state or {
+        "config": config.to_dict(),
+        "seed": seed,
+        "batch_size": batch_size,
+        "freeze_encoder": freeze_encoder,
+        "from_model": None if from_model is None else str(from_model),
+        "train_tracks": [t.name for t in train_tracks],
+        "validation_tracks": [t.name for t in held_out],
+    }
+    checkpointer = Checkpointer(
+        mask_model=model, config=config, output_dir=output_dir, steps=steps, state=new_state, progress=progress
+    )
+    all_callbacks = [checkpointer, *callbacks, *_tensorboard(output_dir, tensorboard)]
+
+    # 4. The loop: one Keras "epoch" per checkpoint interval, continuing from the step reached.
+    steps_per_epoch = min(checkpoint_every, steps)
+    initial_epoch = start_step // steps_per_epoch
+    epochs = initial_epoch + math.ceil((steps - start_step) / steps_per_epoch)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    train_model.fit(
+        train_data,
+        validation_data=validation_data,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=all_callbacks,
+        shuffle=False,
+        verbose=0,
+    )
+    return TrainingResult(model, config, output_dir, checkpointer.step(), list(checkpointer.state["history"]))
+
+
+def _build(
+    config: ModelConfig, *, from_model, freeze_encoder: bool, mixed_precision: bool | None, learning_rate: float,
+    lr_schedule: str, steps: int, warmup_steps: int,
+) -> tuple[keras.Model, keras.Model]:
+    """The masks model (initialised from ``from_model`` when given) and its compiled training wrapper."""
+    strategy, has_gpu = _devices()
+    mixed_precision = has_gpu if mixed_precision is None else mixed_precision
+    previous_policy = keras.config.dtype_policy()
+    try:
+        # Layers take their dtype policy when built; restore the global one right after.
+        keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+        with strategy.scope():
+            model = build_model(config)
+            if from_model is not None:
+                initialise_from(model, config, from_model)
+            if freeze_encoder:
+                freeze_encoder_layers(model)
+            train_model = training_model(model, config.stems)
+            optimizer = keras.optimizers.Adam(
+                learning_rate_schedule(learning_rate, steps=steps, schedule=lr_schedule, warmup_steps=warmup_steps)
+            )
+            train_model.compile(optimizer=optimizer, loss=stem_losses(config.stems), metrics=stem_metrics(config.stems))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return model, train_model
+
+
+def _datasets(
+    config: ModelConfig, train_tracks, held_out, *, num_frames: int, batch_size: int, augmentation, seed: int,
+    first_example: int, validation_crops: int,
+) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+    """The endless training stream (continuing at ``first_example``) and the fixed validation set (or None)."""
+    geometry = {
+        "stems": config.stems, "sample_rate": config.sample_rate, "num_channels": config.num_channels,
+        "n_fft": config.n_fft, "hop_length": config.hop_length, "max_bins": config.max_bins,
+        "num_frames": num_frames, "batch_size": batch_size,
+    }
+    train_data = data_lib.training_dataset(
+        train_tracks, augmentation=augmentation, seed=seed, first_example=first_example, **geometry
+    )
+    validation_data = None
+    if held_out:
+        validation_data = data_lib.validation_dataset(held_out, crops_per_track=validation_crops, **geometry)
+    return train_data, validation_data
+
+
+def _tensorboard(output_dir: pathlib.Path, enabled: bool | None) -> list[keras.callbacks.Callback]:
+    """A TensorBoard callback when asked (default: when the package is installed)."""
+    available = importlib.util.find_spec("tensorboard") is not None
+    if enabled and not available:
+        raise ImportError('TensorBoard logs need the tensorboard package: pip install ".[train]" (from the stemtf folder)')
+    if not (available if enabled is None else enabled):
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(output_dir / LOG_DIR), write_graph=False)]

@@ -1,0 +1,109 @@
+"""The one home of the separation math: chunk plan, cross-fade, masks -> stems, format conversion."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stemtf import apply, audio, litert_runner
+from stemtf.evaluate import oracle_estimates
+
+from conftest import SAMPLE_RATE, music_like, tiny_config
+
+
+def _chunk_function(seed: int):
+    """A chunk function that differs per chunk (so a wrong chunk boundary or fade shows): a position-dependent gain."""
+    gains = np.random.default_rng(seed).uniform(0.5, 1.5, size=(2, 1, 1)).astype(np.float32)
+
+    def separate(chunk: np.ndarray) -> np.ndarray:
+        ramp = np.linspace(0.2, 1.0, chunk.shape[0], dtype=np.float32)[:, None]
+        return np.stack([chunk * ramp, chunk * (1 - ramp)]) * gains
+
+    return separate
+
+
+@pytest.mark.parametrize("num_samples", [1, 999, 1000, 1001, 1800, 4321, 10_000])
+@pytest.mark.parametrize("overlap", [0, 1, 200, 500])
+def test_litert_runner_copy_is_pinned_to_the_library(num_samples, overlap):
+    # litert_runner keeps a dependency-free copy of the chunk plan and cross-fade; both must agree.
+    waveform = music_like(num_samples, seed=num_samples)
+    separate = _chunk_function(overlap)
+    reader = audio.ArrayReader(waveform, SAMPLE_RATE)
+    library = np.concatenate(
+        list(apply.separate_stream(reader, separate, chunk_samples=1000, overlap_samples=overlap)), axis=1
+    )
+    runner = litert_runner.separate_chunks(waveform, separate, chunk_samples=1000, overlap_samples=overlap)
+    assert library.shape == runner.shape == (2, num_samples, 2)
+    np.testing.assert_allclose(library, runner, atol=1e-6)
+    expected = 1 if num_samples <= 1000 else 1 + -(-(num_samples - 1000) // (1000 - overlap))
+    assert apply.num_chunks(num_samples, chunk_samples=1000, overlap_samples=overlap) == expected
+
+
+def test_identity_chunks_return_the_input_and_progress_counts_chunks():
+    waveform = music_like(12_345)
+    calls = []
+    blocks = apply.separate_stream(
+        audio.ArrayReader(waveform, SAMPLE_RATE), lambda chunk: np.stack([chunk]), chunk_samples=2000,
+        overlap_samples=300, progress=lambda done, total: calls.append((done, total)),
+    )
+    np.testing.assert_allclose(np.concatenate(list(blocks), axis=1)[0], waveform, atol=1e-6)
+    total = apply.num_chunks(12_345, chunk_samples=2000, overlap_samples=300)
+    assert calls == [(i, total) for i in range(total + 1)]
+
+
+def test_chunk_plan_in_graph_matches_python():
+    for num_samples in (1, 500, 1000, 1001, 5000, 123_457):
+        in_graph = apply.num_chunks(tf.constant(num_samples), chunk_samples=1000, overlap_samples=250)
+        assert int(in_graph) == apply.num_chunks(num_samples, chunk_samples=1000, overlap_samples=250)
+
+
+def test_crossfade_gains_add_up_to_one():
+    ramp = apply.crossfade_ramp(7)
+    np.testing.assert_allclose(ramp + ramp[::-1], 1.0, atol=1e-7)
+    assert ramp[0] > 0 and ramp[-1] < 1 and np.all(np.diff(ramp) > 0)
+    with pytest.raises(ValueError, match="between 0 and 500"):
+        apply.check_overlap(501, 1000)
+
+
+def test_both_stft_pairs_give_the_same_stems(tiny_model):
+    model, config = tiny_model
+    waveform = tf.constant(music_like(config.chunk_samples))
+    complex_stems = apply.separate_chunk(model, config, waveform)
+    portable = apply.separate_chunk(model, config, waveform, transform=apply.transform_for(config, portable=True))
+    assert len(complex_stems) == len(portable) == len(config.stems)
+    for a, b in zip(complex_stems, portable):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-4)
+    # Ratio masks extended to every bin: the stems add up to the mixture.
+    np.testing.assert_allclose(tf.add_n(complex_stems).numpy(), waveform.numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match="Wiener filtering needs complex"):
+        apply.separate_chunk(model, config, waveform, transform=apply.transform_for(config, portable=True), wiener_iterations=1)
+
+
+def test_oracle_goes_through_the_same_masking():
+    config = tiny_config()
+    references = np.stack([music_like(4000, seed=1), music_like(4000, seed=2) * 0.5])
+    mixture = references.sum(axis=0)
+    estimates = oracle_estimates(mixture, references, n_fft=config.n_fft, hop_length=config.hop_length)
+    transform = apply.ComplexTransform(n_fft=config.n_fft, hop_length=config.hop_length)
+    magnitudes = [transform.magnitude(transform.analyze(r)) + 1e-10 for r in references]
+    by_hand = apply.masks_to_stems(
+        transform, transform.analyze(mixture), [m / tf.add_n(magnitudes) for m in magnitudes], num_samples=4000
+    )
+    for estimate, expected in zip(estimates, by_hand):
+        np.testing.assert_allclose(estimate, expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(estimates.sum(axis=0), mixture, atol=1e-4)
+
+
+@pytest.mark.parametrize("rate,channels", [(44100, 2), (44100, 1), (22050, 2), (48000, 1)])
+def test_model_format_round_trip_keeps_shape_and_length(rate, channels):
+    waveform = music_like(rate // 3, num_channels=channels, sample_rate=rate)
+    model_input = apply.to_model_format(waveform, rate, model_rate=44100, model_channels=2)
+    assert model_input.dtype == np.float32 and model_input.shape[1] == 2
+    back = apply.from_model_format(model_input, model_rate=44100, sample_rate=rate, num_channels=channels, num_samples=waveform.shape[0])
+    assert back.shape == waveform.shape
+    if rate == 44100 and channels == 2:
+        np.testing.assert_array_equal(back, waveform)
+
+
+def test_more_than_two_channels_is_a_clear_error():
+    with pytest.raises(Exception, match="6 channels; stemtf separates mono or stereo"):
+        apply.to_model_format(np.zeros((100, 6), np.float32), 44100, model_rate=44100, model_channels=2)

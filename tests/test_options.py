@@ -1,0 +1,83 @@
+"""One check per option, shared by the library and the CLI: the library names keywords, the CLI flags."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from stemtf import options
+from stemtf.cli import main
+from stemtf.config import load_config
+from stemtf.errors import AudioError, OptionError, OutputError
+
+from conftest import tiny_config
+
+
+def test_options_load_without_tensorflow():
+    code = (
+        "import sys, stemtf.options, stemtf.export.artifacts, stemtf.config; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'numpy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "check,keyword,flag",
+    [
+        (lambda: options.check_offset(-1), "offset", "--offset"),
+        (lambda: options.check_offset(math.nan), "offset", "--offset"),
+        (lambda: options.check_duration(math.inf), "duration", "--duration"),
+        (lambda: options.check_wiener_iterations(-1), "wiener_iterations", "--wiener-iterations"),
+        (lambda: options.check_output("aiff", 16, None), "fmt", "--format"),
+        (lambda: options.check_output("flac", 32, None), "bit_depth", "--bit-depth"),
+        (lambda: options.check_output("mp3", 16, 8), "bitrate", "--bitrate"),
+        (lambda: options.check_filename("{track}.{ext}"), "filename", "--filename"),
+        (lambda: options.check_overlap(100.0, tiny_config()), "overlap", "--overlap"),
+        (lambda: options.check_chunk_seconds(0), "chunk_seconds", "--chunk-seconds"),
+        (lambda: options.check_training(steps=0, batch_size=1, learning_rate=1e-3, checkpoint_every=1), "steps", "--steps"),
+        (lambda: options.check_training(steps=1, batch_size=1, learning_rate=math.nan, checkpoint_every=1), "learning_rate", "--learning-rate"),
+        (lambda: options.check_speed_range((1.2, 1.1)), "speed_range", "--speed-range"),
+        (lambda: options.check_baseline("ideal"), "baseline", "--baseline"),
+        (lambda: options.check_serving(port=70000, max_upload_mb=1, max_duration=1, max_concurrency=1), "port", "--port"),
+    ],
+)
+def test_each_check_names_the_keyword_and_the_flag(check, keyword, flag):
+    with pytest.raises(OptionError) as raised:
+        check()
+    error = raised.value
+    assert error.keyword == keyword and f"`{keyword}`" in str(error) and flag not in str(error)
+    assert flag in error.for_cli() and f"`{keyword}`" not in error.for_cli()
+    assert isinstance(error, ValueError)
+
+
+def test_error_kinds_stay_what_callers_catch():
+    with pytest.raises(AudioError):
+        options.check_duration(-1.0)
+    with pytest.raises(OutputError):
+        options.check_filename("{nope}")
+
+
+def test_overlap_default_and_range_come_from_the_config():
+    config = load_config("4stems")
+    assert options.check_overlap(None, config) == config.default_overlap_samples == 44100
+    assert options.check_overlap(0.5, config) == 22050
+    small = tiny_config()
+    assert options.check_overlap(None, small) == small.chunk_samples // 4
+
+
+def test_cli_rejects_nan_before_loading_anything(capsys, stereo_wav, tmp_path):
+    code = main(["separate", str(stereo_wav), "--offset", "nan", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == ["stemtf: error: --offset must be a finite number. Received nan."]
+    assert not (tmp_path / "out").exists()
+
+
+def test_old_flag_spellings_are_hidden_aliases(capsys):
+    assert main(["separate", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--wiener-iterations" in help_text and "--wiener " not in help_text
+    assert main(["export", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "--output-dir" in help_text and "--output " not in help_text
