@@ -270,7 +270,7 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         presets = ", ".join(sorted(p.stem for p in PRESETS.glob("*.json") if preset_path(p.stem))) or "none"
         raise ConfigError(f"Config file {str(path)!r} does not exist (presets by name: {presets}).") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"Cannot read config file {str(path)!r}: {error}.") from None
+        raise ConfigError(f"Cannot read config file {str(path)!r}: {error}.") from error
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -278,7 +278,7 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
     try:
         return from_dict(data)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {error}") from error
 
 
 # Model directories: found by path or by name, without building anything.
@@ -325,4 +325,4 @@ def load_model_config(name_or_path: str | os.PathLike) -> tuple[ModelConfig, pat
     try:
         return load_config(directory / CONFIG_FILE), directory
     except ConfigError as error:
-        raise ModelError(str(error)) from None
+        raise ModelError(str(error)) from error

@@ -144,5 +144,5 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[keras.Model, config_lib
             warnings.filterwarnings("error", message=".*(Skipping|freshly-initialized|mismatch).*")
             model.load_weights(weights)
     except Exception as error:  # h5py and Keras raise many types for a bad file
-        raise ModelError(f"Cannot load weights {str(weights)!r}: {error}".splitlines()[0]) from None
+        raise ModelError(f"Cannot load weights {str(weights)!r}: {error}".splitlines()[0]) from error
     return model, config

@@ -211,7 +211,7 @@ class Separator:
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
-                    raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from None
+                    raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from error
                 if target.is_dir():
                     raise OutputError(f"Output {str(target)!r} is a directory; choose another --filename.")
                 try:
@@ -219,8 +219,8 @@ class Separator:
                         target, sample_rate=input_rate, num_channels=input_channels, fmt=fmt,
                         bit_depth=bit_depth, bitrate=bitrate, input_rate=self.sample_rate,
                     ))
-                except PermissionError:
-                    raise OutputError(f"Cannot write to {str(target.parent)!r} (permission denied); choose another --output-dir.") from None
+                except PermissionError as error:
+                    raise OutputError(f"Cannot write to {str(target.parent)!r} (permission denied); choose another --output-dir.") from error
             for block in self.separate_stream(reader, progress=progress):
                 for writer, stem_block in zip(writers, block):
                     writer.write(audio.convert_channels(stem_block, input_channels))

@@ -29,7 +29,7 @@ def test_ffmpeg_fallback_decodes_m4a(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c:a", "aac", str(target)], check=True)
     reader = audio.open_audio(target)
     try:
-        assert isinstance(reader, audio._FfmpegReader)
+        assert isinstance(reader, audio.ffmpeg.FfmpegReader)
         assert (reader.sample_rate, reader.num_channels) == (SAMPLE_RATE, 2)
         assert abs(reader.num_samples - SAMPLE_RATE) < 4096
     finally:

@@ -58,7 +58,7 @@ def _atomic_output(path: pathlib.Path, *, overwrite: bool):
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     except OSError as error:
-        raise OutputError(f"Cannot write to {str(path.parent)!r}: {error.strerror}.") from None
+        raise OutputError(f"Cannot write to {str(path.parent)!r}: {error.strerror}.") from error
     try:
         temporary = staging / path.name
         yield temporary

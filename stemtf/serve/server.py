@@ -86,6 +86,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as error:
         sock.close()
-        raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from None
+        raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from error
     sock.set_inheritable(True)
     return sock

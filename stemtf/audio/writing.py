@@ -1,0 +1,127 @@
+"""Writing waveforms: block by block into a temporary file, renamed into place only when complete."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from stemtf.audio.formats import BIT_DEPTHS, FORMATS
+from stemtf.errors import OutputError
+
+# Nominal Vorbis bitrates (kbps, 44.1 kHz stereo) at quality 0, 1, ... 10.
+_VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
+
+
+def output_subtype(fmt: str, bit_depth: int) -> str | None:
+    """The soundfile subtype for ``fmt`` at ``bit_depth`` (16, 24 or 32 = float)."""
+    if fmt == "wav":
+        return BIT_DEPTHS[bit_depth]
+    if fmt == "flac":
+        if bit_depth == 32:
+            raise OutputError("FLAC stores at most 24 bits; use --bit-depth 16 or 24, or --format wav for float.")
+        return BIT_DEPTHS[bit_depth]
+    return {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}[fmt]
+
+
+class AudioWriter:
+    """Write blocks to ``path`` through a temporary file in the same folder.
+
+    Nothing appears at ``path`` until :meth:`commit`; :meth:`abort` leaves no trace. Blocks at
+    ``input_rate`` are resampled to ``sample_rate`` on the fly.
+
+    Args:
+        path: Final file path; its folder must exist.
+        sample_rate: Sample rate of the file, in Hz.
+        num_channels: Channels of the file.
+        fmt: ``wav``, ``flac``, ``ogg`` or ``mp3``.
+        bit_depth: 16, 24 or 32 (float) for WAV/FLAC.
+        bitrate: kbps for MP3 (constant bitrate) and OGG (nominal Vorbis quality); None for the default.
+        input_rate: Rate of the blocks given to :meth:`write`; defaults to ``sample_rate``.
+    """
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        *,
+        sample_rate: int,
+        num_channels: int,
+        fmt: str = "wav",
+        bit_depth: int = 16,
+        bitrate: int | None = None,
+        input_rate: int | None = None,
+    ) -> None:
+        self.path = pathlib.Path(path)
+        self.num_channels = num_channels
+        subtype = output_subtype(fmt, bit_depth)
+        self._clip = subtype.startswith("PCM") or fmt in ("ogg", "mp3")
+        options = {}
+        if bitrate is not None and fmt == "mp3":
+            # libsndfile maps the compression level linearly onto 320..32 kbps, then to an MPEG rate.
+            options = {"compression_level": min(max((320 - bitrate) / 288, 0.0), 0.99), "bitrate_mode": "CONSTANT"}
+        elif bitrate is not None and fmt == "ogg":
+            quality = float(np.interp(bitrate, _VORBIS_KBPS, np.arange(11)))
+            options = {"compression_level": min(max(1.0 - quality / 10.0, 0.0), 0.99)}
+        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(handle)
+        self._tmp = pathlib.Path(tmp)
+        try:
+            self._file = sf.SoundFile(
+                tmp, "w", samplerate=sample_rate, channels=num_channels, format=FORMATS[fmt], subtype=subtype, **options
+            )
+        except Exception as error:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"Cannot write {fmt} to {str(self.path)!r}: {error}".splitlines()[0]) from error
+        self._resampler = None
+        if input_rate is not None and input_rate != sample_rate:
+            self._resampler = soxr.ResampleStream(input_rate, sample_rate, num_channels, dtype="float32")
+
+    def write(self, block: np.ndarray, *, last: bool = False) -> None:
+        """Append a float32 ``(n, num_channels)`` block; ``last=True`` flushes the resampler."""
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(np.ascontiguousarray(block, np.float32), last=last)
+            block = block.reshape(-1, self.num_channels)
+        if self._clip:
+            block = np.clip(block, -1.0, 1.0)
+        if block.shape[0]:
+            self._file.write(block)
+
+    def commit(self) -> pathlib.Path:
+        """Close the file and move it to its final path."""
+        self._file.close()
+        os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file."""
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_audio(
+    path: str | os.PathLike, waveform: np.ndarray, sample_rate: int, *, fmt: str | None = None, bit_depth: int = 16
+) -> pathlib.Path:
+    """Write a whole waveform ``(num_samples, num_channels)`` atomically; format from the suffix by default."""
+    path = pathlib.Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise OutputError(f"Unknown output format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    writer = AudioWriter(path, sample_rate=sample_rate, num_channels=waveform.shape[1], fmt=fmt, bit_depth=bit_depth)
+    try:
+        writer.write(waveform, last=True)
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
