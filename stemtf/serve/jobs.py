@@ -114,6 +114,7 @@ class JobManager:
         expiry: Seconds a finished job's results are kept.
         max_duration: Longest audio accepted, in seconds (counted in the model's samples when the
             length of a file is not known before decoding it).
+        preload: Load every model in a background thread at start, so the first job does not wait.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class JobManager:
         quota_mb: float = DEFAULT_QUOTA_MB,
         expiry: float = DEFAULT_EXPIRY,
         max_duration: float = DEFAULT_MAX_DURATION,
+        preload: bool = False,
     ) -> None:
         check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
         self._models = {name: _describe_model(name, source) for name, source in models.items()}
@@ -135,6 +137,7 @@ class JobManager:
         self.quota_bytes = int(quota_mb * 1e6)
         self.expiry = expiry
         self.max_duration = max_duration
+        self.preload = preload
         self._jobs: dict[str, Job] = {}
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
@@ -188,6 +191,8 @@ class JobManager:
         for index in range(self.workers):
             self._threads.append(threading.Thread(target=self._work, name=f"stemtf-job-{index}", daemon=True))
         self._threads.append(threading.Thread(target=self._janitor, name="stemtf-job-janitor", daemon=True))
+        if self.preload:
+            self._threads.append(threading.Thread(target=self._load_all, name="stemtf-job-preload", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -413,6 +418,15 @@ class JobManager:
 
                 entry.separator = Separator.from_pretrained(entry.source)
             return entry.separator
+
+    def _load_all(self) -> None:
+        for name in self._models:
+            if self._closing:
+                return
+            try:
+                self._separator(name)
+            except StemtfError:
+                pass  # reported on the first job that needs this model
 
     def _work(self) -> None:
         while True:
