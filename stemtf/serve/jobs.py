@@ -249,7 +249,7 @@ class JobManager:
         try:
             self.check_model(model)
             entry = self._models[model]
-            duration, sample_rate, num_channels = self._probe(upload)
+            duration, sample_rate, num_channels = self._probe(upload, _display_name(filename))
             # WAV results are 16-bit at the upload's rate and channel count: their size is known now.
             needed = int(duration * sample_rate) * num_channels * 2 * len(entry.stems)
             if needed > self.quota_bytes:
@@ -383,7 +383,7 @@ class JobManager:
         recent = sorted(self._recent_seconds)
         return min(600, max(1, math.ceil(recent[len(recent) // 2]))) if recent else 10
 
-    def _probe(self, upload: pathlib.Path) -> tuple[float, int, int]:
+    def _probe(self, upload: pathlib.Path, name: str) -> tuple[float, int, int]:
         """``(seconds, sample_rate, channels)`` of an upload; JobError if it is not audio or too long."""
         from stemtf.errors import AudioError
 
@@ -391,16 +391,16 @@ class JobManager:
             reader = audio.open_audio(upload)
         except AudioError:
             raise JobError(
-                "This file is not audio that stemtf can read (WAV, FLAC, OGG, MP3, or anything ffmpeg decodes).",
+                f"{name!r} is not audio that stemtf can read; choose a WAV, FLAC, OGG, MP3, M4A or other audio file.",
                 400, "not_audio",
             ) from None
         try:
             if reader.num_channels not in (1, 2):
-                raise JobError(f"The audio has {reader.num_channels} channels; upload mono or stereo audio.", 400, "not_audio")
+                raise JobError(f"{name!r} has {reader.num_channels} channels; upload mono or stereo audio.", 400, "not_audio")
             seconds = None if reader.num_samples is None else reader.num_samples / reader.sample_rate
             if seconds is not None and seconds > self.max_duration:
                 raise JobError(
-                    f"The audio is {_minutes(seconds)} long; this server separates at most {_minutes(self.max_duration)}.",
+                    f"{name!r} is {_minutes(seconds)} long; this server separates at most {_minutes(self.max_duration)}.",
                     413, "too_long",
                 )
             # Unknown length (a stream through ffmpeg): assume the limit for the quota check; the
