@@ -354,6 +354,8 @@ class JobManager:
             "duration": job.duration, "sample_rate": job.sample_rate, "num_channels": job.num_channels,
             "stem_names": list(job.stems),
         }
+        if job.status == "running" and job.cancel.is_set():
+            result["status"] = "cancelling"  # until the separator reaches its next chunk
         if job.status == "queued":
             result["queue_position"] = self._queue.index(job) + 1
         elif job.status == "running" and job.started is not None and job.chunks_done and job.chunks_total:

@@ -185,6 +185,8 @@ function followJob(job) {
     setState("queued");
     const ahead = job.queue_position - 1;
     showProgress(0, ahead ? `Waiting in the queue: ${ahead} song${ahead > 1 ? "s" : ""} before this one.` : "Waiting in the queue: next.");
+  } else if (job.status === "cancelling") {
+    showProgress(job.progress, "Cancelling…");
   } else if (job.status === "running") {
     setState("running");
     if (!job.progress && job.time_left === null) {
