@@ -299,7 +299,7 @@ def test_path_tricks_in_file_names_never_reach_the_file_system(separator, tmp_pa
     data = audio_bytes(music_like(5000))
     with running_server({"tiny": separator}, cache) as (url, _):
         names = {"../../../evil.wav": "evil", "..\\..\\evil2.wav": "evil2", "/etc/passwd": "passwd",
-                 'quote".wav': "quote", ".hidden": "hidden", "a/..": "a"}
+                 'quote".wav': "quote", ".hidden": "hidden", "a/..": "upload"}
         for filename, download in names.items():
             status, _, created = submit(url, data, filename=filename)
             assert status == 202, (filename, created)

@@ -626,7 +626,7 @@ def _display_name(filename: str) -> str:
     """The last part of an uploaded file name, printable, for display and download names only."""
     name = pathlib.PurePath(filename.replace("\\", "/")).name
     name = "".join(ch for ch in name if ch.isprintable())[:200]
-    return name or "upload"
+    return name if name not in ("", ".", "..") else "upload"
 
 
 def _minutes(seconds: float) -> str:

@@ -13,6 +13,7 @@ Errors are ``{"error": sentence, "kind": word}``; a full queue is a 503 with ``R
 
 import importlib.resources
 import os
+import pathlib
 import re
 import shutil
 from typing import Any
@@ -165,5 +166,5 @@ def _iter_file(handle, block_size: int = 1 << 20):
 
 def _download_name(filename: str) -> str:
     """A safe ASCII download name from the uploaded file's name (without its suffix)."""
-    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    stem = pathlib.PurePath(filename).stem if filename not in ("", ".", "..") else ""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).strip("._")[:100] or "track"
