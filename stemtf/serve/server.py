@@ -84,25 +84,23 @@ def serve(
     for source in models:
         config, _ = load_model_config(source)
         offered.setdefault(config.name if pathlib.Path(source).is_dir() else str(source), source)
-    sock = bind_socket(host, port)  # first: a taken port fails before seconds of model export
-    try:
-        with contextlib.ExitStack() as stack:
-            served = None
-            if model is not None:
-                path = stack.enter_context(_savedmodel_for(model))
-                served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
-            jobs = stack.enter_context(JobManager(
-                offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
-                quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
-            ))
-            app = create_app(served, max_upload_mb=max_upload_mb, jobs=jobs)
-            server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-            shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-            if on_status is not None:
-                on_status(f"http://{shown}:{sock.getsockname()[1]}/")
-            asyncio.run(server.serve(sockets=[sock]))
-    finally:
-        sock.close()
+    with contextlib.ExitStack() as stack:
+        served = None
+        if model is not None:
+            path = stack.enter_context(_savedmodel_for(model))
+            served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
+        jobs = stack.enter_context(JobManager(
+            offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
+            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
+        ))
+        app = create_app(served, max_upload_mb=max_upload_mb, jobs=jobs)
+        # Bound only now: a client that connects is answered at once, never left waiting on a load.
+        sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+        if on_status is not None:
+            on_status(f"http://{shown}:{sock.getsockname()[1]}/")
+        asyncio.run(server.serve(sockets=[sock]))
 
 
 def default_cache_dir() -> pathlib.Path:

@@ -336,6 +336,8 @@ class Player {
     this.sources = [];
     this.lanes = job.stems.map((stem, index) => this.makeLane(stem.name, buffers[index], COLORS[index % COLORS.length], stem));
     const mixture = this.makeLane("mixture", mixBuffers(context, buffers), "#495057", null);
+    // One vertical scale for every lane (the loudest peak fills 90%): quiet stems look quiet.
+    this.scale = 0.9 / Math.max(1e-4, ...[...this.lanes, mixture].map((lane) => Math.max(...lane.peaks.high, ...lane.peaks.low.map(Math.abs))));
     mixture.muted = true;  // heard on its own when soloed; otherwise the stems are the mix
     this.lanes.push(mixture);
     this.updateGains();
@@ -414,8 +416,8 @@ class Player {
       const to = Math.max(from + 1, Math.floor((x + 1) / used * low.length));
       let lo = 0, hi = 0;
       for (let b = from; b < to; b++) { lo = Math.min(lo, low[b]); hi = Math.max(hi, high[b]); }
-      const top = middle - Math.min(1, hi) * middle;
-      g.fillRect(x, top, 1, Math.max(1, middle - Math.max(-1, lo) * middle - top));
+      const top = middle - Math.min(1, hi * this.scale) * middle;
+      g.fillRect(x, top, 1, Math.max(1, middle - Math.max(-1, lo * this.scale) * middle - top));
     }
   }
 
