@@ -17,20 +17,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import fcntl
-import json
 import math
 import os
 import pathlib
 import re
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from stemtf import audio
 from stemtf.errors import StemtfError
+from stemtf.serve import results
 
 DEFAULT_MAX_QUEUE = 8
 DEFAULT_WORKERS = 1
@@ -40,7 +39,6 @@ DEFAULT_MAX_DURATION = 600.0
 MP3_BITRATE = 192
 _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
-_RESULT_FILE = "job.json"
 
 
 class JobError(StemtfError):
@@ -180,11 +178,11 @@ class JobManager:
                 f"Cache folder {str(self.cache_dir)!r} is in use by another stemtf server; choose another --cache-dir."
             ) from None
         for leftover in self.uploads_dir.iterdir():  # the jobs that owned them died with the last process
-            _remove(leftover)
+            results.remove(leftover)
         for entry in self.jobs_dir.iterdir():
             job = self._restore(entry)
             if job is None:
-                _remove(entry)
+                results.remove(entry)
             else:
                 self._jobs[job.id] = job
         self._sweep()
@@ -292,7 +290,7 @@ class JobManager:
                 job.cancel.set()  # the worker stops at the next chunk and reports "cancelled"
             else:
                 del self._jobs[job.id]
-                _remove(self.jobs_dir / job.id)
+                results.remove(self.jobs_dir / job.id)
                 return {"id": job.id, "status": "deleted"}
             return self._status(job)
 
@@ -311,7 +309,7 @@ class JobManager:
         target = folder / f"{stem}.mp3"
         if not target.exists():
             try:
-                _encode_mp3(wav, target)
+                results.encode_mp3(wav, target, bitrate=MP3_BITRATE)
             except FileNotFoundError:  # expired or evicted while we were encoding
                 raise JobError("This job's results have expired; separate the file again.", 404, "not_found") from None
             self._enforce_quota(keep=job.id)
@@ -329,7 +327,7 @@ class JobManager:
 
     def usage(self) -> int:
         """Bytes of results on disk."""
-        return sum(path.stat().st_size for path in self.jobs_dir.rglob("*") if path.is_file())
+        return results.folder_size(self.jobs_dir)
 
     # Internals.
 
@@ -463,7 +461,7 @@ class JobManager:
             record = {"id": job.id, "model": job.model, "filename": job.filename, "stems": list(job.stems),
                       "duration": job.duration, "sample_rate": job.sample_rate, "num_channels": job.num_channels,
                       "created": job.created, "finished": time.time()}
-            (partial / _RESULT_FILE).write_text(json.dumps(record), encoding="utf-8")
+            results.write_record(partial, record)
             with self._cond:
                 if job.cancel.is_set():
                     raise _Cancelled
@@ -483,7 +481,7 @@ class JobManager:
             with self._cond:
                 self._end(job, "failed", f"Separation failed: {type(error).__name__}: {error}".splitlines()[0], "failed")
         finally:
-            _remove(partial)
+            results.remove(partial)
             if job.upload is not None:
                 job.upload.unlink(missing_ok=True)
         if job.status == "done":
@@ -504,8 +502,8 @@ class JobManager:
                 if usage <= self.quota_bytes:
                     break
                 folder = self.jobs_dir / job.id
-                usage -= sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-                _remove(folder)
+                usage -= results.folder_size(folder)
+                results.remove(folder)
                 del self._jobs[job.id]
 
     def _expired(self, job: Job, now: float) -> bool:
@@ -517,7 +515,7 @@ class JobManager:
             now = time.time()
             for job in [job for job in self._jobs.values() if self._expired(job, now)]:
                 del self._jobs[job.id]
-                _remove(self.jobs_dir / job.id)
+                results.remove(self.jobs_dir / job.id)
 
     def _janitor(self) -> None:
         interval = min(30.0, max(0.2, self.expiry / 4))
@@ -530,20 +528,18 @@ class JobManager:
 
     def _restore(self, folder: pathlib.Path) -> Job | None:
         """A finished job from an earlier run's complete results; None for anything else."""
-        if not _ID.match(folder.name) or not folder.is_dir():
+        if not _ID.match(folder.name):
             return None  # *.partial folders and strays: never complete
-        try:
-            record = json.loads((folder / _RESULT_FILE).read_text(encoding="utf-8"))
-            stems = tuple(record["stems"])
-            if record["id"] != folder.name or not all((folder / f"{stem}.wav").is_file() for stem in stems):
-                return None
-            job = Job(id=folder.name, model=str(record["model"]), filename=str(record["filename"]), stems=stems,
-                      created=float(record["created"]), status="done", duration=record["duration"],
-                      sample_rate=record["sample_rate"], num_channels=record["num_channels"],
-                      finished=float(record["finished"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        record = results.read_record(folder)
+        if record is None:
             return None
-        return job
+        try:
+            return Job(id=folder.name, model=str(record["model"]), filename=str(record["filename"]),
+                       stems=tuple(record["stems"]), created=float(record["created"]), status="done",
+                       duration=record["duration"], sample_rate=record["sample_rate"],
+                       num_channels=record["num_channels"], finished=float(record["finished"]))
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 def check_options(*, max_queue: int, workers: int, quota_mb: float, expiry: float, max_duration: float) -> None:
@@ -560,44 +556,6 @@ def check_options(*, max_queue: int, workers: int, quota_mb: float, expiry: floa
         raise StemtfError(f"--max-duration must be > 0. Received {max_duration:g}.")
 
 
-def iter_zip(files: list[tuple[str, Any]], block_size: int = 1 << 20) -> Iterator[bytes]:
-    """Stream a zip of already opened files ``[(name, binary file)]`` block by block, closing them."""
-    import zipfile
-
-    sink = _Sink()
-    try:
-        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as bundle:  # WAV barely compresses; storing is fast
-            for name, handle in files:
-                with bundle.open(name, "w", force_zip64=True) as member:
-                    while block := handle.read(block_size):
-                        member.write(block)
-                        yield sink.take()
-                yield sink.take()
-        yield sink.take()
-    finally:
-        for _, handle in files:
-            handle.close()
-
-
-class _Sink:
-    """A write-only, unseekable stream whose bytes are taken as they come (zipfile then writes data descriptors)."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
-
-
 def _describe_model(name: str, source: Any) -> _Model:
     if hasattr(source, "separate_file"):
         return _Model(source=source, stems=tuple(source.stems), sample_rate=source.sample_rate, separator=source)
@@ -605,21 +563,6 @@ def _describe_model(name: str, source: Any) -> _Model:
 
     config, _ = load_model_config(source)
     return _Model(source=source, stems=tuple(config.stems), sample_rate=config.sample_rate)
-
-
-def _encode_mp3(wav: pathlib.Path, target: pathlib.Path) -> None:
-    """Encode a stem WAV to MP3 next to it through a temporary file (another request may be doing the same)."""
-    import soundfile as sf
-
-    with sf.SoundFile(wav) as source:
-        writer = audio.AudioWriter(target, sample_rate=source.samplerate, num_channels=source.channels, fmt="mp3", bitrate=MP3_BITRATE)
-        try:
-            for block in source.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
-                writer.write(block)
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
 
 
 def _display_name(filename: str) -> str:
@@ -633,10 +576,3 @@ def _minutes(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
     return f"{seconds / 60:.1f} min"
-
-
-def _remove(path: pathlib.Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
