@@ -7,6 +7,7 @@ test checks what a person would see and hear.
 
 import io
 import pathlib
+import re
 import shutil
 import time
 import zipfile
@@ -156,3 +157,41 @@ def test_upload_separate_play_mute_download_and_errors(browser, tiny_model, tmp_
         driver.save_screenshot(str(tmp_path / "web-error.png"))
         assert pathlib.Path(tmp_path / "web-player.png").stat().st_size > 10_000
         assert manager.usage() > 0
+
+
+def test_queue_position_busy_server_and_cancel_in_the_page(browser, tiny_model, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from test_web import audio_bytes, long_clip, request, submit, wait_until
+
+    driver, _ = browser
+    model, config = tiny_model
+    clip = tmp_path / "short.wav"
+    clip.write_bytes(audio_bytes(np.zeros((SAMPLE_RATE, 2), np.float32)))
+    with running_server({"tiny": Separator(model, config)}, tmp_path / "cache", max_queue=1, workers=1) as (url, _):
+        by_id = lambda name: driver.find_element(By.ID, name)  # noqa: E731
+        _, _, running = submit(url, long_clip(60))
+        wait_until(url, running["id"], done=("running",))
+        _, _, waiting = submit(url, long_clip(1))  # the only place in the queue is taken
+
+        driver.get(url + "/")
+        wait_for(lambda: by_id("model").get_attribute("value") == "tiny", what="the model list")
+        by_id("file").send_keys(str(clip))
+        wait_for(lambda: by_id("separate").is_enabled(), what="the Separate button")
+        by_id("separate").click()
+        wait_for(lambda: by_id("error").is_displayed(), what="the busy message")
+        assert by_id("error-title").text == "The server is busy."
+        assert re.search(r"Try again in about \d+ (s|min)", by_id("error-text").text)
+
+        # A place frees up: the page's job waits in the queue, visibly, and can be cancelled.
+        request(f"{url}/v1/jobs/{waiting['id']}", method="DELETE")
+        by_id("separate").click()
+        wait_for(lambda: "Waiting in the queue: next." in by_id("job-status").text, what="the queue position")
+        assert not by_id("error").is_displayed()
+        assert driver.execute_script("return document.body.dataset.state") == "queued"
+        by_id("cancel").click()
+        wait_for(lambda: by_id("job-status").text == "Cancelled.", what="the cancellation")
+        assert driver.execute_script("return document.body.dataset.state") == "idle"
+        assert by_id("separate").is_enabled()
+        request(f"{url}/v1/jobs/{running['id']}", method="DELETE")
+        assert wait_until(url, running["id"], timeout=30)["status"] == "cancelled"
