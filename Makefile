@@ -21,7 +21,7 @@ system-deps:
 training-deps:
 	@sh training/synth/install-deps.sh
 
-# Debian's chromium + chromium-driver: the web page's test drives them with Selenium (no browser download).
+# Debian's chromium + chromium-driver and firefox-esr: the web page's tests drive them (no browser download).
 browser-deps:
 	@sh tests/install-browser.sh
 

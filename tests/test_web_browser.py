@@ -1,14 +1,19 @@
-"""The web page in a real headless Chromium (Debian ``chromium`` + ``chromium-driver``, driven by Selenium).
+"""The web page in a real headless Chromium (Debian ``chromium`` + ``chromium-driver``, driven by
+Selenium), and in headless Firefox ESR (spoken to over WebDriver BiDi: Debian has no geckodriver).
 
 The server, the job manager and the separator are real (a tiny random-weight model); the page
 uploads a real clip, follows the progress bar, decodes the stems with the Web Audio API, and the
 test checks what a person would see and hear.
 """
 
+import base64
 import io
+import json
 import pathlib
 import re
 import shutil
+import socket
+import subprocess
 import time
 import zipfile
 
@@ -195,3 +200,84 @@ def test_queue_position_busy_server_and_cancel_in_the_page(browser, tiny_model, 
         assert by_id("separate").is_enabled()
         request(f"{url}/v1/jobs/{running['id']}", method="DELETE")
         assert wait_until(url, running["id"], timeout=30)["status"] == "cancelled"
+
+
+class _Bidi:
+    """A minimal WebDriver BiDi client over Firefox's own remote port (Debian has no geckodriver)."""
+
+    def __init__(self, port: int, timeout: float = 60.0) -> None:
+        import websocket
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._socket = websocket.create_connection(f"ws://127.0.0.1:{port}/session", timeout=60, suppress_origin=True)
+                break
+            except (OSError, websocket.WebSocketException):
+                assert time.monotonic() < deadline, "Firefox's remote port did not open"
+                time.sleep(0.2)
+        self._next = 0
+        self.call("session.new", capabilities={})
+        self.context = self.call("browsingContext.getTree")["contexts"][0]["context"]
+
+    def call(self, method: str, **params):
+        self._next += 1
+        self._socket.send(json.dumps({"id": self._next, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._socket.recv())
+            if message.get("id") == self._next:
+                assert message.get("type") != "error", message
+                return message["result"]
+
+    def js(self, expression: str, **options):
+        result = self.call("script.evaluate", expression=expression, target={"context": self.context}, awaitPromise=True, **options)
+        assert result.get("type") != "exception", result
+        return result["result"] if options else result["result"].get("value")
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def test_the_page_works_in_firefox(tiny_model, tmp_path):
+    """Upload, progress, one lane per stem, mute, phone width: in headless Firefox ESR."""
+    firefox = shutil.which("firefox-esr") or shutil.which("firefox")
+    if firefox is None:
+        pytest.skip("no Firefox here: install the Debian package firefox-esr (sh tests/install-browser.sh)")
+    model, config = tiny_model
+    clip = tmp_path / "clip.flac"
+    waveform, rate = sf.read(EXAMPLE, dtype="float32", frames=int(CLIP_SECONDS * SAMPLE_RATE), always_2d=True)
+    sf.write(clip, waveform, rate, format="FLAC")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    process = subprocess.Popen([firefox, "--headless", "--no-remote", "--profile", str(profile),
+                                f"--remote-debugging-port={port}", "--window-size=1280,900"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        browser = _Bidi(port)
+        with running_server({"tiny": Separator(model, config)}, tmp_path / "cache") as (url, _):
+            browser.call("browsingContext.navigate", context=browser.context, url=url + "/", wait="complete")
+            wait_for(lambda: browser.js("document.getElementById('model').value") == "tiny", what="the model list")
+            node = browser.js("document.getElementById('file')", resultOwnership="root")
+            browser.call("input.setFiles", context=browser.context, element={"sharedId": node["sharedId"]}, files=[str(clip)])
+            wait_for(lambda: browser.js("!document.getElementById('separate').disabled"), what="the Separate button")
+            browser.js("document.getElementById('separate').click()")
+            wait_for(lambda: browser.js("document.body.dataset.state") == "ready", timeout=60, what="the player")
+            assert browser.js("document.getElementById('progress').value") == 1
+            lanes = json.loads(browser.js(
+                "JSON.stringify([...document.querySelectorAll('.lane')].map(l => [l.dataset.stem, Number(l.dataset.duration)]))"))
+            assert [stem for stem, _ in lanes] == [*config.stems, "mixture"]
+            assert all(duration == pytest.approx(CLIP_SECONDS, abs=2e-3) for _, duration in lanes)
+            browser.js("document.querySelector('.lane[data-stem=other] button.mute').click()")
+            gains = json.loads(browser.js("JSON.stringify([...document.querySelectorAll('.lane')].map(l => l.dataset.gain))"))
+            assert gains == ["1.000", "1.000", "0.000", "0.000"]
+            browser.call("browsingContext.setViewport", context=browser.context, viewport={"width": 390, "height": 844})
+            wait_for(lambda: browser.js("document.documentElement.scrollWidth <= window.innerWidth"), what="the phone-width layout")
+            shot = browser.call("browsingContext.captureScreenshot", context=browser.context)["data"]
+            (tmp_path / "firefox-phone.png").write_bytes(base64.b64decode(shot))
+        browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
