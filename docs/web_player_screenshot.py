@@ -45,6 +45,7 @@ def main() -> None:
                 time.sleep(0.2)
             lanes = driver.find_elements(By.CSS_SELECTOR, "#lanes .lane")
             lanes[0].find_element(By.CSS_SELECTOR, "button.mute").click()  # "everything but the vocals"
+            lanes[1].find_element(By.CSS_SELECTOR, "button.view").click()  # the accompaniment as a spectrogram
             driver.execute_script("page.player.seek(7.4)")
             driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
             time.sleep(0.3)

@@ -209,6 +209,17 @@ def test_concurrent_uploads_each_get_their_own_stems(separator, tmp_path):
             np.testing.assert_allclose(drums, expected, atol=1.5 / 32768)
 
 
+def test_mp3_of_a_rate_mp3_lacks_is_a_clear_error_and_the_wav_stays(separator, tmp_path):
+    with running_server({"tiny": separator}, tmp_path / "cache") as (url, _):
+        _, _, created = submit(url, audio_bytes(music_like(9600, sample_rate=96000), 96000))
+        done = wait_until(url, created["id"])
+        assert done["status"] == "done" and done["sample_rate"] == 96000
+        status, _, body = request(url + done["stems"][0]["mp3"])
+        assert status == 422 and json.loads(body)["error"].startswith("No MP3 of this stem: ")
+        status, _, wav = request(url + done["stems"][0]["wav"])
+        assert status == 200 and sf.info(io.BytesIO(wav)).samplerate == 96000
+
+
 # The cache: expiry, quota, restarts.
 
 

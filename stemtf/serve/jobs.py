@@ -312,6 +312,8 @@ class JobManager:
                 results.encode_mp3(wav, target, bitrate=MP3_BITRATE)
             except FileNotFoundError:  # expired or evicted while we were encoding
                 raise JobError("This job's results have expired; separate the file again.", 404, "not_found") from None
+            except StemtfError as error:  # e.g. a rate MP3 does not have (96 kHz): the WAV is still there
+                raise JobError(f"No MP3 of this stem: {error} Download the WAV instead.", 422, "failed") from None
             self._enforce_quota(keep=job.id)
         return target
 

@@ -327,6 +327,74 @@ function peaks(buffer, buckets) {
   return { low, high };
 }
 
+// In-place iterative radix-2 FFT of (re, im), length a power of two.
+function fft(re, im) {
+  const n = re.length;
+  for (let i = 1, j = 0; i < n; i++) {
+    let bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      [re[i], re[j]] = [re[j], re[i]];
+      [im[i], im[j]] = [im[j], im[i]];
+    }
+  }
+  for (let size = 2; size <= n; size <<= 1) {
+    const half = size >> 1;
+    const step = -2 * Math.PI / size;
+    for (let start = 0; start < n; start += size) {
+      for (let k = 0; k < half; k++) {
+        const wr = Math.cos(step * k), wi = Math.sin(step * k);
+        const a = start + k, b = a + half;
+        const tr = re[b] * wr - im[b] * wi, ti = re[b] * wi + im[b] * wr;
+        re[b] = re[a] - tr; im[b] = im[a] - ti;
+        re[a] += tr; im[a] += ti;
+      }
+    }
+  }
+}
+
+// A log-frequency spectrogram (30 Hz to Nyquist, 90 dB range) of a buffer's channel average, as ImageData.
+function spectrogram(g, buffer, width, height, color) {
+  const size = 2048;
+  const window = Float32Array.from({ length: size }, (_, i) => 0.5 - 0.5 * Math.cos(2 * Math.PI * i / size));
+  const channels = Array.from({ length: buffer.numberOfChannels }, (_, c) => buffer.getChannelData(c));
+  const nyquist = buffer.sampleRate / 2;
+  const rowBin = Int32Array.from({ length: height }, (_, y) => {
+    const frequency = 30 * Math.pow(nyquist / 30, 1 - (y + 0.5) / height);
+    return Math.min(size / 2 - 1, Math.round(frequency / buffer.sampleRate * size));
+  });
+  const [r, gr, b] = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
+  const image = g.createImageData(width, height);
+  const re = new Float32Array(size), im = new Float32Array(size);
+  const reference = size / 4;  // a full-scale sine's peak through the Hann window
+  for (let x = 0; x < width; x++) {
+    const start = Math.round((x + 0.5) / width * buffer.length) - size / 2;
+    for (let i = 0; i < size; i++) {
+      const index = start + i;
+      let sum = 0;
+      if (index >= 0 && index < buffer.length) for (const data of channels) sum += data[index];
+      re[i] = sum / channels.length * window[i];
+      im[i] = 0;
+    }
+    fft(re, im);
+    for (let y = 0; y < height; y++) {
+      const bin = rowBin[y];
+      const level = 20 * Math.log10(Math.hypot(re[bin], im[bin]) / reference + 1e-9);
+      const v = Math.min(1, Math.max(0, (level + 90) / 90));
+      const p = 4 * (y * width + x);
+      // Dark to the lane's colour to white: loud bins stand out, silence stays dark.
+      const t = v < 0.7 ? v / 0.7 : 1;
+      const w = v < 0.7 ? 0 : (v - 0.7) / 0.3;
+      image.data[p] = 20 + t * (r - 20) + w * (255 - r);
+      image.data[p + 1] = 24 + t * (gr - 24) + w * (255 - gr);
+      image.data[p + 2] = 32 + t * (b - 32) + w * (255 - b);
+      image.data[p + 3] = 255;
+    }
+  }
+  return image;
+}
+
 class Player {
   constructor(context, job, buffers) {
     this.context = context;
@@ -359,6 +427,7 @@ class Player {
         <span class="lane-name"><span class="swatch"></span><span class="label"></span></span>
         <button class="mute" aria-pressed="false" title="Mute">M</button>
         <button class="solo" aria-pressed="false" title="Solo">S</button>
+        <button class="view" aria-pressed="false" title="Spectrogram">Spectrum</button>
         <input class="volume" type="range" min="0" max="1.5" step="0.01" value="1">
         <span class="downloads"></span>
       </div>
@@ -369,6 +438,8 @@ class Player {
     el.querySelector(".mute").setAttribute("aria-label", `Mute ${name}`);
     el.querySelector(".solo").setAttribute("aria-label", `Solo ${name}`);
     el.querySelector(".volume").setAttribute("aria-label", `${name} volume`);
+    el.querySelector(".view").setAttribute("aria-label", `Spectrogram of ${name}`);
+    el.dataset.view = "waveform";
     if (stem) {
       for (const [format, url] of [["WAV", stem.wav], ["MP3", stem.mp3]]) {
         const link = document.createElement("a");
@@ -382,10 +453,16 @@ class Player {
     $("lanes").append(el);
     const gain = this.context.createGain();
     gain.connect(this.context.destination);
-    const lane = { name, buffer, color, el, gain, muted: false, solo: false, volume: 1, peaks: peaks(buffer, 4000) };
+    const lane = { name, buffer, color, el, gain, muted: false, solo: false, volume: 1, spectrogram: false, peaks: peaks(buffer, 4000) };
     el.querySelector(".mute").addEventListener("click", () => { lane.muted = !lane.muted; this.updateGains(); });
     el.querySelector(".solo").addEventListener("click", () => { lane.solo = !lane.solo; this.updateGains(); });
     el.querySelector(".volume").addEventListener("input", (event) => { lane.volume = Number(event.target.value); this.updateGains(); });
+    el.querySelector(".view").addEventListener("click", (event) => {
+      lane.spectrogram = !lane.spectrogram;
+      event.target.setAttribute("aria-pressed", String(lane.spectrogram));
+      el.dataset.view = lane.spectrogram ? "spectrogram" : "waveform";
+      this.draw(lane);
+    });
     const wave = el.querySelector(".wave");
     const seekTo = (event) => {
       const box = wave.getBoundingClientRect();
@@ -406,6 +483,21 @@ class Player {
     canvas.height = height;
     const g = canvas.getContext("2d");
     g.clearRect(0, 0, width, height);
+    if (lane.spectrogram) {
+      // At most ~1000 columns: the cost is one FFT per column.
+      const columns = Math.min(width, 1000);
+      const image = spectrogram(g, lane.buffer, columns, height, lane.color);
+      if (columns === width) {
+        g.putImageData(image, 0, 0);
+      } else {
+        const scratch = document.createElement("canvas");
+        scratch.width = columns;
+        scratch.height = height;
+        scratch.getContext("2d").putImageData(image, 0, 0);
+        g.drawImage(scratch, 0, 0, width * lane.buffer.duration / this.duration, height);
+      }
+      return;
+    }
     g.fillStyle = lane.color;
     const { low, high } = lane.peaks;
     const middle = height / 2;
@@ -441,7 +533,13 @@ class Player {
   play() {
     if (this.playing) return;
     if (this.offset >= this.duration - 0.01) this.offset = 0;
-    this.context.resume();
+    this.context.resume().catch(() => { /* reported below */ });
+    // A context that stays suspended plays nothing: no output device, or sound blocked for the page.
+    setTimeout(() => {
+      if (this.playing && this.context.state !== "running") {
+        showError(new ApiError("playback", "The browser has not started sound: check the audio output and that sound is allowed for this page."));
+      }
+    }, 1500);
     // Every source starts at the same context time: the lanes stay sample-aligned.
     const when = this.context.currentTime + 0.05;
     this.sources = this.lanes.map((lane) => {
