@@ -87,7 +87,7 @@ def wait_until(url, job_id, done=("done", "failed", "cancelled"), timeout=120):
         time.sleep(0.05)
 
 
-def long_clip(seconds=30.0):
+def long_clip(seconds):
     """A mono 16 kHz WAV: small to upload, many chunks for the tiny model (resampled to 44.1 kHz)."""
     return audio_bytes(music_like(int(seconds * 16000), num_channels=1, sample_rate=16000, seed=3), 16000)
 
@@ -150,7 +150,7 @@ def test_job_lifecycle_gives_the_cli_results(separator, tmp_path):
 def test_progress_time_left_and_cancel_of_a_running_job(separator, tmp_path):
     cache = tmp_path / "cache"
     with running_server({"tiny": separator}, cache) as (url, _):
-        _, _, created = submit(url, long_clip(30))
+        _, _, created = submit(url, long_clip(90))
         deadline = time.monotonic() + 60
         while True:
             state = job(url, created["id"])
@@ -173,7 +173,7 @@ def test_progress_time_left_and_cancel_of_a_running_job(separator, tmp_path):
 
 def test_full_queue_answers_503_with_retry_after(separator, tmp_path):
     with running_server({"tiny": separator}, tmp_path / "cache", max_queue=1, workers=1) as (url, _):
-        _, _, running = submit(url, long_clip(30))
+        _, _, running = submit(url, long_clip(90))
         wait_until(url, running["id"], done=("running",))
         status, _, waiting = submit(url, long_clip(2))
         assert status == 202 and waiting["status"] == "queued" and waiting["queue_position"] == 1
@@ -225,7 +225,7 @@ def test_mp3_of_a_rate_mp3_lacks_is_a_clear_error_and_the_wav_stays(separator, t
 
 def test_results_expire_and_are_deleted(separator, tmp_path):
     cache = tmp_path / "cache"
-    with running_server({"tiny": separator}, cache, expiry=1.0) as (url, _):
+    with running_server({"tiny": separator}, cache, expiry=2.0) as (url, _):
         _, _, created = submit(url, audio_bytes(music_like(5000)))
         done = wait_until(url, created["id"])
         assert done["status"] == "done" and (cache / "jobs" / done["id"]).is_dir()
