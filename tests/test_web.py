@@ -158,7 +158,7 @@ def test_progress_time_left_and_cancel_of_a_running_job(separator, tmp_path):
                 break
             assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
             time.sleep(0.02)
-        assert 0 < state["progress"] < 1 and state["time_left"] > 0
+        assert 0 < state["progress"] < 1 and state["time_left"] > 0 and state["loading_model"] is False
         asked = time.monotonic()
         status, _, body = request(f"{url}/v1/jobs/{created['id']}", method="DELETE")
         assert status == 200 and json.loads(body)["status"] in ("cancelling", "cancelled")

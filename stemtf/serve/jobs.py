@@ -219,7 +219,7 @@ class JobManager:
         with self._cond:
             if len(self._queue) >= self.max_queue:
                 raise JobError(
-                    f"The server is busy: {len(self._queue)} songs are already waiting. Try again in a little while.",
+                    f"The server is busy: {_songs(len(self._queue))} already waiting. Try again in a little while.",
                     503, "busy", retry_after=self._retry_after(),
                 )
 
@@ -354,6 +354,8 @@ class JobManager:
             "duration": job.duration, "sample_rate": job.sample_rate, "num_channels": job.num_channels,
             "stem_names": list(job.stems),
         }
+        if job.status == "running":
+            result["loading_model"] = job.started is None  # the model loads before the first chunk
         if job.status == "running" and job.cancel.is_set():
             result["status"] = "cancelling"  # until the separator reaches its next chunk
         if job.status == "queued":
@@ -572,6 +574,10 @@ def _display_name(filename: str) -> str:
     name = pathlib.PurePath(filename.replace("\\", "/")).name
     name = "".join(ch for ch in name if ch.isprintable())[:200]
     return name if name not in ("", ".", "..") else "upload"
+
+
+def _songs(count: int) -> str:
+    return "1 song is" if count == 1 else f"{count} songs are"
 
 
 def _minutes(seconds: float) -> str:

@@ -189,8 +189,10 @@ function followJob(job) {
     showProgress(job.progress, "Cancelling…");
   } else if (job.status === "running") {
     setState("running");
-    if (!job.progress && job.time_left === null) {
-      showProgress(0, "Loading the model…");
+    if (job.loading_model) {
+      showProgress(0, `Loading the ${job.model} model…`);
+    } else if (!job.progress) {
+      showProgress(0, "Separating the first chunk…");
     } else {
       const left = job.time_left === null ? "" : ` About ${formatSeconds(job.time_left)} left.`;
       showProgress(job.progress, `Separating: ${Math.round(job.progress * 100)}%.${left}`);
