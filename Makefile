@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS_TEST := dev,train,eval,onnx,tflite,serve
 
-.PHONY: demo test bench system-deps training-deps clean
+.PHONY: demo test bench system-deps training-deps browser-deps serve clean
 
 # ffmpeg decodes m4a/aac/mp4/... inputs (WAV/FLAC/OGG/MP3 need nothing beyond pip).
 system-deps:
@@ -20,6 +20,10 @@ system-deps:
 # the test suite renders a tiny one.
 training-deps:
 	@sh training/synth/install-deps.sh
+
+# Debian's chromium + chromium-driver and firefox-esr: the web page's tests drive them (no browser download).
+browser-deps:
+	@sh tests/install-browser.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +40,12 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 demo: system-deps $(VENV)/.installed-base
 	$(BIN)/stemtf separate examples/caesium_excerpt.ogg --output-dir separated --overwrite
 
-test: system-deps training-deps $(VENV)/.installed-test
+test: system-deps training-deps browser-deps $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The web page on http://127.0.0.1:8501/ with the three shipped models.
+serve: system-deps $(VENV)/.installed-test
+	$(BIN)/stemtf serve --models 2stems,4stems,5stems
 
 bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python benchmarks/separate_speed.py

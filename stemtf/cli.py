@@ -336,35 +336,54 @@ def export_command(
 
 @app.command("serve")
 def serve_command(
-    model: str = typer.Argument(..., help="Exported SavedModel (folder or TF Serving base path), or a model name/directory.", show_default=False),
+    model: str = typer.Argument(options.DEFAULT_MODEL, help="Model for TF Serving's REST API and the page: an exported SavedModel (folder or TF Serving base path), or a model name/directory."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models the page offers, e.g. 2stems,4stems,5stems (default: MODEL).", show_default=False),
     host: str = typer.Option(options.DEFAULT_HOST, "--host", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(options.DEFAULT_PORT, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in URLs (default: the model's name).", show_default=False),
-    max_upload_mb: float = typer.Option(options.DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest request body in MB."),
+    max_upload_mb: float = typer.Option(options.DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest request body or upload in MB."),
     max_duration: float = typer.Option(options.DEFAULT_MAX_DURATION, "--max-duration", help="Longest audio accepted, in seconds."),
-    max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="Separations run at the same time."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No start-up lines."),
+    max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="TF Serving API separations run at the same time."),
+    cache_dir: Optional[pathlib.Path] = typer.Option(None, "--cache-dir", help="Folder for the page's uploads and stems (default: ~/.cache/stemtf/web).", show_default=False),
+    cache_quota_mb: float = typer.Option(2000.0, "--cache-quota-mb", help="Most MB of stems kept; the oldest are deleted first."),
+    expiry_minutes: float = typer.Option(60.0, "--expiry-minutes", help="Minutes the stems of a job are kept."),
+    queue_length: int = typer.Option(8, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
+    workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing, not even the URL."),
 ) -> None:
-    """Serve a model over TF Serving's REST API (/v1/models/NAME:predict) and POST /v1/separate (zip of stems)."""
+    """Serve the web page (upload a song, listen to its stems), its job API, and TF Serving's REST API; prints the URL to open."""
     from stemtf.config import load_model_config
-    from stemtf.serve import find_savedmodel
+    from stemtf.serve.jobs import check_options
+    from stemtf.serve.served_model import find_savedmodel
 
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
+    check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
+    page_models = None
+    if models is not None:
+        page_models = [item.strip() for item in models.split(",") if item.strip()]
+        if not page_models:
+            raise StemtfError("--models must name at least one model, e.g. --models 2stems,4stems.")
+        for item in page_models:
+            load_model_config(item)
     if find_savedmodel(model) is None:
         load_model_config(model)  # neither an export nor a model: fail before the TensorFlow import
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise StemtfError(f"--cache-dir {str(cache_dir)!r} is a file; give a folder.")
 
     _import_tensorflow_quietly()
     from stemtf.serve import serve
 
     def status(line: str) -> None:
         if not quiet:
-            typer.echo(line, err=True)
+            typer.echo(line)
 
     try:
-        serve(model, host=host, port=port, name=name, max_upload_mb=max_upload_mb, max_duration=max_duration,
-              max_concurrency=max_concurrency, on_status=status)
+        serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
+              max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
+              quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
+              on_status=status)
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has already shut down cleanly
-        status("stopped.")
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -335,7 +335,8 @@ def test_cli_serve_runs_the_server_until_interrupted(savedmodel_base, tmp_path):
     port = free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "stemtf.cli", "serve", str(savedmodel_base), "--port", str(port), "--name", "demo"],
+        [sys.executable, "-m", "stemtf.cli", "serve", str(savedmodel_base), "--port", str(port), "--name", "demo",
+         "--cache-dir", str(tmp_path / "cache")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -351,12 +352,12 @@ def test_cli_serve_runs_the_server_until_interrupted(savedmodel_base, tmp_path):
         assert status == 200 and json.loads(body)["model_version_status"][0]["state"] == "AVAILABLE"
         assert request(f"http://127.0.0.1:{port}/v1/models/tiny")[0] == 404  # served as 'demo'
         busy = subprocess.run(
-            [sys.executable, "-m", "stemtf.cli", "serve", str(savedmodel_base), "--port", str(port)],
+            [sys.executable, "-m", "stemtf.cli", "serve", str(savedmodel_base), "--port", str(port), "--cache-dir", str(tmp_path / "other")],
             capture_output=True, text=True, env=env, timeout=120,
         )
         assert busy.returncode == 1 and f"Cannot listen on 127.0.0.1:{port}" in busy.stderr
     finally:
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err[-2000:]
-    assert f"on http://127.0.0.1:{port}/v1/models/demo" in err
+    assert out.splitlines() == [f"http://127.0.0.1:{port}/"]  # one line: the URL to open

@@ -10,6 +10,8 @@ against ``tensorflow/serving`` with the same SavedModel):
   name ends in ``_bytes`` come back as ``{"b64": "..."}``.
 - ``POST /v1/separate``: an audio file in any format the CLI reads (multipart field ``file`` or the
   raw body) -> a zip of ``STEM.wav`` files with the upload's rate and channels.
+- ``GET /``: the web page (upload a song, follow its progress, play its stems); ``/v1/jobs...``: the
+  job API under it (queued separations with progress, cancel, cached results; see :mod:`stemtf.serve.web`).
 
 Every error is a 4xx JSON ``{"error": "..."}`` (5xx only for a bug); bodies and durations are
 limited; inference runs in worker threads, at most ``max_concurrency`` at a time.
@@ -17,9 +19,10 @@ limited; inference runs in worker threads, at most ``max_concurrency`` at a time
 
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
 from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
-from stemtf.serve.server import DEFAULT_HOST, DEFAULT_PORT, bind_socket, serve
+from stemtf.serve.server import DEFAULT_HOST, DEFAULT_PORT, bind_socket, default_cache_dir, serve
 
 __all__ = [
     "DEFAULT_HOST",
@@ -27,10 +30,13 @@ __all__ = [
     "DEFAULT_MAX_DURATION",
     "DEFAULT_MAX_UPLOAD_MB",
     "DEFAULT_PORT",
+    "JobError",
+    "JobManager",
     "RequestError",
     "ServedModel",
     "bind_socket",
     "create_app",
+    "default_cache_dir",
     "find_savedmodel",
     "format_predict_response",
     "parse_predict_request",

@@ -1,9 +1,9 @@
-"""The FastAPI app: TF Serving's model status, metadata and ``:predict`` routes, and ``POST /v1/separate``."""
+"""The FastAPI app: TF Serving's model status, metadata and ``:predict`` routes, ``POST /v1/separate``, and the web page's job API."""
 
 import json
 import pathlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stemtf import options
 from stemtf.errors import StemtfError
@@ -11,12 +11,22 @@ from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
 
+if TYPE_CHECKING:
+    from stemtf.serve.jobs import JobManager
+
 DEFAULT_MAX_UPLOAD_MB = options.DEFAULT_MAX_UPLOAD_MB
 _MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/metadata|:predict)?$")
 
 
-def create_app(model: ServedModel, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB):
-    """The FastAPI app serving ``model``."""
+def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, jobs: "JobManager | None" = None):
+    """The FastAPI app serving ``model`` over TF Serving's REST API, and the web page if ``jobs`` is given.
+
+    Args:
+        model: The exported SavedModel for ``/v1/models/...`` and ``/v1/separate``; None to serve
+            only the page and the job API (those routes then answer 404).
+        max_upload_mb: Largest request body or upload, in MB.
+        jobs: A started :class:`~stemtf.serve.jobs.JobManager`: adds ``/``, ``/v1/separators`` and ``/v1/jobs``.
+    """
     try:
         from fastapi import FastAPI, Request, Response
         from fastapi.exceptions import RequestValidationError
@@ -50,6 +60,8 @@ def create_app(model: ServedModel, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_
 
     def lookup(path: str, *, predict: bool) -> str | None:
         """The suffix (``/metadata``, ``:predict`` or None) of ``NAME[/versions/V][/metadata|:predict]``; raises 404 for another model."""
+        if model is None:
+            raise RequestError("This server has no exported model; it serves the web page and /v1/jobs only.", 404)
         found = _MODEL_PATH.match(path)
         if not found or (found["rest"] == ":predict") != predict:
             raise RequestError(f"Unknown endpoint /v1/models/{path}.", 404)
@@ -95,6 +107,8 @@ def create_app(model: ServedModel, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_
 
     @app.post("/v1/separate")
     async def separate(request: Request):
+        if model is None:
+            raise RequestError("This server has no exported model; use POST /v1/jobs.", 404)
         body = await read_body(request)
         filename = request.query_params.get("filename", "")
         content_type = request.headers.get("content-type", "")
@@ -116,4 +130,8 @@ def create_app(model: ServedModel, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_
         return Response(zipped, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
 
+    if jobs is not None:
+        from stemtf.serve.web import add_job_routes
+
+        add_job_routes(app, jobs, max_upload_mb=max_upload_mb, json_response=json_response)
     return app

@@ -1,4 +1,4 @@
-"""Running the app under uvicorn on a socket, exporting a stemtf model to a temporary SavedModel first if needed."""
+"""Running the app under uvicorn on a socket, exporting a stemtf model to a temporary SavedModel first if needed, with the web page's job manager."""
 
 import asyncio
 import contextlib
@@ -6,11 +6,13 @@ import os
 import pathlib
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from stemtf import options
+from stemtf.config import load_model_config
 from stemtf.errors import StemtfError
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
 
 DEFAULT_HOST = options.DEFAULT_HOST
@@ -18,7 +20,7 @@ DEFAULT_PORT = options.DEFAULT_PORT
 
 
 @contextlib.contextmanager
-def _savedmodel_for(model: str | os.PathLike, on_status: Callable[[str], None] | None):
+def _savedmodel_for(model: str | os.PathLike):
     """A SavedModel path for ``model``: itself if exported, else a temporary export of the stemtf model."""
     if find_savedmodel(model) is not None:
         yield pathlib.Path(model)
@@ -28,52 +30,83 @@ def _savedmodel_for(model: str | os.PathLike, on_status: Callable[[str], None] |
 
     network, config = load_model(model)
     with tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
-        if on_status is not None:
-            on_status(f"exporting {config.name!r} to a temporary SavedModel")
         path = export_savedmodel(network, config, pathlib.Path(work) / config.name / "1")
         yield path
 
 
 def serve(
-    model: str | os.PathLike,
+    model: str | os.PathLike | None = "4stems",
     *,
+    models: Sequence[str] | None = None,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     name: str | None = None,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_duration: float = DEFAULT_MAX_DURATION,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    cache_dir: str | os.PathLike | None = None,
+    quota_mb: float = DEFAULT_QUOTA_MB,
+    expiry: float = DEFAULT_EXPIRY,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    workers: int = DEFAULT_WORKERS,
     on_status: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve ``model`` until interrupted; what ``stemtf serve`` runs.
+    """Serve ``model`` and the web page until interrupted; what ``stemtf serve`` runs.
 
     Args:
-        model: An exported SavedModel (directory or TF Serving base path), or a stemtf model name or
-            directory (exported to a temporary SavedModel first).
+        model: For TF Serving's REST API and ``/v1/separate``: an exported SavedModel (directory or
+            TF Serving base path), or a stemtf model name or directory (exported to a temporary
+            SavedModel first); None for the page alone.
+        models: Model names or directories the page offers (default: ``model`` when it is a stemtf
+            model; none when it is an export).
         host: Interface to bind; loopback by default (use 0.0.0.0 deliberately, behind a proxy).
         port: TCP port.
         name: Model name in URLs (default: the model's name).
         max_upload_mb: Largest request body, in MB.
         max_duration: Longest audio accepted, in seconds.
-        max_concurrency: Inferences run at the same time.
-        on_status: Called with progress lines (export, listening address).
+        max_concurrency: ``:predict`` and ``/v1/separate`` inferences run at the same time.
+        cache_dir: Folder of the page's uploads and results (default: :func:`default_cache_dir`).
+        quota_mb: Most megabytes of results kept; the oldest are deleted first.
+        expiry: Seconds the results of a job are kept.
+        max_queue: Jobs that may wait; more are refused with 503 and Retry-After.
+        workers: Jobs separated at the same time.
+        on_status: Called once with the URL to open, when the server listens.
     """
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
     try:
         import uvicorn
     except ImportError:
         raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
-    with _savedmodel_for(model, on_status) as path:
-        served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
-        app = create_app(served, max_upload_mb=max_upload_mb)
-        sock = bind_socket(host, port)
+    check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
+    if models is None:
+        models = [] if model is None or find_savedmodel(model) is not None else [str(model)]
+    offered = {}
+    for source in models:
+        config, _ = load_model_config(source)
+        offered.setdefault(config.name if pathlib.Path(source).is_dir() else str(source), source)
+    with contextlib.ExitStack() as stack:
+        served = None
+        if model is not None:
+            path = stack.enter_context(_savedmodel_for(model))
+            served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
+        jobs = stack.enter_context(JobManager(
+            offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
+            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
+        ))
+        app = create_app(served, max_upload_mb=max_upload_mb, jobs=jobs)
+        # Bound only now: a client that connects is answered at once, never left waiting on a load.
+        sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         if on_status is not None:
-            on_status(f"serving {served.name!r} (version {served.version}) on http://{host}:{port}/v1/models/{served.name}")
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        finally:
-            sock.close()
+            on_status(f"http://{shown}:{sock.getsockname()[1]}/")
+        asyncio.run(server.serve(sockets=[sock]))
+
+
+def default_cache_dir() -> pathlib.Path:
+    """``$XDG_CACHE_HOME/stemtf/web`` (``~/.cache/stemtf/web``): where the page's results are kept."""
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "stemtf" / "web"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

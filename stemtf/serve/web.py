@@ -1,0 +1,209 @@
+"""The job API under the web page (``/v1/jobs...``), and the page itself from package data.
+
+- ``GET /``: the page (``static/index.html``; ``/static/app.js`` and ``/static/app.css``).
+- ``GET /v1/separators``: the models offered, their stems, and the limits.
+- ``POST /v1/jobs``: multipart ``file`` (+ ``model``) -> ``202 {"id", "status_url", ...}``.
+- ``GET /v1/jobs/ID``: status, progress 0..1, time left, queue position; stems when done.
+- ``GET /v1/jobs/ID/stems/STEM.wav|mp3``, ``GET /v1/jobs/ID/stems.zip`` (streamed).
+- ``DELETE /v1/jobs/ID``: cancel a waiting or running job, or delete a finished one's results.
+
+Errors are ``{"error": sentence, "kind": word}``; a full queue is a 503 with ``Retry-After``.
+"""
+
+
+import importlib.resources
+import os
+import pathlib
+import re
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+from stemtf.serve.jobs import JobError, JobManager
+
+# The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
+_STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+def static_file(name: str) -> bytes:
+    """The bytes of one of the page's files shipped in ``stemtf/serve/static/``."""
+    return importlib.resources.files("stemtf.serve").joinpath("static", name).read_bytes()
+
+
+def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response) -> None:
+    """Add the page and the job API to the FastAPI ``app``.
+
+    Args:
+        app: The FastAPI app (its JSON error handlers already installed).
+        jobs: The started job manager.
+        max_upload_mb: Largest upload, in MB; refused from ``Content-Length`` before reading, or
+            while reading a body sent without one.
+        json_response: ``(data, status) -> Response``, the app's JSON encoder.
+    """
+    from fastapi import Request, Response
+    from fastapi.responses import StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+
+    max_bytes = int(max_upload_mb * 1e6)
+    too_big = f"The file is larger than this server's limit of {max_upload_mb:g} MB."
+
+    @app.exception_handler(JobError)
+    async def _job_error(request, error: JobError):
+        response = json_response({"error": str(error), "kind": error.kind}, error.status)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    def page_file(name: str) -> Response:
+        return Response(static_file(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/")
+    async def index():
+        return page_file("index.html")
+
+    @app.get("/static/{name}")
+    async def static(name: str):
+        if name not in _STATIC:
+            raise JobError(f"No such file: {name!r}.", 404, "not_found")
+        return page_file(name)
+
+    @app.get("/v1/separators")
+    async def separators():
+        return json_response({
+            "models": jobs.models(), "max_upload_mb": max_upload_mb, "max_duration": jobs.max_duration,
+            "max_queue": jobs.max_queue, "workers": jobs.workers, "expiry": jobs.expiry,
+        })
+
+    @app.post("/v1/jobs")
+    async def create_job(request: Request):
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise JobError(too_big, 413, "too_big")  # answered before a byte of the body is read
+        jobs.check_room()
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise JobError("Send the file as multipart/form-data with a field named 'file' (curl -F file=@song.mp3).")
+        received = 0
+
+        async def counting_receive() -> dict[str, Any]:
+            # Bodies without Content-Length (chunked) are counted as they arrive.
+            nonlocal received
+            message = await request.receive()
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise JobError(too_big, 413, "too_big")
+            return message
+
+        form = await Request(request.scope, counting_receive).form(max_files=1, max_fields=4)
+        try:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise JobError("The form must have a file field named 'file' (curl -F file=@song.mp3).")
+            models = jobs.models()
+            model = form.get("model") or request.query_params.get("model") or (models[0]["name"] if models else "")
+            if not isinstance(model, str):
+                raise JobError("The field 'model' must be text, e.g. 4stems.")
+            jobs.check_model(model)
+            filename = upload.filename or "upload"
+            path = jobs.upload_path(filename)
+
+            def save() -> None:
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(upload.file, out, 1 << 20)
+
+            try:
+                await run_in_threadpool(save)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            if path.stat().st_size == 0:
+                path.unlink(missing_ok=True)
+                raise JobError("The file is empty; choose an audio file.", 400, "not_audio")
+            job = await run_in_threadpool(jobs.submit, path, filename, model)
+        finally:
+            await form.close()
+        return json_response({**job, "status_url": f"/v1/jobs/{job['id']}"}, 202)
+
+    @app.get("/v1/jobs/{job_id}")
+    async def job_status(job_id: str):
+        return json_response(jobs.status(job_id))
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def job_delete(job_id: str):
+        return json_response(jobs.cancel(job_id))
+
+    @app.get("/v1/jobs/{job_id}/stems/{stem_file}")
+    async def job_stem(job_id: str, stem_file: str):
+        stem, _, fmt = stem_file.rpartition(".")
+        path = await run_in_threadpool(jobs.stem_file, job_id, stem, fmt)
+        track = _download_name(jobs.status(job_id)["filename"])
+        media = "audio/wav" if fmt == "wav" else "audio/mpeg"
+        try:
+            handle = open(path, "rb")  # opened now: expiry may delete the file while it streams
+        except FileNotFoundError:
+            raise JobError("This job's results have expired; separate the file again.", 404, "not_found") from None
+        size = os.fstat(handle.fileno()).st_size
+        headers = {"Content-Disposition": f'attachment; filename="{track}_{stem}.{fmt}"', "Content-Length": str(size)}
+        return StreamingResponse(_iter_file(handle), media_type=media, headers=headers)
+
+    @app.get("/v1/jobs/{job_id}/stems.zip")
+    async def job_zip(job_id: str):
+        track, files = jobs.open_stems(job_id)
+        name = _download_name(track)
+        return StreamingResponse(iter_zip(files), media_type="application/zip",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}_stems.zip"'})
+
+
+def _iter_file(handle, block_size: int = 1 << 20):
+    try:
+        while block := handle.read(block_size):
+            yield block
+    finally:
+        handle.close()
+
+
+def _download_name(filename: str) -> str:
+    """A safe ASCII download name from the uploaded file's name (without its suffix)."""
+    stem = pathlib.PurePath(filename).stem if filename not in ("", ".", "..") else ""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).strip("._")[:100] or "track"
+
+
+def iter_zip(files: list[tuple[str, Any]], block_size: int = 1 << 20) -> Iterator[bytes]:
+    """Stream a zip of already opened files ``[(name, binary file)]`` block by block, closing them."""
+    import zipfile
+
+    sink = _Sink()
+    try:
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as bundle:  # WAV barely compresses; storing is fast
+            for name, handle in files:
+                with bundle.open(name, "w", force_zip64=True) as member:
+                    while block := handle.read(block_size):
+                        member.write(block)
+                        yield sink.take()
+                yield sink.take()
+        yield sink.take()
+    finally:
+        for _, handle in files:
+            handle.close()
+
+
+class _Sink:
+    """A write-only, unseekable stream whose bytes are taken as they come (zipfile then writes data descriptors)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
