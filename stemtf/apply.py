@@ -3,7 +3,9 @@
 Everything that turns a mixture into stems goes through here, once:
 
 - **one chunk**: STFT -> magnitudes -> the network's masks -> masks extended to every bin ->
-  masked spectrograms -> (optional Wiener filtering) -> inverse STFT (:func:`separate_chunk`).
+  masked spectrograms -> (optional Wiener filtering) -> inverse STFT, in TensorFlow ops for graphs
+  (:func:`separate_chunk`) and in numpy for the separator (:func:`separate_chunk_numpy`, whose
+  masks come from Keras or from LiteRT, so that the LiteRT path never imports TensorFlow).
   The STFT pair is passed in: :class:`ComplexTransform` (``tf.signal``, what the separator and the
   SavedModel use) or :class:`MatmulTransform` (the DFT as matrix products, for TFLite and ONNX).
   The oracle baseline applies ideal masks with the same :func:`masks_to_stems`.
@@ -195,6 +197,115 @@ def separate_chunk(
     spectrogram = transform.analyze(waveform)
     masks = predict_masks(model, transform.magnitude(spectrogram), config)
     return masks_to_stems(transform, spectrogram, masks, num_samples=num_samples, wiener_iterations=wiener_iterations)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One chunk in numpy (what the separator runs, with either runtime's masks)
+#
+# The same math as above with numpy's FFT (pocketfft) instead of TensorFlow ops, so that a separator
+# whose masks come from LiteRT never imports TensorFlow. Tests pin it to the TensorFlow version.
+
+MaskPredictor = Callable[[np.ndarray], np.ndarray]
+
+
+def _hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window, float32 ``(n_fft,)`` (as ``tf.signal.hann_window``)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def stft_numpy(waveform: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
+    """:func:`stemtf.spectral.stft` in numpy: float32 ``(L, C)`` -> complex64 ``(num_frames, n_fft // 2 + 1, C)``."""
+    front = n_fft - hop_length
+    back = front + (-waveform.shape[0]) % hop_length
+    padded = np.pad(np.asarray(waveform, np.float32), ((front, back), (0, 0)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=0)[::hop_length]  # (T, C, n_fft)
+    spectrogram = np.fft.rfft(frames * _hann(n_fft), axis=-1)  # (T, C, bins)
+    return np.ascontiguousarray(spectrogram.transpose(0, 2, 1), dtype=np.complex64)
+
+
+def istft_numpy(spectrogram: np.ndarray, *, n_fft: int, hop_length: int, num_samples: int) -> np.ndarray:
+    """Inverse of :func:`stft_numpy`: ``(..., num_frames, bins, C)`` -> float32 ``(..., num_samples, C)``."""
+    overlap = n_fft // hop_length
+    window = _hann(n_fft)
+    denominator = np.sum(np.square(window).reshape(overlap, hop_length), axis=0)
+    frames = np.fft.irfft(np.swapaxes(spectrogram, -1, -2), n=n_fft, axis=-1).astype(np.float32)  # (..., T, C, n_fft)
+    frames *= window / np.tile(denominator, overlap)
+    num_frames = frames.shape[-3]
+    blocks = np.zeros(frames.shape[:-3] + (num_frames + overlap - 1, frames.shape[-2], hop_length), np.float32)
+    for r in range(overlap):  # frame t's r-th hop lands on block t + r
+        blocks[..., r : r + num_frames, :, :] += frames[..., r * hop_length : (r + 1) * hop_length]
+    signal = np.swapaxes(blocks, -2, -3).reshape(blocks.shape[:-3] + (blocks.shape[-2], -1))  # (..., C, samples)
+    front = n_fft - hop_length
+    return np.ascontiguousarray(np.swapaxes(signal[..., front : front + num_samples], -1, -2))
+
+
+def extend_masks_numpy(masks: np.ndarray, *, num_bins: int, how: str = "average", extension_bins: int = 256) -> np.ndarray:
+    """:func:`stemtf.spectral.extend_mask` in numpy: ``(..., T, max_bins, C)`` -> ``(..., T, num_bins, C)``."""
+    max_bins = masks.shape[-2]
+    if num_bins == max_bins:
+        return masks
+    if how == "average":
+        fill = masks[..., max_bins - extension_bins :, :].mean(axis=-2, keepdims=True)
+    elif how == "edge":
+        fill = masks[..., max_bins - 1 :, :]
+    else:
+        raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
+    shape = masks.shape[:-2] + (num_bins - max_bins, masks.shape[-1])
+    return np.concatenate([masks, np.broadcast_to(fill, shape)], axis=-2)
+
+
+def wiener_numpy(mixture: np.ndarray, estimates: np.ndarray, *, iterations: int = 1, epsilon: float = 1e-10) -> np.ndarray:
+    """:func:`stemtf.wiener.wiener_filter` in numpy (multichannel Wiener EM, Nugraha et al. 2016).
+
+    Args:
+        mixture: complex64 ``(T, F, C)``.
+        estimates: complex64 ``(J, T, F, C)`` initial stem STFTs.
+        iterations: EM iterations; 0 returns ``estimates``.
+
+    Returns:
+        complex64 ``(J, T, F, C)``.
+    """
+    if iterations <= 0:
+        return estimates
+    scale = max(float(np.max(np.abs(mixture))), 1e-8)  # epsilon means the same for quiet and loud chunks
+    x = mixture / scale
+    y = estimates / scale
+    eye = np.eye(mixture.shape[-1], dtype=np.complex64)
+    for _ in range(iterations):
+        power = np.mean(np.abs(y) ** 2, axis=-1)  # (J, T, F)
+        covariance = np.einsum("jtfc,jtfd->jfcd", y, np.conj(y)) / (epsilon + power.sum(axis=1))[..., None, None]
+        weighted = power[..., None, None] * covariance[:, None]  # (J, T, F, C, C)
+        inverse = np.linalg.inv(weighted.sum(axis=0) + epsilon * eye)  # (T, F, C, C)
+        gains = weighted @ inverse[None]
+        y = np.einsum("jtfcd,tfd->jtfc", gains, x)
+    return (y * scale).astype(np.complex64)
+
+
+def separate_chunk_numpy(
+    predict: MaskPredictor, config: ModelConfig, waveform: np.ndarray, *, wiener_iterations: int = 0
+) -> np.ndarray:
+    """:func:`separate_chunk` in numpy with masks from ``predict`` (Keras or LiteRT).
+
+    Args:
+        predict: Magnitudes float32 ``(1, T, max_bins, C)`` -> masks ``(num_stems, T, max_bins, C)``
+            in ``config.stems`` order.
+        config: The model's config.
+        waveform: float32 ``(num_samples, C)`` at the model's rate and channel count.
+        wiener_iterations: Multichannel Wiener filter EM iterations after masking (0: off).
+
+    Returns:
+        float32 ``(num_stems, num_samples, C)``.
+    """
+    spectrogram = stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
+    magnitude = np.abs(spectrogram)[None, :, : config.max_bins, :]
+    masks = extend_masks_numpy(
+        np.asarray(predict(np.ascontiguousarray(magnitude)), np.float32), num_bins=config.num_bins,
+        how=config.mask_extension, extension_bins=config.extension_bins,
+    )
+    estimates = spectrogram[None] * masks
+    if wiener_iterations:
+        estimates = wiener_numpy(spectrogram, estimates, iterations=wiener_iterations)
+    return istft_numpy(estimates, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=waveform.shape[0])
 
 
 # ----------------------------------------------------------------------------------------------------------

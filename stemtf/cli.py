@@ -12,8 +12,9 @@ from typing import Optional
 
 import typer
 
-from stemtf import __version__, options
+from stemtf import __version__, options, runtimes
 from stemtf.errors import OptionError, StemtfError
+from stemtf.runtimes import DEFAULT_PRECISION
 
 app = typer.Typer(
     name="stemtf",
@@ -78,6 +79,8 @@ def separate(
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    runtime: str = typer.Option("auto", "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
+    precision: str = typer.Option(DEFAULT_PRECISION, "--precision", help="LiteRT weights: float32, float16 or int8 (faster, less faithful)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
@@ -92,18 +95,30 @@ def separate(
     options.check_wiener_iterations(wiener_iterations)
     options.check_filename(filename)
     options.check_overlap(overlap, config)
+    runtimes.check_runtime(runtime, precision)
+    readable, failed = _readable_inputs(inputs)
 
     from rich.progress import TextColumn
 
     from stemtf.separator import Separator
 
-    _import_tensorflow_quietly()
-    separator = Separator.from_pretrained(model, overlap=overlap, wiener_iterations=wiener_iterations)
+    if runtimes.resolve_runtime(runtime) == "keras":
+        _import_tensorflow_quietly()
+
+    def converting(line: str) -> None:  # the one time a model is converted to LiteRT, with TensorFlow
+        if not quiet:
+            typer.echo(line, err=True)
+        _import_tensorflow_quietly()
+
+    separator = Separator.from_pretrained(
+        model, runtime=runtime, precision=precision, overlap=overlap, wiener_iterations=wiener_iterations,
+        on_status=converting,
+    )
     planned: dict[pathlib.Path, pathlib.Path] = {}
-    written, failed = 0, 0
+    written = 0
     progress = _progress_bar(quiet, TextColumn("chunks"))
     with progress:
-        for path in inputs:
+        for path in readable:
             task = progress.add_task(path.name, total=None)
 
             def report(done: int, total: int | None, task=task) -> None:
@@ -137,6 +152,22 @@ def separate(
                    + (f"; {failed} failed." if failed else "."))
     if failed:
         raise typer.Exit(1)
+
+
+def _readable_inputs(inputs: list[pathlib.Path]) -> tuple[list[pathlib.Path], int]:
+    """The inputs that exist and can be read, and how many cannot (each reported in one line).
+
+    Checked before any model is loaded: a mistyped path fails in a fraction of a second.
+    """
+    readable = []
+    for path in inputs:
+        try:
+            readable.append(options.check_input_file(path))
+        except StemtfError as error:
+            _error(str(error))
+    if not readable:
+        raise typer.Exit(1)
+    return readable, len(inputs) - len(readable)
 
 
 @app.command()

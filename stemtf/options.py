@@ -10,12 +10,17 @@ kebab-case of the keyword, as every flag is).
 from __future__ import annotations
 
 import math
+import os
+import pathlib
 import string
 
 from stemtf.config import ModelConfig
-from stemtf.errors import AudioOptionError, OptionError, OutputOptionError
+from stemtf.errors import AudioError, AudioOptionError, OptionError, OutputOptionError
 
 FILENAME_FIELDS = ("track", "stem", "ext", "model")
+# Output formats and sample formats, as soundfile names them (stemtf.audio writes them).
+OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
 DEFAULT_FILENAME = "{track}/{stem}.{ext}"
 EVALUATION_BASELINES = ("model", "oracle", "mixture")
 
@@ -26,6 +31,22 @@ def _finite(keyword: str, value: float, error: type[OptionError] = OptionError) 
 
 
 # Separation
+
+
+def check_input_file(path: str | os.PathLike) -> pathlib.Path:
+    """Fail with a clear message unless ``path`` is an existing, non-empty, readable file."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise AudioError(f"Input {str(path)!r} does not exist; check the path.")
+    if path.is_dir():
+        raise AudioError(f"Input {str(path)!r} is a directory; give an audio file.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"Input {str(path)!r} is an empty file; give a file with audio in it.")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"Input {str(path)!r} cannot be read (permission denied).")
+    return path
+
+
 
 
 def check_overlap(overlap: float | None, config: ModelConfig, *, segment_frames: int | None = None) -> int:
@@ -83,11 +104,9 @@ def check_duration(duration: float | None) -> None:
 
 def check_output(fmt: str, bit_depth: int, bitrate: int | None) -> None:
     """The output format, sample format and bitrate go together (see :mod:`stemtf.audio`)."""
-    from stemtf import audio
-
-    if fmt not in audio.FORMATS:
-        raise OutputOptionError("fmt", f"{{option}} {fmt!r} is not supported; use one of {', '.join(audio.FORMATS)}.")
-    if bit_depth not in audio.BIT_DEPTHS:
+    if fmt not in OUTPUT_FORMATS:
+        raise OutputOptionError("fmt", f"{{option}} {fmt!r} is not supported; use one of {', '.join(OUTPUT_FORMATS)}.")
+    if bit_depth not in BIT_DEPTHS:
         raise OutputOptionError("bit_depth", f"{{option}} must be 16, 24 or 32. Received {bit_depth}.")
     if fmt == "flac" and bit_depth == 32:
         raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or the wav format for float.")

@@ -46,6 +46,12 @@ def music_like(num_samples: int, *, num_channels: int = 2, sample_rate: int = SA
     return np.clip(out, -0.8, 0.8).astype(np.float32)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _litert_cache(tmp_path_factory):
+    """LiteRT conversions of the test session go to a temporary folder, never the user's cache."""
+    os.environ["STEMTF_CACHE"] = str(tmp_path_factory.mktemp("stemtf-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """``(model, config)`` of a tiny random-weight model."""

@@ -19,7 +19,7 @@ def separator(tiny_model):
 
 def _identity(separator):
     """A separator whose 'model' returns the chunk itself as stem 0 and twice the chunk as stem 1."""
-    chunker = Separator(separator.model, separator.config, overlap=0.02)
+    chunker = Separator(separator.masks, separator.config, overlap=0.02)
     chunker._separate_chunk = lambda chunk: np.stack([chunk, 2 * chunk, -chunk])
     return chunker
 

@@ -42,18 +42,22 @@ def clip():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["keras", "litert"])
 @pytest.mark.parametrize("name", sorted(STEMS))
-def test_shipped_model_separates_held_out_music(name, clip):
+def test_shipped_model_separates_held_out_music(name, runtime, clip):
     config, directory = load_model_config(name)
     assert directory.parent == SHIPPED_MODELS
     assert config.stems == STEMS[name]
     assert (directory / "MODEL_CARD.md").is_file()
     stems, rate = clip
     mixture = sum(stems.values())
-    separator = Separator.from_pretrained(name)
+    separator = Separator.from_pretrained(name, runtime=runtime)
+    assert separator.runtime == runtime
     spectrogram = spectral.stft(mixture, n_fft=config.n_fft, hop_length=config.hop_length)
-    magnitude = np.abs(spectrogram)[None, :384, : config.max_bins, :]
-    masks = np.stack([np.asarray(m)[0] for m in separator.model(magnitude, training=False).values()])
+    frames = min(spectrogram.shape[0], config.segment_frames)
+    magnitude = np.zeros((1, config.segment_frames, config.max_bins, config.num_channels), np.float32)
+    magnitude[0, :frames] = np.abs(spectrogram)[:frames, : config.max_bins, :]
+    masks = separator.masks(magnitude)[:, :frames]
     decisiveness = float(masks.max(axis=0).mean())  # 1/num_stems for uniform masks; ~0.28 for random 4stems
     assert decisiveness > 0.5, f"{name}: masks look untrained (mean largest mask {decisiveness:.2f})"
     estimates = separator.separate(mixture, rate)

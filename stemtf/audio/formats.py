@@ -7,10 +7,10 @@ from typing import Protocol
 
 import numpy as np
 
-FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
-BIT_DEPTHS = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
-# Nominal Vorbis bitrates (kbps, 44.1 kHz stereo) at quality 0, 1, ... 10.
-_VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
+from stemtf.options import BIT_DEPTHS, OUTPUT_FORMATS
+
+FORMATS = OUTPUT_FORMATS  # soundfile's name of each output format (defined with the option checks)
+__all__ = ["BIT_DEPTHS", "FORMATS", "AudioInfo", "AudioReader"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,24 +15,11 @@ import soxr
 from stemtf.audio.ffmpeg import _SEEK_PREROLL, FfmpegReader, _ffmpeg_command, _ffmpeg_failure, _ffprobe, _require_ffmpeg
 from stemtf.audio.formats import AudioInfo, AudioReader
 from stemtf.errors import AudioError
+from stemtf.options import check_input_file
 
 # What soundfile raises for a file it cannot read (a container or codec libsndfile lacks): the cue
 # for every reader here to try ffmpeg instead.
 _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError)
-
-
-def check_input_file(path: str | os.PathLike) -> pathlib.Path:
-    """Fail with a clear message unless ``path`` is an existing, non-empty, readable file."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise AudioError(f"Input {str(path)!r} does not exist; check the path.")
-    if path.is_dir():
-        raise AudioError(f"Input {str(path)!r} is a directory; give an audio file.")
-    if path.stat().st_size == 0:
-        raise AudioError(f"Input {str(path)!r} is an empty file; give a file with audio in it.")
-    if not os.access(path, os.R_OK):
-        raise AudioError(f"Input {str(path)!r} cannot be read (permission denied).")
-    return path
 
 
 class ArrayReader:

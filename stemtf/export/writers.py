@@ -18,7 +18,6 @@ from stemtf.export.artifacts import (
     KINDS,
     MAGNITUDE_INPUT,
     ONNX_OPSET,
-    QUANTIZATIONS,
     SAVEDMODEL_VERSION,
     WAV_INPUT,
     WAV_SIGNATURE,

@@ -1,0 +1,144 @@
+"""Two mask runtimes, one separator: LiteRT (no TensorFlow, cached conversion) agrees with Keras."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from stemtf import apply, runtimes
+from stemtf.cli import main
+from stemtf.errors import ModelError
+from stemtf.separator import Separator
+
+from conftest import SAMPLE_RATE, music_like, tiny_config
+
+CLIP = pathlib.Path(__file__).parent / "data" / "caesium_10s"
+
+
+def snr(reference, estimate) -> float:
+    return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / np.sum((reference.astype(np.float64) - estimate) ** 2)))
+
+
+def test_numpy_chunk_matches_the_graph_chunk(tiny_model):
+    model, config = tiny_model
+    waveform = music_like(config.chunk_samples)
+    graph = np.stack([s.numpy() for s in apply.separate_chunk(model, config, tf.constant(waveform), wiener_iterations=1)])
+    keras_masks = runtimes.KerasMasks(model, config, segment_frames=config.segment_frames)
+    numpy_chunk = apply.separate_chunk_numpy(keras_masks, config, waveform, wiener_iterations=1)
+    np.testing.assert_allclose(numpy_chunk, graph, atol=1e-4)
+
+
+def test_litert_runtime_matches_keras_and_converts_once(tiny_model_dir, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))  # an empty cache: conversions are counted
+    _, config = tiny_model
+    lines = []
+    waveform = music_like(3 * SAMPLE_RATE)
+    keras_stems = Separator.from_pretrained(tiny_model_dir, runtime="keras", overlap=0.02).separate(waveform, SAMPLE_RATE)
+    for precision in ("float32", "float16"):
+        separator = Separator.from_pretrained(tiny_model_dir, runtime="litert", precision=precision, overlap=0.02, on_status=lines.append)
+        assert separator.runtime == "litert"
+        stems = separator.separate(waveform, SAMPLE_RATE)
+        for stem in config.stems:
+            assert snr(keras_stems[stem], stems[stem]) > 60, (precision, stem)
+    assert len(lines) == 2 and "converting 'tiny' to LiteRT (float32) once" in lines[0]
+    again = Separator.from_pretrained(tiny_model_dir, runtime="litert", precision="float16", on_status=lines.append)
+    assert len(lines) == 2 and again.masks.path.is_file()  # from the cache: no second conversion
+    # Wiener filtering runs in numpy on both runtimes.
+    filtered = {
+        runtime: Separator.from_pretrained(tiny_model_dir, runtime=runtime, overlap=0.02, wiener_iterations=1).separate(waveform, SAMPLE_RATE)
+        for runtime in ("keras", "litert")
+    }
+    for stem in config.stems:
+        assert snr(filtered["keras"][stem], filtered["litert"][stem]) > 50
+
+
+def test_cache_key_follows_the_weights(tiny_model_dir, tiny_model, tmp_path):
+    _, config = tiny_model
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    first = runtimes.litert_cache_path(copy, config, segment_frames=64, precision="float16")
+    assert first == runtimes.litert_cache_path(tiny_model_dir, config, segment_frames=64, precision="float16")
+    assert first != runtimes.litert_cache_path(copy, config, segment_frames=64, precision="int8")
+    assert first != runtimes.litert_cache_path(copy, config, segment_frames=128, precision="float16")
+    weights = copy / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes() + b"\0")  # new weights -> a new conversion, never the stale one
+    assert runtimes.litert_cache_path(copy, config, segment_frames=64, precision="float16") != first
+    assert first.parent == pathlib.Path(os.environ[runtimes.CACHE_ENV]) / "litert"
+
+
+def test_litert_process_never_imports_tensorflow(tiny_model_dir, tmp_path):
+    Separator.from_pretrained(tiny_model_dir, runtime="litert")  # fills the cache (this process has TensorFlow)
+    song = tmp_path / "song.wav"
+    sf.write(song, music_like(2 * SAMPLE_RATE), SAMPLE_RATE)
+    code = textwrap.dedent(f"""
+        import sys
+        from stemtf.cli import main
+        code = main(["separate", {str(song)!r}, "--model", {str(tiny_model_dir)!r}, "-o", {str(tmp_path / 'out')!r}, "-q"])
+        print(code, sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras")))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "0 []", result.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == ["drums.wav", "other.wav", "vocals.wav"]
+
+
+def test_two_processes_converting_at_once_share_one_file(tiny_model_dir, tmp_path):
+    env = {**os.environ, runtimes.CACHE_ENV: str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = (
+        "from stemtf.separator import Separator; "
+        f"s = Separator.from_pretrained({str(tiny_model_dir)!r}, runtime='litert', precision='float32', on_status=print); "
+        "print('path', s.masks.path)"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [child.communicate(timeout=600) for child in children]
+    assert all(child.returncode == 0 for child in children), [err[-500:] for _, err in outputs]
+    paths = {line.split(" ", 1)[1] for out, _ in outputs for line in out.splitlines() if line.startswith("path ")}
+    assert len(paths) == 1
+    conversions = sum(line.startswith("converting 'tiny'") for out, _ in outputs for line in out.splitlines())
+    assert conversions == 1  # the second waited on the lock and found the file
+    files = sorted(p.name for p in (tmp_path / "cache" / "litert").iterdir())
+    assert [f for f in files if f.endswith(".tflite")] == [pathlib.Path(next(iter(paths))).name]
+    assert not [f for f in files if f.startswith(".")]  # no temporary leftovers
+
+
+def test_shipped_model_litert_parity_on_real_music():
+    stems = [sf.read(path, dtype="float32")[0] for path in sorted(CLIP.glob("*.flac"))]
+    mixture = sum(stems)
+    keras_stems = Separator.from_pretrained("4stems", runtime="keras").separate(mixture, SAMPLE_RATE)
+    litert = Separator.from_pretrained("4stems", runtime="litert")
+    assert litert.masks.path.name.startswith(f"4stems-{runtimes.DEFAULT_PRECISION}-")
+    litert_stems = litert.separate(mixture, SAMPLE_RATE)
+    for stem, reference in keras_stems.items():
+        assert snr(reference, litert_stems[stem]) >= 60, stem
+
+
+def test_runtime_errors_are_one_line(capsys, stereo_wav, tmp_path):
+    assert main(["separate", str(stereo_wav), "--runtime", "tpu", "-o", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.strip() == "stemtf: error: --runtime must be one of auto, keras, litert. Received 'tpu'."
+    assert main(["separate", str(stereo_wav), "--precision", "int4", "-o", str(tmp_path / "o")]) == 1
+    assert "--precision must be one of float32, float16, int8" in capsys.readouterr().err
+    code = "import sys; sys.modules['ai_edge_litert'] = None; from stemtf import runtimes; print(runtimes.resolve_runtime('auto'))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "keras"
+    code = "import sys; sys.modules['ai_edge_litert'] = None; from stemtf import runtimes; runtimes.resolve_runtime('litert')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "The litert runtime needs ai-edge-litert" in result.stderr
+    with pytest.raises(ModelError, match="no trained weights"):
+        runtimes.cached_masks_model(tmp_path, tiny_config(), segment_frames=64)
+
+
+def test_missing_input_fails_before_any_model_loads(capsys, tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from stemtf.cli import main
+        code = main(["separate", {str(tmp_path / 'missing.mp3')!r}])
+        print(code, sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "ai_edge_litert")))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "1 []"
+    assert result.stderr.strip() == f"stemtf: error: Input {str(tmp_path / 'missing.mp3')!r} does not exist; check the path."
