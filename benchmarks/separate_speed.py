@@ -118,12 +118,13 @@ _BUILD_MODELS = textwrap.dedent(
 _SEPARATION_ONLY = textwrap.dedent(
     """
     import json, os, resource, sys, time
-    model_dir, audio_path, output_dir = sys.argv[1:4]
+    model_dir, audio_path, output_dir, runtime = sys.argv[1:5]
     t0 = time.perf_counter()
-    import tensorflow, keras  # what a program using stemtf imports once
+    if runtime == "keras":
+        import tensorflow, keras  # what a program using stemtf imports once
     from stemtf import Separator
     t1 = time.perf_counter()
-    separator = Separator.from_pretrained(model_dir)
+    separator = Separator.from_pretrained(model_dir, runtime=runtime)
     t2 = time.perf_counter()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t3 = time.perf_counter()
@@ -233,6 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=float, nargs="+", default=[30, 120, 600], help="track lengths in seconds (default 30 120 600)")
     parser.add_argument("--stems", type=int, nargs="+", default=[4], choices=STEM_COUNTS, help="models to measure (default 4)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "keras", "litert"], help="stemtf's mask runtime (default auto: litert when installed)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per measurement; the median is reported (default 3)")
     parser.add_argument("--spleeter-venv", type=pathlib.Path, default=None, help=f"Spleeter 2.4.2 venv (default {DEFAULT_SPLEETER_VENV.relative_to(ROOT)} if present)")
     parser.add_argument("--spleeter-models", type=pathlib.Path, default=None, help=f"Spleeter MODEL_PATH (default {DEFAULT_SPLEETER_MODELS.relative_to(ROOT)})")
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_start": load_text(),
         },
-        "settings": {"lengths": lengths, "stems": stems_list, "repeats": args.repeats,
+        "settings": {"lengths": lengths, "stems": stems_list, "repeats": args.repeats, "runtime": args.runtime,
                      "spleeter": str(spleeter) if spleeter else None,
                      "spleeter_lengths": sorted(spleeter_lengths), "spleeter_skipped": skip_reason or None},
         "runs": [],
@@ -319,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                     name, names, params = line.split()
                     print(f"built random-weight model {name} ({names}; {int(params) / 1e6:.1f} M parameters)")
 
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # The LiteRT conversion is cached (once per model) in a folder of this run; the warm-up fills it.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STEMTF_CACHE": str(work / "cache")}
+        runtime_args = ["--runtime", args.runtime]
         logs = work / "logs"
         logs.mkdir(exist_ok=True)
         counter = 0
@@ -329,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             # for reading TensorFlow's libraries from disk or compiling .pyc files.
             shortest, stems = audio[lengths[0]], stems_list[0]
             print("warming up (untimed runs)...", flush=True)
-            run_child(stemtf_command() + ["separate", str(shortest), "--model", str(model_dirs[stems]),
-                                          "-o", str(work / "out" / "warmup"), "-q", "--overwrite"],
-                      env=env, timeout=args.timeout, log_path=logs / "warmup-stemtf.log")
+            for model_stems in stems_list:  # also converts every model to LiteRT once (cached)
+                run_child(stemtf_command() + ["separate", str(shortest), "--model", str(model_dirs[model_stems]),
+                                              "-o", str(work / "out" / "warmup"), "-q", "--overwrite", *runtime_args],
+                          env=env, timeout=args.timeout, log_path=logs / f"warmup-stemtf-{model_stems}.log")
             if spleeter is not None and (spleeter_models / f"{stems}stems").is_dir():
                 run_child([str(spleeter), "separate", "-p", f"spleeter:{stems}stems", "-o", str(work / "out" / "warmup"), str(shortest)],
                           env={**env, "MODEL_PATH": str(spleeter_models)}, timeout=args.timeout,
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                     counter += 1
                     out = work / "out" / f"run{counter}"
                     run = run_child(stemtf_command() + ["separate", str(wav), "--model", str(model_dirs[stems]),
-                                                        "-o", str(out), "-q", "--overwrite"],
+                                                        "-o", str(out), "-q", "--overwrite", *runtime_args],
                                     env=env, timeout=args.timeout, log_path=logs / f"run{counter}-stemtf.log")
                     run.update(tool="stemtf", stems=stems, length_s=length, repeat=repeat, outputs=_count_outputs(out))
                     shutil.rmtree(out, ignore_errors=True)
@@ -358,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not args.no_separation_only:
                         counter += 1
                         out = work / "out" / f"run{counter}"
-                        run = run_child([sys.executable, "-c", _SEPARATION_ONLY, str(model_dirs[stems]), str(wav), str(out)],
+                        run = run_child([sys.executable, "-c", _SEPARATION_ONLY, str(model_dirs[stems]), str(wav), str(out), args.runtime],
                                         env=env, timeout=args.timeout, log_path=logs / f"run{counter}-separation.log")
                         run.update(tool="separation_only", stems=stems, length_s=length, repeat=repeat)
                         for line in run["stdout"].splitlines():
@@ -459,7 +464,7 @@ def report(results: dict, have_spleeter: bool, skip_reason: str) -> None:
             "—" if s["separation_peak_rss_mb"] is None else
             f"{_fmt(s['rss_before_separate_mb'], '.0f')}→{_fmt(s['separation_peak_rss_mb'], '.0f')} MB",
         ])
-    print("stemtf (whole = `stemtf separate` process; CPU s = its user+system time, steadier than wall time on a busy "
+    print(f"stemtf, runtime {results['settings'].get('runtime', 'auto')} (whole = `stemtf separate` process; CPU s = its user+system time, steadier than wall time on a busy "
           "machine; separate = separate_file() alone in a fresh process)")
     print_table(header, rows)
 

@@ -298,14 +298,17 @@ def separate_chunk_numpy(
     """
     spectrogram = stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
     magnitude = np.abs(spectrogram)[None, :, : config.max_bins, :]
-    masks = extend_masks_numpy(
-        np.asarray(predict(np.ascontiguousarray(magnitude)), np.float32), num_bins=config.num_bins,
-        how=config.mask_extension, extension_bins=config.extension_bins,
-    )
-    estimates = spectrogram[None] * masks
+    masks = np.asarray(predict(np.ascontiguousarray(magnitude)), np.float32)
+
+    def extended(mask: np.ndarray) -> np.ndarray:
+        return extend_masks_numpy(mask, num_bins=config.num_bins, how=config.mask_extension, extension_bins=config.extension_bins)
+
+    synthesize = lambda spec: istft_numpy(spec, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=waveform.shape[0])
     if wiener_iterations:
-        estimates = wiener_numpy(spectrogram, estimates, iterations=wiener_iterations)
-    return istft_numpy(estimates, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=waveform.shape[0])
+        estimates = wiener_numpy(spectrogram, spectrogram[None] * extended(masks), iterations=wiener_iterations)
+        return synthesize(estimates)
+    # One stem at a time: never every stem's full-band spectrogram at once (memory stays flat in stems).
+    return np.stack([synthesize(spectrogram * extended(mask)) for mask in masks])
 
 
 # ----------------------------------------------------------------------------------------------------------
