@@ -93,14 +93,14 @@ def main(argv=None) -> int:
     config = load_config(ROOT / "configs" / f"{args.model}.json")
     keras.utils.set_random_seed(0)
     model = build_model(config)
-    frames = export.segment_frames_for(config, args.chunk_seconds)
-    length = export.chunk_samples_for(config, frames)
+    frames = config.segment_frames_for(args.chunk_seconds)
+    length = config.chunk_samples_for(frames)
     chunk_seconds = length / config.sample_rate
     print(f"model {config.name}: {model.count_params() / 1e6:.1f} M parameters; chunk {frames} frames = {chunk_seconds:.2f} s")
     chunk = music(chunk_seconds + 5, config.sample_rate)[5 * config.sample_rate :][:length]  # skip the intro
     results: dict = {"model": config.name, "segment_frames": frames, "chunk_seconds": chunk_seconds, "rows": [], "server": {}}
 
-    # Baselines: the separator's chunk function and the Keras model, both as tf.function.
+    # Baselines: the separator's chunk function (numpy STFT, Keras masks) and the Keras masks model.
     separator = Separator(model, config, segment_frames=frames)
     keras_chunk = separator._separate_chunk(chunk)
     keras_time = median_time(lambda: separator._separate_chunk(chunk), args.repeats)

@@ -318,7 +318,7 @@ def evaluate(
     if baseline == "model":
         from stemtf.separator import Separator
 
-        separator = Separator.from_pretrained(model, wiener_iterations=wiener_iterations)
+        separator = Separator.from_pretrained(model, runtime="keras", wiener_iterations=wiener_iterations)  # TensorFlow is loaded for scoring anyway
     progress = _progress_bar(quiet)
     with progress:
         task = progress.add_task(f"evaluating ({baseline})", total=len(tracks))

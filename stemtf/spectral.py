@@ -202,6 +202,54 @@ def _dft(real: tf.Tensor, imag: tf.Tensor | None, n_fft: int, *, real_output: bo
     return out_re, merge(_matmul_last(b_im, c2) - _matmul_last(b_re, s2))
 
 
+def _half_spectrum_twiddle(n_fft: int, like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``cos`` and ``sin`` of ``2 pi k / n_fft`` for ``k = 0 .. n_fft / 2``, float32 ``(n_fft // 2 + 1,)``."""
+    cos, sin = _dft_pair(n_fft // 2 + 1, 2, n_fft, like)  # column k = 1: angle 2 pi i / n_fft
+    return cos[:, 1], sin[:, 1]
+
+
+def _rfft(frames: tf.Tensor, n_fft: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The real DFT of ``(..., n_fft)`` frames: ``(real, imag)`` of bins ``0 .. n_fft / 2``.
+
+    The usual trick for real input: the even and odd samples are the real and imaginary parts of
+    one complex signal of half the length, whose DFT (:func:`_dft`) is then split into the even and
+    odd samples' spectra and recombined with one twiddle per bin. Half the work of a complex DFT.
+    """
+    half = n_fft // 2
+    pairs = tf.reshape(frames, tf.concat([tf.shape(frames)[:-1], [half, 2]], axis=0))
+    z_re, z_im = _dft(pairs[..., 0], pairs[..., 1], half)
+    # Z[k] and Z[(half - k) mod half] for k = 0 .. half.
+    a_re, a_im = tf.concat([z_re, z_re[..., :1]], axis=-1), tf.concat([z_im, z_im[..., :1]], axis=-1)
+    b_re = tf.concat([z_re[..., :1], tf.reverse(z_re[..., 1:], axis=[-1]), z_re[..., :1]], axis=-1)
+    b_im = tf.concat([z_im[..., :1], tf.reverse(z_im[..., 1:], axis=[-1]), z_im[..., :1]], axis=-1)
+    even_re, even_im = (a_re + b_re) / 2, (a_im - b_im) / 2
+    odd_re, odd_im = (a_im + b_im) / 2, (b_re - a_re) / 2
+    cos, sin = _half_spectrum_twiddle(n_fft, frames)  # exp(-2 pi i k / n_fft) = cos - i sin
+    return even_re + cos * odd_re + sin * odd_im, even_im + cos * odd_im - sin * odd_re
+
+
+def _irfft(real: tf.Tensor, imag: tf.Tensor, n_fft: int) -> tf.Tensor:
+    """The inverse of :func:`_rfft`: bins ``(..., n_fft / 2 + 1)`` -> real frames ``(..., n_fft)``.
+
+    The even and odd output samples come out as the real and imaginary parts of one complex inverse
+    DFT of half the length (the imaginary parts of the first and last bins are ignored, as irfft does).
+    """
+    half = n_fft // 2
+    # X[k] and conj(X[half - k]) for k = 0 .. half - 1.
+    b_re, b_im = tf.reverse(real[..., 1:], axis=[-1]), -tf.reverse(imag[..., 1:], axis=[-1])
+    a_re, a_im = real[..., :half], imag[..., :half]
+    cos, sin = _half_spectrum_twiddle(n_fft, real)
+    cos, sin = cos[:half], sin[:half]  # exp(+2 pi i k / n_fft) = cos + i sin
+    even_re, even_im = (a_re + b_re) / 2, (a_im + b_im) / 2
+    diff_re, diff_im = (a_re - b_re) / 2, (a_im - b_im) / 2
+    odd_re, odd_im = diff_re * cos - diff_im * sin, diff_re * sin + diff_im * cos
+    z_re, z_im = even_re - odd_im, even_im + odd_re  # Z = E + i O
+    # The inverse DFT of Z is conj(DFT(conj Z)) / half.
+    out_re, out_im = _dft(z_re, -z_im, half)
+    samples = tf.stack([out_re, -out_im], axis=-1) / half  # (..., half, 2): even and odd samples
+    return tf.reshape(samples, tf.concat([tf.shape(real)[:-1], [n_fft]], axis=0))
+
+
 def _matmul_last(x: tf.Tensor, matrix: tf.Tensor, *, transpose_b: bool = False) -> tf.Tensor:
     """``x @ matrix`` over the last axis, as one 2-D MatMul.
 
@@ -248,9 +296,8 @@ def stft_matmul(waveform: tf.Tensor, *, n_fft: int, hop_length: int) -> tuple[tf
     frame_count = tf.shape(blocks)[-2] - overlap + 1
     frames = tf.concat([blocks[..., r : r + frame_count, :] for r in range(overlap)], axis=-1)
     frames = frames * _hann_window(n_fft)  # (..., C, num_frames, n_fft)
-    real, imag = _dft(frames, None, n_fft)
-    num_bins = n_fft // 2 + 1
-    return _channels_last(real[..., :num_bins]), _channels_last(imag[..., :num_bins])
+    real, imag = _rfft(frames, n_fft)
+    return _channels_last(real), _channels_last(imag)
 
 
 def istft_matmul(
@@ -271,13 +318,7 @@ def istft_matmul(
     if n_fft % hop_length:
         raise ValueError(f"Argument `n_fft` must be a multiple of `hop_length`. Received n_fft={n_fft}, hop_length={hop_length}.")
     overlap = n_fft // hop_length
-    num_bins = n_fft // 2 + 1
-    # The full spectrum of a real signal (X[n_fft - k] = conj X[k]); its inverse DFT is the real part
-    # of the forward DFT of the conjugate, divided by n_fft.
-    real, imag = _channels_first(real), _channels_first(imag)  # (..., C, num_frames, bins)
-    full_real = tf.concat([real, tf.reverse(real[..., 1 : num_bins - 1], axis=[-1])], axis=-1)
-    full_imag = tf.concat([imag, -tf.reverse(imag[..., 1 : num_bins - 1], axis=[-1])], axis=-1)
-    frames = _dft(full_real, -full_imag, n_fft, real_output=True) / n_fft
+    frames = _irfft(_channels_first(real), _channels_first(imag), n_fft)  # (..., C, num_frames, n_fft)
     # Synthesis window of tf.signal.inverse_stft_window_fn: window / sum of overlapping squared windows.
     window = _hann_window(n_fft)
     denominator = tf.reduce_sum(tf.reshape(tf.square(window), [overlap, hop_length]), axis=0)
