@@ -1,0 +1,100 @@
+"""The stream plumbing of ``stemtf stream``: PCM in from a file or a pipe, stems out to files or stdout.
+
+Input is a WAV stream (PCM, what ``ffmpeg ... -f wav -`` writes, read with the standard library's
+``wave`` so a pipe works) or raw PCM (``--raw`` with the rate, channels and sample format given).
+Output is one WAV file per selected stream, or raw 16-bit PCM on stdout for a single stream
+(``--keep vocals`` or ``--remove vocals``), so ``stemtf stream`` sits in a pipe between ffmpeg and
+a player.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import wave
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+import numpy as np
+
+from stemtf.errors import AudioError, OptionError
+
+SAMPLE_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
+
+
+class PcmSource:
+    """Blocks of float32 ``(n, channels)`` from a WAV or raw PCM byte stream.
+
+    Args:
+        stream: A binary file object (a pipe is fine: nothing seeks).
+        raw: ``None`` for WAV, else ``(sample_rate, channels, sample_format)``.
+    """
+
+    def __init__(self, stream: BinaryIO, *, raw: tuple[int, int, str] | None = None) -> None:
+        self._stream = stream
+        if raw is None:
+            try:
+                self._wave = wave.open(stream, "rb")
+            except (wave.Error, EOFError) as error:
+                raise AudioError(f"The input is not a PCM WAV stream ({error}); for raw PCM pass --raw with --rate, --channels and --sample-format.") from error
+            width = self._wave.getsampwidth()
+            if width not in (2, 4):
+                raise AudioError(f"WAV streams of {8 * width}-bit samples are not supported; use 16- or 32-bit PCM (ffmpeg -c:a pcm_s16le).")
+            self.sample_rate, self.num_channels = self._wave.getframerate(), self._wave.getnchannels()
+            self._dtype, self._scale = SAMPLE_FORMATS["s16le" if width == 2 else "s32le"]
+        else:
+            self._wave = None
+            self.sample_rate, self.num_channels, sample_format = raw
+            if sample_format not in SAMPLE_FORMATS:
+                raise OptionError("sample_format", f"{{option}} must be one of {', '.join(SAMPLE_FORMATS)}. Received {sample_format!r}.")
+            self._dtype, self._scale = SAMPLE_FORMATS[sample_format]
+        if self.num_channels not in (1, 2):
+            raise AudioError(f"The stream has {self.num_channels} channels; stemtf streams mono or stereo (ffmpeg ... -ac 2).")
+        self._frame_bytes = np.dtype(self._dtype).itemsize * self.num_channels
+        self._leftover = b""
+
+    def blocks(self, num_samples: int) -> Iterator[np.ndarray]:
+        """Blocks of up to ``num_samples`` samples until the stream ends (a trailing partial sample is dropped)."""
+        while True:
+            if self._wave is not None:
+                data = self._wave.readframes(num_samples)
+            else:
+                data = self._leftover + self._stream.read(num_samples * self._frame_bytes - len(self._leftover))
+                usable = len(data) - len(data) % self._frame_bytes
+                data, self._leftover = data[:usable], data[usable:]
+                if not data and self._leftover:
+                    return
+            if not data:
+                return
+            samples = np.frombuffer(data, dtype=self._dtype).reshape(-1, self.num_channels)
+            yield (samples.astype(np.float32) / self._scale)
+
+
+def select_outputs(stems: Sequence[str], keep: Sequence[str], remove: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``{output name: stems summed into it}``: the kept stems one by one, or one mix without the removed ones.
+
+    Raises:
+        OptionError: an unknown stem, both --keep and --remove, or nothing left.
+    """
+    if keep and remove:
+        raise OptionError("keep", "Give either {option} or --remove, not both.")
+    for keyword, names in (("keep", keep), ("remove", remove)):
+        unknown = [name for name in names if name not in stems]
+        if unknown:
+            raise OptionError(keyword, f"{{option}} {unknown[0]!r} is not a stem of this model ({', '.join(stems)}).")
+    if remove:
+        rest = tuple(stem for stem in stems if stem not in remove)
+        if not rest:
+            raise OptionError("remove", "{option} leaves no stem to output.")
+        return {"without-" + "-".join(remove): rest}
+    return {stem: (stem,) for stem in (keep or stems)}
+
+
+def to_pcm16(block: np.ndarray) -> bytes:
+    """float ``(n, channels)`` -> interleaved little-endian 16-bit PCM bytes (clipped)."""
+    return (np.clip(block, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+
+
+def stdin_binary() -> BinaryIO:
+    """Standard input as bytes (pytest's capture replaces it with an object without ``buffer``)."""
+    return getattr(sys.stdin, "buffer", None) or io.BytesIO(b"")

@@ -1,0 +1,122 @@
+"""Streaming separation: block by block, the separator's own numbers, an exact declared latency."""
+
+import io
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf.errors import AudioError
+from stemtf.separator import Separator
+from stemtf.streaming import StreamingSeparator
+
+from conftest import SAMPLE_RATE, music_like
+
+
+def stream_through(streamer: StreamingSeparator, waveform: np.ndarray, sizes) -> dict[str, np.ndarray]:
+    outputs, position = [], 0
+    for size in sizes:
+        if position >= waveform.shape[0]:
+            break
+        block = waveform[position : position + size]
+        out = streamer.process(block)
+        assert all(v.shape == (block.shape[0], streamer.num_channels) for v in out.values())  # as many samples as given
+        outputs.append(out)
+        position += size
+    outputs.append(streamer.flush())
+    return {stem: np.concatenate([o[stem] for o in outputs]) for stem in streamer.stems}
+
+
+@pytest.mark.parametrize("total", [1, 700, 3904, 6926, 12_345])
+def test_stream_equals_offline_for_any_blocks(tiny_model, total):
+    model, config = tiny_model
+    separator = Separator(model, config, overlap=0.02)
+    waveform = music_like(total, seed=total)
+    offline = separator.separate(waveform, SAMPLE_RATE)
+    rng = np.random.default_rng(total)
+    for sizes in ([1] * 50 + [10_000] * 5, rng.integers(1, 5000, size=100), [20_000]):  # 1 sample .. more than a chunk
+        streamer = StreamingSeparator(separator)
+        streamed = stream_through(streamer, waveform, sizes)
+        latency = streamer.latency_samples
+        assert latency == separator.chunk_samples
+        for stem in config.stems:
+            assert streamed[stem].shape == (total + latency, 2)
+            np.testing.assert_array_equal(streamed[stem][:latency], 0.0)
+            np.testing.assert_allclose(streamed[stem][latency:], offline[stem], atol=1e-5)
+
+
+def test_declared_latency_is_exact_for_an_identity_model(tiny_model):
+    model, config = tiny_model
+    separator = Separator(model, config, overlap=0.02)
+    separator._separate_chunk = lambda chunk: np.stack([chunk, 0 * chunk, 0 * chunk])  # "vocals" = input
+    streamer = StreamingSeparator(separator, num_channels=1)
+    impulse = np.zeros(20_000, np.float32)
+    impulse[1234] = 1.0
+    out = stream_through(streamer, impulse, [997] * 30)["vocals"][:, 0]  # mono blocks may be (n,)
+    assert np.argmax(np.abs(out)) == 1234 + streamer.latency_samples
+    np.testing.assert_allclose(out[1234 + streamer.latency_samples], 1.0, atol=1e-6)
+    assert np.sum(np.abs(out)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_silence_in_silence_out_and_mono(tiny_model):
+    model, config = tiny_model
+    streamer = StreamingSeparator(Separator(model, config, overlap=0.02), num_channels=1)
+    out = stream_through(streamer, np.zeros(9000, np.float32), [3000] * 3)
+    assert all(v.shape == (9000 + streamer.latency_samples, 1) and not np.any(v) for v in out.values())
+    with pytest.raises(AudioError, match="NaN"):
+        StreamingSeparator(Separator(model, config)).process(np.full((10, 2), np.nan, np.float32))
+    with pytest.raises(AudioError, match=r"float \(n, 2\)"):
+        StreamingSeparator(Separator(model, config)).process(np.zeros((10, 3), np.float32))
+
+
+def _wav_bytes(waveform: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(waveform.shape[1])
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((np.clip(waveform, -1, 0.99997) * 32768).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_cli_stream_through_a_pipe(tiny_model_dir, tmp_path):
+    waveform = music_like(2 * SAMPLE_RATE)
+    command = [sys.executable, "-m", "stemtf.cli", "stream", "-", "--model", str(tiny_model_dir)]
+    karaoke = subprocess.run(command + ["--remove", "vocals", "--stdout"], input=_wav_bytes(waveform), capture_output=True, timeout=300)
+    assert karaoke.returncode == 0, karaoke.stderr.decode()[-1000:]
+    err = karaoke.stderr.decode().strip().splitlines()
+    assert err[-2].startswith("latency ") and err[-1].startswith("real-time factor ")
+    latency = int(err[-2].split("(")[1].split()[0])
+    samples = np.frombuffer(karaoke.stdout, "<i2").reshape(-1, 2)
+    assert samples.shape[0] == waveform.shape[0] + latency
+    # The same stems as the offline separator, summed without vocals.
+    offline = Separator.from_pretrained(tiny_model_dir).separate(np.round(waveform * 32768).clip(-32768, 32767) / 32768, SAMPLE_RATE)
+    expected = offline["drums"] + offline["other"]
+    assert np.max(np.abs(samples[latency:] / 32768 - expected)) < 2e-3
+    # Files: one WAV per stem, playable.
+    files = subprocess.run(command + ["-o", str(tmp_path / "out")], input=_wav_bytes(waveform), capture_output=True, timeout=300)
+    assert files.returncode == 0, files.stderr.decode()[-1000:]
+    for stem in ("vocals", "drums", "other"):
+        info = sf.info(tmp_path / "out" / f"{stem}.wav")
+        assert info.frames == waveform.shape[0] + latency and info.samplerate == SAMPLE_RATE
+
+
+@pytest.mark.parametrize(
+    "args,stdin,message",
+    [
+        (["--stdout", "--keep", "vocals"], b"not a wav at all", "The input is not a PCM WAV stream"),
+        (["--stdout", "--keep", "vocals"], _wav_bytes(np.zeros((100, 2)), 48000), "The stream is 48000 Hz"),
+        (["--stdout", "--keep", "guitar"], b"", "--keep 'guitar' is not a stem of this model"),
+        (["--stdout"], b"", "--stdout writes one stream"),
+        ([], b"", "Give exactly one of --output-dir DIR"),
+        (["--stdout", "--keep", "vocals", "--raw", "--sample-format", "u8"], b"\0" * 64, "--sample-format must be one of"),
+    ],
+)
+def test_cli_stream_errors_are_one_line(tiny_model_dir, args, stdin, message):
+    result = subprocess.run([sys.executable, "-m", "stemtf.cli", "stream", "-", "--model", str(tiny_model_dir), *args],
+                            input=stdin, capture_output=True, timeout=120)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and message in lines[0], lines
