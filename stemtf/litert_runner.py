@@ -116,6 +116,68 @@ def separate_chunks(
     return output
 
 
+class StreamingRunner:
+    """Separate a live stream block by block with an exported chunk model; the latency is one chunk.
+
+    The phone-side twin of :class:`stemtf.streaming.StreamingSeparator` (a test pins them
+    together): ``process(block)`` returns as many samples as it is given, every stem delayed by
+    exactly ``latency_samples`` (the model's chunk); ``flush()`` returns the tail.
+
+    Args:
+        chunk_model: Maps a chunk ``(chunk_samples, C)`` to ``(num_stems, chunk_samples, C)``.
+        num_stems: Stems the model returns.
+        num_channels: Channels of the stream (the model's).
+        chunk_samples: The model's fixed chunk length.
+        overlap_samples: Cross-fade between neighbouring chunks (at most half a chunk).
+    """
+
+    def __init__(
+        self, chunk_model: ChunkFunction | ChunkModel, *, num_stems: int, num_channels: int, chunk_samples: int,
+        overlap_samples: int,
+    ) -> None:
+        if not 0 <= overlap_samples <= chunk_samples // 2:
+            raise ValueError(f"`overlap_samples` must be in [0, {chunk_samples // 2}]. Received {overlap_samples}.")
+        self._model, self._length, self._overlap = chunk_model, chunk_samples, overlap_samples
+        self._stride = chunk_samples - overlap_samples
+        self._ramp = ((np.arange(overlap_samples, dtype=np.float32) + 0.5) / max(overlap_samples, 1))[:, None]
+        self.latency_samples = chunk_samples
+        self._pending = np.zeros((0, num_channels), np.float32)
+        self._carry = self._tail = None
+        self._ready = np.zeros((num_stems, chunk_samples, num_channels), np.float32)  # starts with the latency's silence
+
+    def _run(self, chunk: np.ndarray, *, last: bool) -> np.ndarray:
+        stems = np.asarray(self._model(chunk), dtype=np.float32)
+        if self._carry is not None:
+            stems[:, : self._overlap] = stems[:, : self._overlap] * self._ramp + self._carry
+        if not last:
+            self._tail = stems[:, self._stride :].copy()
+            self._carry = stems[:, self._stride :] * (1.0 - self._ramp)
+        return stems
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """The next block float32 ``(n, C)`` -> stems ``(num_stems, n, C)``, ``latency_samples`` late."""
+        self._pending = np.concatenate([self._pending, np.asarray(block, dtype=np.float32)])
+        while self._pending.shape[0] >= self._length:
+            stems = self._run(self._pending[: self._length], last=False)
+            self._ready = np.concatenate([self._ready, stems[:, : self._stride]], axis=1)
+            self._pending = self._pending[self._stride :]
+        out, self._ready = self._ready[:, : len(block)], self._ready[:, len(block) :]
+        return out
+
+    def flush(self) -> np.ndarray:
+        """The rest of the stream: the last ``latency_samples`` of every stem."""
+        remaining = self._pending.shape[0]
+        if self._tail is not None and remaining <= self._overlap:
+            last = self._tail[:, :remaining]  # the last chunk already reached the end: its tail stands unfaded
+        elif remaining:
+            last = self._run(np.pad(self._pending, ((0, self._length - remaining), (0, 0))), last=True)[:, :remaining]
+        else:
+            last = self._ready[:, :0]
+        out, self._ready = np.concatenate([self._ready, last], axis=1), self._ready[:, :0]
+        self._pending = self._pending[:0]
+        return out
+
+
 def separate(waveform: np.ndarray, sample_rate: int, model: ChunkModel) -> dict[str, np.ndarray]:
     """Separate a waveform of any rate and mono/stereo layout; stems keep its shape and rate.
 

@@ -120,3 +120,46 @@ def test_cli_stream_errors_are_one_line(tiny_model_dir, args, stdin, message):
                             input=stdin, capture_output=True, timeout=120)
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_litert_streaming_runner_is_pinned_to_the_library(tiny_model):
+    from stemtf import litert_runner
+
+    model, config = tiny_model
+    separator = Separator(model, config, overlap=0.02)
+    waveform = music_like(9000, seed=5)
+    for sizes in ([1] * 30 + [2500] * 4, [9000]):
+        library = stream_through(StreamingSeparator(separator), waveform, sizes)
+        runner = litert_runner.StreamingRunner(
+            separator._separate_chunk, num_stems=3, num_channels=2, chunk_samples=separator.chunk_samples,
+            overlap_samples=separator.overlap_samples,
+        )
+        outputs, position = [], 0
+        for size in sizes:
+            if position < waveform.shape[0]:
+                outputs.append(runner.process(waveform[position : position + size]))
+                position += size
+        outputs.append(runner.flush())
+        streamed = np.concatenate(outputs, axis=1)
+        for index, stem in enumerate(config.stems):
+            np.testing.assert_allclose(streamed[index], library[stem], atol=1e-6)
+
+
+def test_exported_streaming_step_runs_on_litert(tiny_model, tmp_path):
+    # The streaming step for phones: the TFLite waveform chunk model (builtin ops, fixed block) in the runner.
+    from stemtf import export, litert_runner
+
+    model, config = tiny_model
+    path = export.export_tflite(model, config, tmp_path / "tiny.tflite", kind="waveform")
+    chunk_model = litert_runner.ChunkModel(path)
+    runner = litert_runner.StreamingRunner(
+        chunk_model, num_stems=len(chunk_model.stems), num_channels=chunk_model.num_channels,
+        chunk_samples=chunk_model.chunk_samples, overlap_samples=chunk_model.overlap_samples,
+    )
+    separator = Separator(model, config, overlap=chunk_model.overlap_samples / SAMPLE_RATE)
+    waveform = music_like(10_000, seed=3)
+    library = stream_through(StreamingSeparator(separator), waveform, [1000] * 10)
+    streamed = np.concatenate([runner.process(waveform[i : i + 1000]) for i in range(0, 10_000, 1000)] + [runner.flush()], axis=1)
+    assert runner.latency_samples == separator.chunk_samples
+    for index, stem in enumerate(chunk_model.stems):
+        np.testing.assert_allclose(streamed[index], library[stem], atol=2e-4)
