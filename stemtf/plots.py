@@ -321,10 +321,11 @@ def plot_separation(
     if rate is None:
         raise ValueError("Argument `stems` must name at least one stem file.")
     length = min(lengths)
-    source = audio.LimitedReader(audio.open_audio(mixture, offset=offset), length)
+    source = audio.open_audio(mixture, offset=offset)
     try:
+        # Stems are written at the input's rate; resample only for stems from elsewhere, then cut to their length.
         reader = source if source.sample_rate == rate else audio.ResamplingReader(source, rate)
-        mixture_power = spectrogram_rows(reader, length)
+        mixture_power = spectrogram_rows(audio.LimitedReader(reader, length), length)
     finally:
         source.close()
     figure = spectrogram_figure({"mixture": mixture_power, **panels}, sample_rate=rate, duration=length / rate,
