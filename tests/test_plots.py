@@ -135,3 +135,13 @@ def test_cli_evaluate_writes_sdr_chart_with_baselines(capsys, tiny_model_dir, tm
     assert all(medians["oracle"][s] > medians["tiny"][s] for s in config.stems)  # ideal masks beat a random model
     assert all(medians["oracle"][s] > medians["mixture"][s] for s in config.stems)
     assert medians["mixture"]["vocals"] == pytest.approx(results.baseline_sdr["mixture"]["song"]["vocals"])
+
+
+def test_cli_evaluate_chart_without_matplotlib_fails_before_work(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    (tmp_path / "stems" / "song").mkdir(parents=True)
+    sf.write(tmp_path / "stems" / "song" / "vocals.wav", music_like(SAMPLE_RATE), SAMPLE_RATE)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code = main(["evaluate", str(tiny_model_dir), "--data", str(tmp_path / "stems"), "-o", str(tmp_path / "eval")])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.strip().splitlines() == ['stemtf: error: Plots need matplotlib: pip install ".[plots]" (from the stemtf folder).']
+    assert not (tmp_path / "eval").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -64,3 +65,13 @@ def test_fit_writes_audio_and_spectrogram_summaries_at_every_checkpoint(tmp_path
     assert mixture.shape == (CONFIG.chunk_samples_for(FAST["num_frames"]), 2) and np.abs(mixture).max() > 0.01
     total = wav("audio/a") + wav("audio/b")
     np.testing.assert_allclose(total, mixture, atol=2e-3)  # 16-bit WAV in the event file
+
+
+def test_without_matplotlib_the_audio_is_still_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    data = write_toy_data(tmp_path / "data", num_tracks=2)
+    result = train.fit(CONFIG, data, output_dir=tmp_path / "run", steps=2, checkpoint_every=2, seed=0,
+                       validation_tracks=["song1"], tensorboard=True, **FAST)
+    events = read_events(result.output_dir / "logs" / EXAMPLE_LOG_DIR)
+    assert "spectrograms" not in events
+    assert [step for step, _, _ in events["audio/a"]] == [2] and [step for step, _, _ in events["audio/b"]] == [2]

@@ -12,7 +12,6 @@ being trained and writes, under ``logs/example``:
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import keras
@@ -98,9 +97,13 @@ class ExampleSummaries(keras.callbacks.Callback):
         tf.summary.audio(name, clipped, self.config.sample_rate, max_outputs=1, description=description)
 
     def _spectrogram_image(self, estimates: np.ndarray) -> tf.Tensor | None:
-        if importlib.util.find_spec("matplotlib") is None:  # audio alone is still worth having
-            return None
         from stemtf import plots
+        from stemtf.errors import MissingExtraError
+
+        try:
+            plots.check_available()
+        except MissingExtraError:  # audio alone is still worth having
+            return None
 
         rate = self.config.sample_rate
         panels = {"mixture": plots.waveform_rows(self._mixture, rate, num_columns=400, num_rows=160)}
