@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS_TEST := dev,train,eval,onnx,tflite,serve,beam
+EXTRAS_TEST := dev,train,eval,onnx,tflite,serve,beam,plots,notebooks
 
 .PHONY: demo test bench system-deps training-deps browser-deps serve clean
 

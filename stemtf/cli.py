@@ -81,6 +81,7 @@ def separate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     runtime: str = typer.Option("auto", "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
     precision: str = typer.Option(DEFAULT_PRECISION, "--precision", help="LiteRT weights: float32, float16 or int8 (faster, less faithful)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write TRACK_spectrograms.png next to the stems (mixture and stem spectrograms; needs matplotlib)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
@@ -96,6 +97,10 @@ def separate(
     options.check_filename(filename)
     options.check_overlap(overlap, config)
     runtimes.check_runtime(runtime, precision)
+    if plot:
+        from stemtf import plots
+
+        plots.check_available()  # a missing matplotlib fails before any work
     readable, failed = _readable_inputs(inputs)
 
     from rich.progress import TextColumn
@@ -128,6 +133,8 @@ def separate(
                     path, output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
                     offset=offset, duration=duration, overwrite=overwrite, progress=report,
                 )
+                if plot:
+                    plots.plot_track(path, paths, offset=offset)
             except StemtfError as error:
                 progress.remove_task(task)
                 _error(error.for_cli() if isinstance(error, OptionError) else str(error))
@@ -418,7 +425,7 @@ def evaluate(
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable).", show_default=False),
     baseline: str = typer.Option("model", "--baseline", help="model, oracle (ideal ratio masks: the ceiling) or mixture (the floor)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Score only the first S seconds of each track.", show_default=False),
-    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Write museval's per-track JSON here.", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Write museval's per-track JSON here, and sdr_chart.png (cSDR per stem with the oracle and mixture baselines).", show_default=False),
     wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Wiener filter EM iterations for the model's estimates."),
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -434,6 +441,10 @@ def evaluate(
     options.check_wiener_iterations(wiener_iterations)
     config, _ = load_model_config(model)
     groups = _stem_groups(stem_group)
+    if output_dir is not None:
+        from stemtf import plots
+
+        plots.check_available()  # the chart needs matplotlib: fail before any work
 
     _import_tensorflow_quietly()
     from stemtf import evaluate as evaluate_lib
@@ -454,10 +465,16 @@ def evaluate(
             tracks, stems=config.stems, sample_rate=config.sample_rate, num_channels=config.num_channels,
             separator=separator, baseline=baseline, output_dir=output_dir, n_fft=config.n_fft,
             hop_length=config.hop_length, duration=duration,
+            baseline_scores=("oracle", "mixture") if output_dir is not None else (),  # for the chart
             progress=lambda done, total, name: progress.update(task, completed=done, description=name),
         )
-    title = f"{config.name if baseline == 'model' else baseline} — median over frames, then over {len(tracks)} track(s)"
+    system = config.name if baseline == "model" else baseline
+    title = f"{system} — median over frames, then over {len(tracks)} track(s)"
     typer.echo(evaluate_lib.format_table(results.table(), title=title))
+    if output_dir is not None:
+        chart = evaluate_lib.plot_global_sdr(results, output_dir / "sdr_chart.png", name=system,
+                                             title=f"{system}: cSDR per stem, {len(tracks)} track(s)")
+        typer.echo(f"Chart: {chart}")
     typer.echo(f"museval scored {results.coverage():.0%} of the 1 s windows (BSS-eval skips windows where a stem "
                "is silent); cSDR is the MDX global SDR over whole tracks.")
 

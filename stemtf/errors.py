@@ -28,6 +28,10 @@ class DataError(StemtfError):
     """Training or evaluation data is missing, inconsistent or badly laid out."""
 
 
+class MissingExtraError(StemtfError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
 class OptionError(StemtfError, ValueError):
     """An invalid option value; the message names the option as a Python keyword or, for the CLI, as a flag.
 

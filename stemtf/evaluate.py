@@ -40,6 +40,7 @@ class Evaluation:
     store: Any
     global_sdr: dict[str, dict[str, float]]
     windows: dict[str, tuple[int, int]]
+    baseline_sdr: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)
 
     def table(self) -> dict[str, dict[str, float]]:
         """``{stem: {metric: value}}``: SiSEC's medians for museval's metrics, the median over tracks for cSDR."""
@@ -48,6 +49,15 @@ class Evaluation:
         for stem in stems:
             values = [track[stem] for track in self.global_sdr.values() if stem in track]
             out.setdefault(stem, {})[GLOBAL_SDR] = float(np.median(values))
+        return out
+
+    def global_sdr_medians(self, name: str = "model") -> dict[str, dict[str, float]]:
+        """``{system: {stem: median over tracks of cSDR}}``: ``name`` first, then every baseline scored alongside."""
+        systems = {name: self.global_sdr, **self.baseline_sdr}
+        out: dict[str, dict[str, float]] = {}
+        for system, per_track in systems.items():
+            stems = list(dict.fromkeys(stem for track in per_track.values() for stem in track))
+            out[system] = {stem: float(np.median([t[stem] for t in per_track.values() if stem in t])) for stem in stems}
         return out
 
     def coverage(self) -> float:
@@ -199,6 +209,7 @@ def evaluate_tracks(
     n_fft: int = 4096,
     hop_length: int = 1024,
     duration: float | None = None,
+    baseline_scores: Sequence[str] = (),
     progress: Callable[[int, int, str], None] | None = None,
 ):
     """Separate (or estimate) and score every track.
@@ -214,6 +225,8 @@ def evaluate_tracks(
         output_dir: Where ``<track>.json`` files in museval's format go (None: not written).
         n_fft, hop_length: STFT of the oracle masks (the model's).
         duration: Score only the first ``duration`` seconds of every track (None: whole tracks).
+        baseline_scores: Other baselines (``oracle``, ``mixture``) whose global SDR (cSDR only, no
+            museval: cheap) is computed on the same audio, for comparison (``Evaluation.baseline_sdr``).
         progress: Called with ``(tracks_done, tracks_total, track_name)``.
 
     Returns:
@@ -227,6 +240,9 @@ def evaluate_tracks(
         raise ValueError("Argument `separator` is required for baseline='model'.")
     if not tracks:
         raise DataError("No tracks to evaluate.")
+    for other in baseline_scores:
+        options.check_baseline(other)
+    baseline_sdr: dict[str, dict[str, dict[str, float]]] = {other: {} for other in baseline_scores if other != baseline}
     if output_dir is not None:
         output_dir = pathlib.Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -239,19 +255,19 @@ def evaluate_tracks(
             length = min(length, int(duration * sample_rate))
         crop = read_crop(track, 0, length, sample_rate=sample_rate, num_channels=num_channels, stems=stems)
         mixture, references = crop[0], crop[1:]
-        if baseline == "model":
-            separated = separator.separate(mixture, sample_rate)
-            estimates = np.stack([separated[stem] for stem in stems])
-        elif baseline == "oracle":
-            estimates = oracle_estimates(mixture, references, n_fft=n_fft, hop_length=hop_length)
-        else:
-            estimates = np.broadcast_to(mixture, references.shape)
+        estimates = _estimates(baseline, mixture, references, stems=stems, separator=separator, n_fft=n_fft,
+                               hop_length=hop_length, sample_rate=sample_rate)
         store = score_track(
             track.name, dict(zip(stems, references)), dict(zip(stems, estimates)), sample_rate=sample_rate
         )
         present = [i for i, _ in enumerate(stems) if np.any(references[i])]
         scores = sdr(references[present], estimates[present])
         global_sdr[track.name] = {stems[i]: float(score) for i, score in zip(present, scores)}
+        for other, per_track in baseline_sdr.items():
+            other_estimates = _estimates(other, mixture, references, stems=stems, separator=separator, n_fft=n_fft,
+                                         hop_length=hop_length, sample_rate=sample_rate)
+            other_scores = sdr(references[present], other_estimates[present])
+            per_track[track.name] = {stems[i]: float(score) for i, score in zip(present, other_scores)}
         frames = store.df[store.df.metric == "SDR"].groupby("target")["score"]
         windows[track.name] = (int(frames.count().max()), int(frames.size().max()))
         if output_dir is not None:
@@ -262,7 +278,18 @@ def evaluate_tracks(
         results.add_track(store.df)
         if progress is not None:
             progress(done + 1, len(tracks), track.name)
-    return Evaluation(results, global_sdr, windows)
+    return Evaluation(results, global_sdr, windows, baseline_sdr)
+
+
+def _estimates(baseline: str, mixture: np.ndarray, references: np.ndarray, *, stems, separator, n_fft: int,
+               hop_length: int, sample_rate: int) -> np.ndarray:
+    """``(num_stems, num_samples, num_channels)`` estimates of one system: the model or a baseline."""
+    if baseline == "model":
+        separated = separator.separate(mixture, sample_rate)
+        return np.stack([separated[stem] for stem in stems])
+    if baseline == "oracle":
+        return oracle_estimates(mixture, references, n_fft=n_fft, hop_length=hop_length)
+    return np.broadcast_to(mixture, references.shape)
 
 
 def aggregate(results) -> dict[str, dict[str, float]]:
@@ -272,6 +299,16 @@ def aggregate(results) -> dict[str, dict[str, float]]:
     for (target, metric), value in table.items():
         out.setdefault(target, {})[metric] = float(value)
     return out
+
+
+def plot_global_sdr(evaluation: Evaluation, path: str | os.PathLike, *, name: str = "model", title: str = "") -> pathlib.Path:
+    """Write a bar chart of the per-stem cSDR of ``name`` and of the baselines scored alongside, as a PNG.
+
+    Needs matplotlib (``pip install ".[eval]"``). Returns ``path``.
+    """
+    from stemtf import plots
+
+    return plots.plot_scores(evaluation.global_sdr_medians(name), path, title=title, metric="cSDR (dB), median over tracks")
 
 
 def format_table(table: dict[str, dict[str, float]], *, title: str = "") -> str:

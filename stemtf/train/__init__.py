@@ -4,7 +4,8 @@
   metric, the training wrapper and the learning-rate schedule;
 - :mod:`stemtf.train.checkpoints`: the run directory (a loadable model at every checkpoint plus
   ``checkpoint/`` for ``resume``) and the guard that never replaces a model by accident;
-- :mod:`stemtf.train.fitting`: :func:`fit` (data, model, optimizer, callbacks, loop).
+- :mod:`stemtf.train.fitting`: :func:`fit` (data, model, optimizer, callbacks, loop);
+- :mod:`stemtf.train.summaries`: TensorBoard audio and spectrograms of a held-out example at every checkpoint.
 """
 
 from stemtf.train.checkpoints import (
@@ -25,9 +26,11 @@ from stemtf.train.objective import (
     stem_metrics,
     training_model,
 )
+from stemtf.train.summaries import ExampleSummaries
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "ExampleSummaries",
     "LOG_DIR",
     "LR_SCHEDULES",
     "STATE_FILE",

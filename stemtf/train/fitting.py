@@ -156,7 +156,8 @@ def fit(
         freeze_encoder: Keep the trunk's encoder layers fixed (fine-tuning).
         checkpoint_every: Steps between validation + checkpoint.
         mixed_precision: float16 compute; default: only when a GPU exists.
-        tensorboard: Write TensorBoard logs to ``output_dir/logs``; default: when the
+        tensorboard: Write TensorBoard logs to ``output_dir/logs`` (scalars, and the audio and
+            spectrograms of one held-out example at every checkpoint); default: when the
             ``tensorboard`` package is installed.
         callbacks: Extra Keras callbacks.
         progress: Called after every step as ``progress(step, steps, logs)``.
@@ -217,7 +218,11 @@ def fit(
     checkpointer = Checkpointer(
         mask_model=model, config=config, output_dir=output_dir, steps=steps, state=new_state, progress=progress
     )
-    all_callbacks = [checkpointer, *callbacks, *_tensorboard(output_dir, tensorboard)]
+    example_track = (held_out or train_tracks)[0]  # a held-out track when there is one
+    all_callbacks = [
+        checkpointer, *callbacks,
+        *_tensorboard(output_dir, tensorboard, mask_model=model, config=config, track=example_track, num_frames=num_frames),
+    ]
 
     # 4. The loop: one Keras "epoch" per checkpoint interval, continuing from the step reached.
     steps_per_epoch = min(checkpoint_every, steps)
@@ -283,11 +288,21 @@ def _datasets(
     return train_data, validation_data
 
 
-def _tensorboard(output_dir: pathlib.Path, enabled: bool | None) -> list[keras.callbacks.Callback]:
-    """A TensorBoard callback when asked (default: when the package is installed)."""
+def _tensorboard(
+    output_dir: pathlib.Path, enabled: bool | None, *, mask_model: keras.Model, config: ModelConfig,
+    track: data_lib.Track, num_frames: int,
+) -> list[keras.callbacks.Callback]:
+    """TensorBoard callbacks when asked (default: when the package is installed): the scalars, and
+    the audio and spectrograms of one example at every checkpoint (:mod:`stemtf.train.summaries`)."""
     available = importlib.util.find_spec("tensorboard") is not None
     if enabled and not available:
         raise ImportError('TensorBoard logs need the tensorboard package: pip install ".[train]" (from the stemtf folder)')
     if not (available if enabled is None else enabled):
         return []
-    return [keras.callbacks.TensorBoard(log_dir=str(output_dir / LOG_DIR), write_graph=False)]
+    from stemtf.train.summaries import ExampleSummaries
+
+    log_dir = output_dir / LOG_DIR
+    return [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+        ExampleSummaries(mask_model=mask_model, config=config, track=track, log_dir=log_dir, num_frames=num_frames),
+    ]
