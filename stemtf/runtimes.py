@@ -51,7 +51,7 @@ def check_runtime(runtime: str, precision: str) -> None:
 
 
 def litert_available() -> bool:
-    """Whether the LiteRT interpreter (``ai-edge-litert``, the ``tflite`` extra) is installed."""
+    """Whether the LiteRT interpreter (``ai-edge-litert``: installed with stemtf, except on Windows) is importable."""
     try:
         return importlib.util.find_spec("ai_edge_litert") is not None
     except (ImportError, ValueError):  # a module blocked in sys.modules, or a broken install
