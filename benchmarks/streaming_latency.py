@@ -29,6 +29,28 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CAESIUM = ROOT.parent / "shared" / "data" / "everything-is-free" / "Caesium"
 
 
+def plot(rows: list[dict], stems, model: str, path: pathlib.Path) -> None:
+    """cSDR per stem and their mean against the latency, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7.2, 3.6), dpi=100)
+    latencies = [row["latency_s"] for row in rows]
+    for stem in stems:
+        axis.plot(latencies, [row["csdr"][stem] for row in rows], marker="o", label=stem)
+    axis.plot(latencies, [row["mean"] for row in rows], marker="s", color="black", linewidth=2, label="mean")
+    axis.set_xlabel("latency (s) = chunk length")
+    axis.set_ylabel("cSDR on Caesium (dB)")
+    axis.set_title(f"stemtf stream, {model}: quality against latency")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="4stems")
@@ -71,23 +93,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "rows": rows}, indent=2) + "\n")
     if args.png:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-        latencies = [row["latency_s"] for row in rows]
-        for stem in config.stems:
-            axis.plot(latencies, [row["csdr"][stem] for row in rows], marker="o", label=stem)
-        axis.plot(latencies, [row["mean"] for row in rows], marker="s", color="black", linewidth=2, label="mean")
-        axis.set_xlabel("latency (s) = chunk length")
-        axis.set_ylabel("cSDR on Caesium (dB)")
-        axis.set_title(f"stemtf stream, {args.model}: quality against latency")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, ncol=3)
-        figure.tight_layout()
-        figure.savefig(args.png)
+        plot(rows, config.stems, args.model, args.png)
         print(f"wrote {args.png}")
     return 0
 
