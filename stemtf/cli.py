@@ -216,7 +216,7 @@ def stream(
     keep: Optional[str] = typer.Option(None, "--keep", help="Comma-separated stems to output, each on its own (default: all).", show_default=False),
     remove: Optional[str] = typer.Option(None, "--remove", help="Comma-separated stems to leave out of one mix (karaoke: --remove vocals).", show_default=False),
     raw: bool = typer.Option(False, "--raw", help="The input is raw PCM (give --rate, --channels, --sample-format), not WAV."),
-    rate: int = typer.Option(44100, "--rate", help="Sample rate of raw input (the model's: 44100)."),
+    rate: int = typer.Option(44100, "--rate", help="Sample rate of raw input (other rates than the model's are resampled)."),
     channels: int = typer.Option(2, "--channels", help="Channels of raw input (1 or 2)."),
     sample_format: str = typer.Option("s16le", "--sample-format", help="Raw input samples: s16le, s32le or f32le."),
     segment_frames: Optional[int] = typer.Option(None, "--segment-frames", help="STFT frames per chunk: the latency (128 = 2.97 s ... 512 = 11.8 s, the default).", show_default=False),
@@ -244,9 +244,6 @@ def stream(
     handle = streamio.stdin_binary() if source == "-" else open(source, "rb")
     with handle:
         pcm = streamio.PcmSource(handle, raw=(rate, channels, sample_format) if raw else None)
-        if pcm.sample_rate != config.sample_rate:
-            raise StemtfError(f"The stream is {pcm.sample_rate} Hz; stemtf streams at the model's {config.sample_rate} Hz "
-                              f"(resample first: ffmpeg -i IN -ar {config.sample_rate} -f wav -).")
         writers = {}
         if output_dir is not None:
             from stemtf.audio import AudioWriter
@@ -262,8 +259,8 @@ def stream(
 
         status = _load_status(runtime, quiet=False)
         separator = Separator.from_pretrained(model, runtime=runtime, segment_frames=frames, on_status=status)
-        streamer = StreamingSeparator(separator, num_channels=pcm.num_channels)
-        typer.echo(f"latency {streamer.latency:.2f} s ({streamer.latency_samples} samples at {streamer.sample_rate} Hz)", err=True)
+        streamer = StreamingSeparator(separator, sample_rate=pcm.sample_rate, num_channels=pcm.num_channels)
+        typer.echo(f"latency {streamer.latency:.3f} s ({streamer.latency_samples:g} samples at {streamer.sample_rate} Hz)", err=True)
         started, seconds = time.perf_counter(), 0.0
 
         def send(stems: dict) -> None:

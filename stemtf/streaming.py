@@ -10,15 +10,31 @@ the same chunk plan, and the latency is a chunk because a chunk needs all its sa
 be separated. A shorter chunk (``segment_frames``) means a shorter latency and less context; the
 README has the measured trade-off.
 
-The stream must be at the model's sample rate (44.1 kHz); mono and stereo are converted at the edges.
+Mono and stereo are converted at the edges, and so is the sample rate: a stream at another rate is
+resampled in and out with soxr's streaming resamplers, whose output is time-aligned; a short buffer
+absorbs their start-up delay, so the latency stays constant (then it is ``latency`` seconds, a whole
+number of samples only at the model's rate).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import math
+
 from stemtf import apply, audio
 from stemtf.errors import AudioError
+
+
+def _resampler_lag(rate_in: int, rate_out: int, channels: int) -> int:
+    """Input samples a fresh soxr stream swallows before its first output (its start-up delay)."""
+    import soxr
+
+    stream, fed = soxr.ResampleStream(rate_in, rate_out, channels, dtype="float32"), 0
+    silence = np.zeros((64, channels), np.float32)
+    while not len(stream.resample_chunk(silence)):
+        fed += 64
+    return fed + 64
 
 
 class StreamingSeparator:
@@ -26,16 +42,21 @@ class StreamingSeparator:
 
     Args:
         separator: The separator whose model, chunk length and overlap are used.
+        sample_rate: Rate of the stream in Hz (default: the model's; others are resampled).
         num_channels: Channels of the stream (1 or 2; default: the model's).
 
     Attributes:
-        latency_samples: Every stem sample comes out exactly this many samples after its input.
+        latency_samples: Every stem sample comes out exactly this many samples after its input (at
+            the stream's rate; a whole number at the model's rate).
         latency: The same in seconds.
     """
 
-    def __init__(self, separator, *, num_channels: int | None = None) -> None:
+    def __init__(self, separator, *, sample_rate: int | None = None, num_channels: int | None = None) -> None:
         self.stems = separator.stems
-        self.sample_rate = separator.sample_rate
+        model_rate = separator.sample_rate
+        self.sample_rate = model_rate if sample_rate is None else int(sample_rate)
+        if self.sample_rate < 1000:
+            raise AudioError(f"The stream's sample rate must be >= 1000 Hz. Received {self.sample_rate}.")
         self.num_channels = separator.config.num_channels if num_channels is None else num_channels
         apply.check_num_channels(self.num_channels)
         self._model_channels = separator.config.num_channels
@@ -43,15 +64,31 @@ class StreamingSeparator:
         self._length, self._overlap = separator.chunk_samples, separator.overlap_samples
         self._stride = self._length - self._overlap
         self._ramp = apply.crossfade_ramp(self._overlap)[:, None]
-        self.latency_samples = self._length
-        self.latency = self._length / self.sample_rate
         self._pending = np.zeros((0, self._model_channels), np.float32)  # input not yet in a finished chunk
         self._carry = None  # the faded tail of the last chunk, added to the next one's head
         self._tail = None  # the same tail unfaded: the output if the stream ends inside it
-        silence = np.zeros((len(self.stems), self.latency_samples, self._model_channels), np.float32)
-        self._ready = [silence]  # finished output, starting with the latency's silence
-        self._ready_samples = self.latency_samples
+        num_stems = len(self.stems)
+        silence = np.zeros((num_stems, self._length, self._model_channels), np.float32)
+        self._ready = [silence]  # finished output at the model's rate, starting with the latency's silence
+        self._ready_samples = self._length
         self._finished = False
+        self._resample_in = self._resample_out = None
+        self.latency_samples: float = self._length
+        self._output = np.zeros((num_stems, 0, self._model_channels), np.float32)  # at the stream's rate
+        if self.sample_rate != model_rate:
+            import soxr
+
+            rate = self.sample_rate
+            self._resample_in = soxr.ResampleStream(rate, model_rate, self._model_channels, dtype="float32")
+            self._resample_out = soxr.ResampleStream(model_rate, rate, num_stems * self._model_channels, dtype="float32")
+            # The resamplers hold back up to their start-up delay; this much silence up front (twice
+            # their measured delay, in stream samples) keeps every block's answer full length.
+            lag = _resampler_lag(rate, model_rate, self._model_channels)
+            lag += math.ceil(_resampler_lag(model_rate, rate, num_stems * self._model_channels) * rate / model_rate)
+            prefill = 2 * lag
+            self._output = np.zeros((num_stems, prefill, self._model_channels), np.float32)
+            self.latency_samples = self._length * rate / model_rate + prefill
+        self.latency = self.latency_samples / self.sample_rate
 
     def _run_chunk(self, chunk: np.ndarray, *, last: bool) -> np.ndarray:
         stems = self._separate(chunk)
@@ -68,10 +105,45 @@ class StreamingSeparator:
         self._ready.append(stems)
         self._ready_samples += stems.shape[1]
 
-    def _take(self, num_samples: int) -> dict[str, np.ndarray]:
+    def _take_model(self, num_samples: int) -> np.ndarray:
         ready = np.concatenate(self._ready, axis=1) if len(self._ready) > 1 else self._ready[0]
         out, rest = ready[:, :num_samples], ready[:, num_samples:]
         self._ready, self._ready_samples = [rest], rest.shape[1]
+        return out
+
+    def _feed(self, model_block: np.ndarray) -> np.ndarray:
+        """Model-rate input -> the same number of model-rate stem samples, one chunk late."""
+        self._pending = np.concatenate([self._pending, model_block])
+        while self._pending.shape[0] >= self._length:
+            stems = self._run_chunk(self._pending[: self._length], last=False)
+            self._emit(stems[:, : self._stride])
+            self._pending = self._pending[self._stride :]
+        return self._take_model(model_block.shape[0])
+
+    def _finish(self) -> np.ndarray:
+        remaining = self._pending.shape[0]
+        if self._tail is not None and remaining <= self._overlap:
+            # The last chunk already reached the end: its tail stands unfaded, as in Separator.
+            self._emit(self._tail[:, :remaining])
+        elif remaining:
+            chunk = np.pad(self._pending, ((0, self._length - remaining), (0, 0)))
+            self._emit(self._run_chunk(chunk, last=True)[:, :remaining])
+        self._pending = self._pending[:0]
+        return self._take_model(self._ready_samples)
+
+    def _to_stream(self, stems: np.ndarray, *, last: bool = False) -> None:
+        """Model-rate stems -> the output buffer at the stream's rate."""
+        if self._resample_out is None:
+            self._output = np.concatenate([self._output, stems], axis=1)
+            return
+        num_stems, count, channels = stems.shape
+        flat = np.ascontiguousarray(stems.transpose(1, 0, 2).reshape(count, num_stems * channels))
+        resampled = self._resample_out.resample_chunk(flat, last=last)
+        self._output = np.concatenate([self._output, resampled.reshape(-1, num_stems, channels).transpose(1, 0, 2)], axis=1)
+
+    def _pop(self, num_samples: int | None) -> dict[str, np.ndarray]:
+        out = self._output if num_samples is None else self._output[:, :num_samples]
+        self._output = self._output[:, out.shape[1] :]
         return {stem: audio.convert_channels(np.ascontiguousarray(out[i]), self.num_channels) for i, stem in enumerate(self.stems)}
 
     def process(self, block: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,24 +168,20 @@ class StreamingSeparator:
             raise AudioError(f"A block must be float (n, {self.num_channels}). Received {block.dtype} {block.shape}.")
         if not np.all(np.isfinite(block)):
             raise AudioError("The block contains NaN or infinite samples.")
-        self._pending = np.concatenate([self._pending, audio.convert_channels(block.astype(np.float32), self._model_channels)])
-        while self._pending.shape[0] >= self._length:
-            stems = self._run_chunk(self._pending[: self._length], last=False)
-            self._emit(stems[:, : self._stride])
-            self._pending = self._pending[self._stride :]
-        return self._take(block.shape[0])
+        model_block = audio.convert_channels(block.astype(np.float32), self._model_channels)
+        if self._resample_in is not None:
+            model_block = self._resample_in.resample_chunk(model_block)
+        self._to_stream(self._feed(model_block))
+        if self._output.shape[1] < block.shape[0]:  # never: the silence up front covers the resamplers' delay
+            raise RuntimeError("The resampling buffer ran dry; please report this with the stream's rate.")
+        return self._pop(block.shape[0])
 
     def flush(self) -> dict[str, np.ndarray]:
-        """End the stream: the last ``latency_samples`` samples of every stem (the delayed tail)."""
+        """End the stream: the rest of every stem (the delayed tail, about ``latency_samples`` long)."""
         if self._finished:
             raise AudioError("This stream was flushed already.")
         self._finished = True
-        remaining = self._pending.shape[0]
-        if self._tail is not None and remaining <= self._overlap:
-            # The last chunk already reached the end: its tail stands unfaded, as in Separator.
-            self._emit(self._tail[:, :remaining])
-        elif remaining:
-            chunk = np.pad(self._pending, ((0, self._length - remaining), (0, 0)))
-            self._emit(self._run_chunk(chunk, last=True)[:, :remaining])
-        self._pending = self._pending[:0]
-        return self._take(self._ready_samples)
+        if self._resample_in is not None:
+            self._to_stream(self._feed(self._resample_in.resample_chunk(np.zeros((0, self._model_channels), np.float32), last=True)))
+        self._to_stream(self._finish(), last=True)
+        return self._pop(None)

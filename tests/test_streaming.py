@@ -89,7 +89,7 @@ def test_cli_stream_through_a_pipe(tiny_model_dir, tmp_path):
     assert karaoke.returncode == 0, karaoke.stderr.decode()[-1000:]
     err = karaoke.stderr.decode().strip().splitlines()
     assert err[-2].startswith("latency ") and err[-1].startswith("real-time factor ")
-    latency = int(err[-2].split("(")[1].split()[0])
+    latency = int(float(err[-2].split("(")[1].split()[0]))
     samples = np.frombuffer(karaoke.stdout, "<i2").reshape(-1, 2)
     assert samples.shape[0] == waveform.shape[0] + latency
     # The same stems as the offline separator, summed without vocals.
@@ -108,7 +108,7 @@ def test_cli_stream_through_a_pipe(tiny_model_dir, tmp_path):
     "args,stdin,message",
     [
         (["--stdout", "--keep", "vocals"], b"not a wav at all", "The input is not a PCM WAV stream"),
-        (["--stdout", "--keep", "vocals"], _wav_bytes(np.zeros((100, 2)), 48000), "The stream is 48000 Hz"),
+        (["--stdout", "--keep", "vocals", "--raw", "--channels", "6"], b"\0" * 64, "The stream has 6 channels"),
         (["--stdout", "--keep", "guitar"], b"", "--keep 'guitar' is not a stem of this model"),
         (["--stdout"], b"", "--stdout writes one stream"),
         ([], b"", "Give exactly one of --output-dir DIR"),
@@ -163,3 +163,20 @@ def test_exported_streaming_step_runs_on_litert(tiny_model, tmp_path):
     assert runner.latency_samples == separator.chunk_samples
     for index, stem in enumerate(chunk_model.stems):
         np.testing.assert_allclose(streamed[index], library[stem], atol=2e-4)
+
+
+@pytest.mark.parametrize("rate", [22050, 48000, 88200])
+def test_other_rates_are_resampled_at_the_edges_with_a_constant_latency(tiny_model, rate):
+    model, config = tiny_model
+    separator = Separator(model, config, overlap=0.02)
+    waveform = music_like(rate, sample_rate=rate, seed=rate)
+    offline = separator.separate(waveform, rate)
+    rng = np.random.default_rng(rate)
+    streamer = StreamingSeparator(separator, sample_rate=rate)
+    streamed = stream_through(streamer, waveform, rng.integers(1, 4000, size=200))
+    assert streamer.latency == pytest.approx(streamer.latency_samples / rate)
+    assert streamed["vocals"].shape[0] == pytest.approx(waveform.shape[0] + streamer.latency_samples, abs=1)
+    if float(streamer.latency_samples).is_integer():  # a whole number of samples: compare sample by sample
+        latency = int(streamer.latency_samples)
+        for stem in config.stems:
+            np.testing.assert_allclose(streamed[stem][latency:][: waveform.shape[0]], offline[stem], atol=1e-5)
