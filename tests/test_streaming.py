@@ -180,3 +180,27 @@ def test_other_rates_are_resampled_at_the_edges_with_a_constant_latency(tiny_mod
         latency = int(streamer.latency_samples)
         for stem in config.stems:
             np.testing.assert_allclose(streamed[stem][latency:][: waveform.shape[0]], offline[stem], atol=1e-5)
+
+
+def test_ctrl_c_leaves_complete_playable_files(tiny_model_dir, tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stemtf.cli", "stream", "-", "--model", str(tiny_model_dir), "-o", str(tmp_path / "out"), "--keep", "vocals"],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    header_and_audio = bytearray(_wav_bytes(music_like(SAMPLE_RATE)))  # a live source that has sent 1 s so far
+    header_and_audio[4:8] = header_and_audio[40:44] = b"\xff\xff\xff\xff"  # unknown length, as ffmpeg writes to a pipe
+    process.stdin.write(bytes(header_and_audio))
+    process.stdin.flush()
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "out").exists():
+        time.sleep(0.2)
+    time.sleep(3)  # let it separate what it has
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()[-500:]
+    info = sf.info(tmp_path / "out" / "vocals.wav")  # a valid WAV header: the file was closed properly
+    assert info.samplerate == SAMPLE_RATE and info.channels == 2
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name != "vocals.wav"]  # no temporary leftovers
