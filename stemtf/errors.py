@@ -28,6 +28,10 @@ class DataError(StemtfError):
     """Training or evaluation data is missing, inconsistent or badly laid out."""
 
 
+class ClusterError(StemtfError):
+    """Training on several workers cannot start (``TF_CONFIG``) or lost a worker."""
+
+
 class OptionError(StemtfError, ValueError):
     """An invalid option value; the message names the option as a Python keyword or, for the CLI, as a flag.
 
