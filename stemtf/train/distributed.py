@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -221,7 +222,7 @@ def fit_loop(
         callback_list.on_train_end(logs)
     except _LOST_WORKER_ERRORS as error:
         raise ClusterError(
-            f"Worker {cluster.worker_index} of {cluster.num_workers} lost the other workers near step {step} "
+            f"Worker {cluster.worker_index} of {cluster.num_workers} lost the other workers after step {step} "
             f"({_reason(error)}); restart every worker with resume=True (--resume) to continue from the last checkpoint."
         ) from None
 
@@ -231,10 +232,12 @@ def _numbers(logs: Mapping[str, tf.Tensor]) -> dict[str, float]:
 
 
 def _reason(error: tf.errors.OpError) -> str:
-    """The informative line of a TensorFlow runtime error (its first line is often just 'Graph execution error:')."""
-    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    """The informative line of a TensorFlow runtime error, shortened (its first line is often just 'Graph execution error:')."""
+    # Graph-node annotations ({{function_node ...}}, [[...]]) say where in the graph, not what went wrong.
+    text = re.sub(r"\{\{.*?\}\}|\[\[.*?\]\]", "", str(error.message))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for keyword in ("aborted by", "failed to connect", "heartbeat", "timed out", "timeout", "deadline", "unavailable"):
         for line in lines:
             if keyword in line.lower():
-                return line[:200]
+                return line if len(line) <= 160 else line[:159] + "…"
     return type(error).__name__
