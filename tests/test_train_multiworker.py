@@ -7,6 +7,7 @@ the survivor with a one-line error (not a hang) after which `--resume` continues
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -158,6 +159,8 @@ def test_two_workers_survive_losing_either_and_write_the_one_worker_format(worke
     assert {"loss", "vocals_sdr", "val_loss", "val_vocals_sdr"} <= set(state["history"][-1])
     assert all(np.isfinite(value) for value in state["history"][-1].values())
     assert sorted(p.name for p in (output / "checkpoint").iterdir()) == ["model.weights.h5", "optimizer.npz", "state.json"]
+    if importlib.util.find_spec("tensorboard") is not None:  # the chief's TensorBoard logs, from the custom loop
+        assert any((output / "logs").rglob("*tfevents*"))
     # In the last run worker 1 left nothing behind: its checkpoints went to a temporary folder, deleted at the end.
     assert list(workers.temp_dir(1).iterdir()) == [] and list(workers.temp_dir(0).iterdir()) == []
 

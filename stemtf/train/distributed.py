@@ -155,7 +155,9 @@ def fit_loop(
             None)``: this worker's training shard and the validation data, both batched by
             ``replica_batch_size``.
         batch_size: Examples per step over all replicas (global).
-        steps_per_epoch, epochs, initial_epoch: As for ``keras.Model.fit``.
+        steps_per_epoch: Steps between two ``on_epoch_end`` calls (validation and checkpoint).
+        epochs: As for ``keras.Model.fit``: the index the last epoch ends before.
+        initial_epoch: The epoch to start at (a resumed run's).
         callbacks: Keras callbacks, called as ``fit`` calls them.
 
     Raises:

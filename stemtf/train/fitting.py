@@ -26,9 +26,8 @@ import tensorflow as tf
 from stemtf import data as data_lib
 from stemtf import options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError
+from stemtf.errors import ModelError, OptionError
 from stemtf.model import build_model, load_model
-from stemtf.errors import OptionError
 from stemtf.train import distributed
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
 from stemtf.train.objective import learning_rate_schedule, stem_losses, stem_metrics, training_model
@@ -218,7 +217,7 @@ def fit(
     if start_step >= steps:
         return TrainingResult(model, config, output_dir, start_step, list(state.get("history", [])))
 
-    def make_datasets(num_shards: int, shard_index: int, shard_batch_size: int):
+    def make_datasets(num_shards: int, shard_index: int, shard_batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
         return _datasets(
             config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
             seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
@@ -235,8 +234,9 @@ def fit(
         "train_tracks": [t.name for t in train_tracks],
         "validation_tracks": [t.name for t in held_out],
     }
-    # Workers other than the chief write their checkpoints to a folder deleted at the end (they must
-    # still write: saving reads variables in step with the others, as TensorFlow's guide advises).
+    # Workers other than the chief write their checkpoints to a folder deleted at the end rather than
+    # skip them: TensorFlow's multi-worker guide has every worker save, as saving may read variables
+    # through collective operations, and it keeps the workers' steps in lockstep.
     write_dir = output_dir if cluster.is_chief else pathlib.Path(tempfile.mkdtemp(prefix="stemtf-worker-"))
     checkpointer = Checkpointer(
         mask_model=model, config=config, output_dir=write_dir, steps=steps, state=new_state, progress=progress
