@@ -242,3 +242,14 @@ def test_cli_strategy_errors_are_one_line(capsys, monkeypatch, stem_folder, tmp_
     assert code == 1 and len(lines) == 1 and lines[0].startswith("stemtf: error: "), err
     assert __import__("re").search(pattern, lines[0]), lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_multi_worker_after_other_tensorflow_work_is_one_clear_error(monkeypatch):
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1  # TensorFlow has run: collective ops can no longer be configured here
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    ))
+    with pytest.raises(ClusterError, match="must start before TensorFlow runs anything else"):
+        train.distributed.make_cluster("multi-worker")

@@ -121,9 +121,14 @@ def make_cluster(strategy: str = "auto", *, worker_timeout: float = DEFAULT_WORK
         return Cluster(tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy())
     num_workers, worker_index, is_chief = read_tf_config()
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
-    return Cluster(
-        tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), num_workers, worker_index, is_chief
-    )
+    try:
+        multi_worker = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:  # "Collective ops must be configured at program startup"
+        raise ClusterError(
+            f"strategy multi-worker must start before TensorFlow runs anything else in the process ({error}); "
+            "train in a fresh process, once per process (as `stemtf train` does)."
+        ) from None
+    return Cluster(multi_worker, num_workers, worker_index, is_chief)
 
 
 DatasetsFn = Callable[[int, int, int], tuple[tf.data.Dataset, "tf.data.Dataset | None"]]
