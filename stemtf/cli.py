@@ -226,7 +226,7 @@ def train(
     data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
     steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
-    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step."),
+    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step (global: over all GPUs and workers)."),
     learning_rate: float = typer.Option(options.DEFAULT_LEARNING_RATE, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
     checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
