@@ -358,7 +358,7 @@ def train(
     data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
     steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
-    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step."),
+    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step (global: over all GPUs and workers)."),
     learning_rate: float = typer.Option(options.DEFAULT_LEARNING_RATE, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
     checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
@@ -371,6 +371,8 @@ def train(
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
+    worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
@@ -406,7 +408,8 @@ def train(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
             num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
             seed=seed, resume=resume, overwrite=overwrite, from_model=from_model, freeze_encoder=freeze_encoder,
-            checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report,
+            checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report, strategy=strategy,
+            worker_timeout=worker_timeout,
         )
     if not quiet:
         typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")

@@ -32,6 +32,10 @@ class MissingExtraError(StemtfError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
 
+class ClusterError(StemtfError):
+    """Training on several workers cannot start (``TF_CONFIG``) or lost a worker."""
+
+
 class OptionError(StemtfError, ValueError):
     """An invalid option value; the message names the option as a Python keyword or, for the CLI, as a flag.
 

@@ -49,8 +49,16 @@ def training_dataset(
     augmentation: Augmentation | None = DEFAULT_AUGMENTATION,
     seed: int = 0,
     first_example: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> tf.data.Dataset:
     """An endless, deterministic dataset of augmented random crops as magnitude spectrograms.
+
+    Example ``i`` is drawn from ``(seed, i)`` alone, and step ``s`` of a run uses examples
+    ``first_example + s * batch_size`` onwards. With ``num_shards`` (one per training worker) the
+    batch is split, not the tracks: shard ``k`` yields the ``k``-th ``batch_size / num_shards``
+    examples of every step's batch, so the workers together train on exactly the examples one
+    worker would, none twice, and a resumed run continues at the same examples.
 
     Args:
         tracks: Training tracks (from :func:`training_split` or the layout functions).
@@ -65,12 +73,20 @@ def training_dataset(
         augmentation: Augmentation, or None for plain crops (mixture files used when present).
         seed: Seed of every random draw; equal seeds give equal datasets.
         first_example: Index of the first example (to continue a run where it stopped).
+        num_shards: Parts each batch is split into (the training workers); must divide ``batch_size``.
+        shard_index: The part this dataset yields, in ``[0, num_shards)``.
 
     Returns:
         Batches ``(mixture, {stem: stem_magnitude})``, each float32
-        ``(batch_size, num_frames, max_bins, num_channels)``.
+        ``(batch_size // num_shards, num_frames, max_bins, num_channels)``.
     """
     _check_geometry(tracks, stems, num_frames, batch_size)
+    if num_shards < 1 or not 0 <= shard_index < num_shards or batch_size % num_shards:
+        raise ValueError(
+            f"`num_shards` must divide `batch_size` and `shard_index` be in [0, num_shards). "
+            f"Received num_shards={num_shards}, shard_index={shard_index}, batch_size={batch_size}."
+        )
+    shard_size = batch_size // num_shards
     num_samples = spectral.segment_samples(num_frames, n_fft=n_fft, hop_length=hop_length)
     reader = _ExampleReader(tracks, stems, num_samples, sample_rate, num_channels, augmentation, seed)
     shape = (1 + len(stems), num_samples, num_channels)
@@ -79,10 +95,15 @@ def training_dataset(
         waveforms = tf.numpy_function(reader, [index], tf.float32, stateful=False)
         return tf.ensure_shape(waveforms, shape)
 
-    indices = tf.data.Dataset.range(first_example, np.iinfo(np.int64).max)
-    waveforms = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def example_index(position: tf.Tensor) -> tf.Tensor:
+        # The position-th example of this shard: step position // shard_size, slot position % shard_size.
+        step, slot = position // shard_size, position % shard_size
+        return first_example + step * batch_size + shard_index * shard_size + slot
+
+    positions = tf.data.Dataset.range(np.iinfo(np.int64).max // 2)
+    waveforms = positions.map(example_index).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _spectrogram_dataset(
-        waveforms, stems=stems, batch_size=batch_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
+        waveforms, stems=stems, batch_size=shard_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
     )
 
 

@@ -5,7 +5,9 @@
 - :mod:`stemtf.train.checkpoints`: the run directory (a loadable model at every checkpoint plus
   ``checkpoint/`` for ``resume``) and the guard that never replaces a model by accident;
 - :mod:`stemtf.train.fitting`: :func:`fit` (data, model, optimizer, callbacks, loop);
-- :mod:`stemtf.train.summaries`: TensorBoard audio and spectrograms of a held-out example at every checkpoint.
+- :mod:`stemtf.train.summaries`: TensorBoard audio and spectrograms of a held-out example at every checkpoint;
+- :mod:`stemtf.train.distributed`: the strategy (``auto``, or ``multi-worker`` from ``TF_CONFIG``)
+  and the loop that stands in for ``model.fit`` under ``MultiWorkerMirroredStrategy``.
 """
 
 from stemtf.train.checkpoints import (
@@ -16,6 +18,7 @@ from stemtf.train.checkpoints import (
     load_checkpoint_state,
     save_checkpoint,
 )
+from stemtf.train.distributed import STRATEGIES, read_tf_config
 from stemtf.train.fitting import TrainingResult, fit, freeze_encoder_layers, initialise_from
 from stemtf.train.objective import (
     LR_SCHEDULES,
@@ -34,6 +37,7 @@ __all__ = [
     "LOG_DIR",
     "LR_SCHEDULES",
     "STATE_FILE",
+    "STRATEGIES",
     "SpectrogramSDR",
     "TrainingResult",
     "check_output_dir",
@@ -42,6 +46,7 @@ __all__ = [
     "initialise_from",
     "learning_rate_schedule",
     "load_checkpoint_state",
+    "read_tf_config",
     "save_checkpoint",
     "spectrogram_sdr",
     "stem_losses",

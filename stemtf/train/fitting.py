@@ -1,10 +1,12 @@
-"""Train and fine-tune separation models with Keras ``model.fit``: :func:`fit`, step by step.
+"""Train and fine-tune separation models on one machine or several workers: :func:`fit`, step by step.
 
 :func:`fit` wraps the mask model in a training model that multiplies every stem's mask by the
 mixture magnitude and minimises Spleeter's loss (:mod:`stemtf.train.objective`). Every
 ``checkpoint_every`` steps it validates on held-out tracks and rewrites the output directory as a
 loadable model plus a ``checkpoint/`` folder that ``resume=True`` continues from
-(:mod:`stemtf.train.checkpoints`). TensorBoard logs go to ``logs/``.
+(:mod:`stemtf.train.checkpoints`). TensorBoard logs go to ``logs/``. On one machine the loop is
+Keras ``model.fit``; on several workers (``strategy="multi-worker"``) it is
+:func:`stemtf.train.distributed.fit_loop`, which runs the same compiled steps and callbacks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import importlib.util
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 
 import keras
@@ -22,8 +26,9 @@ import tensorflow as tf
 from stemtf import data as data_lib
 from stemtf import options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError
+from stemtf.errors import ModelError, OptionError
 from stemtf.model import build_model, load_model
+from stemtf.train import distributed
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
 from stemtf.train.objective import learning_rate_schedule, stem_losses, stem_metrics, training_model
 
@@ -91,12 +96,6 @@ class TrainingResult:
     history: list[dict[str, float]]
 
 
-def _devices() -> tuple[tf.distribute.Strategy, bool]:
-    gpus = tf.config.list_logical_devices("GPU")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    return strategy, bool(gpus)
-
-
 def fit(
     config: ModelConfig,
     data: str | os.PathLike | tuple[Sequence[data_lib.Track], Sequence[data_lib.Track]],
@@ -124,6 +123,8 @@ def fit(
     tensorboard: bool | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     progress: ProgressCallback | None = None,
+    strategy: str = "auto",
+    worker_timeout: float = distributed.DEFAULT_WORKER_TIMEOUT,
 ) -> TrainingResult:
     """Train (or fine-tune, or resume training) a separation model.
 
@@ -134,7 +135,7 @@ def fit(
         output_dir: Model directory written at every checkpoint (``config.json`` + weights), with
             ``checkpoint/`` (for ``resume``) and ``logs/`` (TensorBoard).
         steps: Total optimizer steps (a resumed run counts the steps already done).
-        batch_size: Examples per step (global, across GPUs).
+        batch_size: Examples per step (global, across GPUs and workers; a multiple of their number).
         learning_rate: Peak learning rate of Adam.
         lr_schedule: ``cosine`` (decay to a tenth at ``steps``) or ``constant``.
         warmup_steps: Linear warm-up steps of the cosine schedule.
@@ -161,6 +162,12 @@ def fit(
             ``tensorboard`` package is installed.
         callbacks: Extra Keras callbacks.
         progress: Called after every step as ``progress(step, steps, logs)``.
+        strategy: ``auto``: this machine (all its GPUs). ``multi-worker``: one of several processes
+            described by ``TF_CONFIG`` (``MultiWorkerMirroredStrategy``); every worker runs ``fit``
+            with the same arguments, ``output_dir`` and ``data`` on storage they all see; only the
+            chief (the ``chief`` task, else worker 0) writes there. Create no other TensorFlow
+            state in the process before, and call ``fit`` once per process.
+        worker_timeout: Seconds a worker waits for the others before failing (``multi-worker``).
 
     Returns:
         A :class:`TrainingResult`.
@@ -169,6 +176,8 @@ def fit(
         DataError: bad data (see :mod:`stemtf.data`).
         ModelError: ``from_model`` is incompatible, the checkpoint does not match, or ``output_dir``
             holds a model and neither ``resume`` nor ``overwrite`` is set.
+        ClusterError: ``TF_CONFIG`` is missing or malformed, or a worker was lost (restart all of
+            them with ``resume``).
         OptionError: a bad argument (a ``ValueError``).
     """
     output_dir = pathlib.Path(output_dir)
@@ -178,6 +187,13 @@ def fit(
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
     state = check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
+    # Before any other TensorFlow work: a multi-worker strategy starts this process's server.
+    cluster = distributed.make_cluster(strategy, worker_timeout=worker_timeout)
+    replicas = cluster.strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise OptionError(
+            "batch_size", f"{{option}} (global) must be a multiple of the {replicas} replicas training together. Received {batch_size}."
+        )
 
     # 1. Data: the split, then endless augmented training crops and fixed validation crops.
     if isinstance(data, (str, os.PathLike)):
@@ -192,18 +208,22 @@ def fit(
     # 2. Model and optimizer (restored from the checkpoint when resuming).
     keras.utils.set_random_seed(seed)
     model, train_model = _build(
-        config, from_model=from_model if state is None else None, freeze_encoder=freeze_encoder,
+        config, cluster.strategy, from_model=from_model if state is None else None, freeze_encoder=freeze_encoder,
         mixed_precision=mixed_precision, learning_rate=learning_rate, lr_schedule=lr_schedule, steps=steps,
         warmup_steps=warmup_steps,
     )
     if state is not None:
-        restore_checkpoint(output_dir / CHECKPOINT_DIR, model, train_model)
+        with cluster.strategy.scope():  # optimizer slots are mirrored variables under a strategy
+            restore_checkpoint(output_dir / CHECKPOINT_DIR, model, train_model)
     if start_step >= steps:
         return TrainingResult(model, config, output_dir, start_step, list(state.get("history", [])))
-    train_data, validation_data = _datasets(
-        config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
-        seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
-    )
+
+    def make_datasets(num_shards: int, shard_index: int, shard_batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+        return _datasets(
+            config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
+            seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
+            num_shards=num_shards, shard_index=shard_index, shard_batch_size=shard_batch_size,
+        )
 
     # 3. Callbacks: validate + checkpoint every `checkpoint_every` steps, progress, TensorBoard.
     new_state = state or {
@@ -215,39 +235,54 @@ def fit(
         "train_tracks": [t.name for t in train_tracks],
         "validation_tracks": [t.name for t in held_out],
     }
+    # Workers other than the chief write their checkpoints to a folder deleted at the end rather than
+    # skip them: TensorFlow's multi-worker guide has every worker save, as saving may read variables
+    # through collective operations, and it keeps the workers' steps in lockstep.
+    write_dir = output_dir if cluster.is_chief else pathlib.Path(tempfile.mkdtemp(prefix="stemtf-worker-"))
     checkpointer = Checkpointer(
-        mask_model=model, config=config, output_dir=output_dir, steps=steps, state=new_state, progress=progress
+        mask_model=model, config=config, output_dir=write_dir, steps=steps, state=new_state, progress=progress
     )
     example_track = (held_out or train_tracks)[0]  # a held-out track when there is one
     all_callbacks = [
         checkpointer, *callbacks,
-        *_tensorboard(output_dir, tensorboard, mask_model=model, config=config, track=example_track, num_frames=num_frames),
+        *_tensorboard(write_dir, tensorboard, mask_model=model, config=config, track=example_track, num_frames=num_frames),
     ]
 
     # 4. The loop: one Keras "epoch" per checkpoint interval, continuing from the step reached.
     steps_per_epoch = min(checkpoint_every, steps)
     initial_epoch = start_step // steps_per_epoch
     epochs = initial_epoch + math.ceil((steps - start_step) / steps_per_epoch)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    train_model.fit(
-        train_data,
-        validation_data=validation_data,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=all_callbacks,
-        shuffle=False,
-        verbose=0,
-    )
+    write_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if cluster.multi_worker:  # Keras 3's fit fails under MultiWorkerMirroredStrategy
+            distributed.fit_loop(
+                cluster, train_model, make_datasets, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
+            )
+        else:
+            train_data, validation_data = make_datasets(1, 0, batch_size)
+            train_model.fit(
+                train_data,
+                validation_data=validation_data,
+                steps_per_epoch=steps_per_epoch,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                callbacks=all_callbacks,
+                shuffle=False,
+                verbose=0,
+            )
+    finally:
+        if write_dir != output_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
     return TrainingResult(model, config, output_dir, checkpointer.step(), list(checkpointer.state["history"]))
 
 
 def _build(
-    config: ModelConfig, *, from_model, freeze_encoder: bool, mixed_precision: bool | None, learning_rate: float,
+    config: ModelConfig, strategy: tf.distribute.Strategy, *, from_model, freeze_encoder: bool, mixed_precision: bool | None, learning_rate: float,
     lr_schedule: str, steps: int, warmup_steps: int,
 ) -> tuple[keras.Model, keras.Model]:
     """The masks model (initialised from ``from_model`` when given) and its compiled training wrapper."""
-    strategy, has_gpu = _devices()
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed_precision = has_gpu if mixed_precision is None else mixed_precision
     previous_policy = keras.config.dtype_policy()
     try:
@@ -271,20 +306,32 @@ def _build(
 
 def _datasets(
     config: ModelConfig, train_tracks, held_out, *, num_frames: int, batch_size: int, augmentation, seed: int,
-    first_example: int, validation_crops: int,
+    first_example: int, validation_crops: int, num_shards: int = 1, shard_index: int = 0,
+    shard_batch_size: int | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
-    """The endless training stream (continuing at ``first_example``) and the fixed validation set (or None)."""
+    """The endless training stream (continuing at ``first_example``) and the fixed validation set (or None).
+
+    With ``num_shards``, the training stream is shard ``shard_index`` of every global batch of
+    ``batch_size`` (see :func:`stemtf.data.training_dataset`); both datasets come in batches of
+    ``shard_batch_size`` (default: ``batch_size // num_shards``; less when a worker has several GPUs).
+    """
     geometry = {
         "stems": config.stems, "sample_rate": config.sample_rate, "num_channels": config.num_channels,
         "n_fft": config.n_fft, "hop_length": config.hop_length, "max_bins": config.max_bins,
-        "num_frames": num_frames, "batch_size": batch_size,
+        "num_frames": num_frames,
     }
+    shard_batch_size = shard_batch_size or batch_size // num_shards
     train_data = data_lib.training_dataset(
-        train_tracks, augmentation=augmentation, seed=seed, first_example=first_example, **geometry
+        train_tracks, augmentation=augmentation, seed=seed, first_example=first_example, batch_size=batch_size,
+        num_shards=num_shards, shard_index=shard_index, **geometry,
     )
+    if shard_batch_size != batch_size // num_shards:
+        train_data = train_data.rebatch(shard_batch_size)  # split between this worker's GPUs, in order
     validation_data = None
     if held_out:
-        validation_data = data_lib.validation_dataset(held_out, crops_per_track=validation_crops, **geometry)
+        validation_data = data_lib.validation_dataset(
+            held_out, crops_per_track=validation_crops, batch_size=shard_batch_size, **geometry
+        )
     return train_data, validation_data
 
 

@@ -1,6 +1,6 @@
 """What training minimises and reports: Spleeter's masked-magnitude L1, the spectrogram SDR, the LR schedule.
 
-Shared by every training loop (``model.fit`` today; a custom loop for multi-worker training later),
+Shared by both training loops (``model.fit`` on one machine, :func:`stemtf.train.distributed.fit_loop` on several workers),
 so that loss, metric and schedule are defined once.
 """
 
