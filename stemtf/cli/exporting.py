@@ -1,0 +1,95 @@
+"""``stemtf export`` and ``stemtf serve``."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Optional
+
+import typer
+
+from stemtf.cli.app import app, import_tensorflow_quietly
+from stemtf import options
+from stemtf.errors import StemtfError
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="Model name (see `stemtf models`) or model directory.", show_default=False),
+    fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (TF Serving), tflite (phones) or onnx."),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Output folder (default: {options.DEFAULT_EXPORT_DIR}/MODEL_NAME).", show_default=False),
+    output: Optional[pathlib.Path] = typer.Option(None, "--output", hidden=True),  # the old spelling of --output-dir
+    quantize: str = typer.Option("none", "--quantize", help="TFLite weights: none (float32), float16 or int8 (dynamic range)."),
+    chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", help="Chunk length of the exported models in seconds (default: the model's, ~11.8 s).", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing exported files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Export a model: a SavedModel for TF Serving, TFLite chunk + masks models, or ONNX; each with a .json."""
+    from stemtf.config import load_model_config
+    from stemtf.export.artifacts import check_options  # no TensorFlow: bad options fail before it loads
+
+    check_options(fmt, quantize)
+    options.check_chunk_seconds(chunk_seconds)
+    config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import
+    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / config.name
+
+    import_tensorflow_quietly()
+    from stemtf.export import export
+
+    written = export(model, fmt=fmt, output_dir=output_dir, quantize=quantize, chunk_seconds=chunk_seconds, overwrite=overwrite)
+    if not quiet:
+        for path in written:
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+            typer.echo(f"{path} ({size / 1e6:.1f} MB) + {path.name}.json")
+        typer.echo(f"Exported model {config.name!r} as {fmt}" + (f" ({quantize})." if quantize != "none" else "."))
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Argument(options.DEFAULT_MODEL, help="Model for TF Serving's REST API and the page: an exported SavedModel (folder or TF Serving base path), or a model name/directory."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models the page offers, e.g. 2stems,4stems,5stems (default: MODEL).", show_default=False),
+    host: str = typer.Option(options.DEFAULT_HOST, "--host", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(options.DEFAULT_PORT, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in URLs (default: the model's name).", show_default=False),
+    max_upload_mb: float = typer.Option(options.DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest request body or upload in MB."),
+    max_duration: float = typer.Option(options.DEFAULT_MAX_DURATION, "--max-duration", help="Longest audio accepted, in seconds."),
+    max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="TF Serving API separations run at the same time."),
+    cache_dir: Optional[pathlib.Path] = typer.Option(None, "--cache-dir", help="Folder for the page's uploads and stems (default: ~/.cache/stemtf/web).", show_default=False),
+    cache_quota_mb: float = typer.Option(2000.0, "--cache-quota-mb", help="Most MB of stems kept; the oldest are deleted first."),
+    expiry_minutes: float = typer.Option(60.0, "--expiry-minutes", help="Minutes the stems of a job are kept."),
+    queue_length: int = typer.Option(8, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
+    workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing, not even the URL."),
+) -> None:
+    """Serve the web page (upload a song, listen to its stems), its job API, and TF Serving's REST API; prints the URL to open."""
+    from stemtf.config import load_model_config
+    from stemtf.serve.jobs import check_options
+    from stemtf.serve.served_model import find_savedmodel
+
+    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
+    check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
+    page_models = None
+    if models is not None:
+        page_models = [item.strip() for item in models.split(",") if item.strip()]
+        if not page_models:
+            raise StemtfError("--models must name at least one model, e.g. --models 2stems,4stems.")
+        for item in page_models:
+            load_model_config(item)
+    if find_savedmodel(model) is None:
+        load_model_config(model)  # neither an export nor a model: fail before the TensorFlow import
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise StemtfError(f"--cache-dir {str(cache_dir)!r} is a file; give a folder.")
+
+    import_tensorflow_quietly()
+    from stemtf.serve import serve
+
+    def status(line: str) -> None:
+        if not quiet:
+            typer.echo(line)
+
+    try:
+        serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
+              max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
+              quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
+              on_status=status)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has already shut down cleanly
+        pass

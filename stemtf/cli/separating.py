@@ -1,0 +1,165 @@
+"""``stemtf separate``, ``stemtf separate-batch`` (Apache Beam) and ``stemtf models``."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Optional
+
+import typer
+
+from stemtf.cli.app import app, load_status, progress_bar, readable_inputs, report_error
+from stemtf import options, runtimes
+from stemtf.errors import OptionError, StemtfError
+from stemtf.runtimes import DEFAULT_PRECISION
+
+
+@app.command()
+def separate(
+    inputs: list[pathlib.Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG, MP3; m4a/aac/... with ffmpeg).", show_default=False),
+    model: str = typer.Option(options.DEFAULT_MODEL, "--model", "-m", help="Model name (see `stemtf models`) or model directory."),
+    output_dir: pathlib.Path = typer.Option(pathlib.Path(options.DEFAULT_OUTPUT_DIR), "--output-dir", "-o", help="Root folder of the outputs."),
+    fmt: str = typer.Option(options.DEFAULT_FORMAT, "--format", "-f", help="Output format: wav, flac, ogg or mp3."),
+    bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32 (float, WAV only)."),
+    bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
+    filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template under --output-dir; fields {track} {stem} {ext} {model}."),
+    offset: float = typer.Option(0.0, "--offset", help="Seconds to skip at the start of each input."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to separate (default: to the end)."),
+    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Multichannel Wiener filter EM iterations after masking (0: off; 1-2 typical)."),
+    wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
+    overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    runtime: str = typer.Option("auto", "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
+    precision: str = typer.Option(DEFAULT_PRECISION, "--precision", help="LiteRT weights: float32, float16 or int8 (faster, less faithful)."),
+    plot: bool = typer.Option(False, "--plot", help="Also write TRACK_spectrograms.png next to the stems (mixture and stem spectrograms; needs matplotlib)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
+    from stemtf.config import load_model_config
+
+    wiener_iterations = wiener_iterations if wiener is None else wiener
+    # Every option is checked before TensorFlow and the model load, with the library's own checks.
+    config, _ = load_model_config(model)
+    options.check_output(fmt, bit_depth, bitrate)
+    options.check_offset(offset)
+    options.check_duration(duration)
+    options.check_wiener_iterations(wiener_iterations)
+    options.check_filename(filename)
+    options.check_overlap(overlap, config)
+    runtimes.check_runtime(runtime, precision)
+    if plot:
+        from stemtf import plots
+
+        plots.check_available()  # a missing matplotlib fails before any work
+    readable, failed = readable_inputs(inputs)
+
+    from rich.progress import TextColumn
+
+    from stemtf.separator import Separator
+
+    separator = Separator.from_pretrained(
+        model, runtime=runtime, precision=precision, overlap=overlap, wiener_iterations=wiener_iterations,
+        on_status=load_status(runtime, quiet),
+    )
+    planned: dict[pathlib.Path, pathlib.Path] = {}
+    written = 0
+    progress = progress_bar(quiet, TextColumn("chunks"))
+    with progress:
+        for path in readable:
+            task = progress.add_task(path.name, total=None)
+
+            def report(done: int, total: int | None, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
+                clash = next((planned[t] for t in targets.values() if t in planned), None)
+                if clash is not None:
+                    raise StemtfError(
+                        f"{str(path)!r} would write the same files as {str(clash)!r}; "
+                        "use --filename with a distinct pattern or separate them apart."
+                    )
+                paths = separator.separate_file(
+                    path, output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
+                    offset=offset, duration=duration, overwrite=overwrite, progress=report,
+                )
+                if plot:
+                    plots.plot_track(path, paths, offset=offset)
+            except StemtfError as error:
+                progress.remove_task(task)
+                report_error(error.for_cli() if isinstance(error, OptionError) else str(error))
+                failed += 1
+                continue
+            progress.remove_task(task)
+            planned.update({t: path for t in paths.values()})
+            written += 1
+            if not quiet:
+                folders = sorted({str(p.parent) for p in paths.values()})
+                typer.echo(f"{path.name}: {len(paths)} stems ({', '.join(paths)}) -> {', '.join(folders)}")
+    if not quiet:
+        typer.echo(f"Separated {written} of {len(inputs)} file(s) with model {separator.config.name!r}"
+                   + (f"; {failed} failed." if failed else "."))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("separate-batch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def separate_batch(
+    context: typer.Context,
+    inputs: str = typer.Argument(..., metavar="INPUT_GLOB_OR_LIST", help="A glob (songs/*.mp3, gs://bucket/in/*.flac) or a .txt/.lst file of paths.", show_default=False),
+    output_dir: str = typer.Option(..., "--output-dir", "-o", help="Root of the outputs (local or any Beam filesystem).", show_default=False),
+    model: str = typer.Option(options.DEFAULT_MODEL, "--model", "-m", help="Model name or directory."),
+    fmt: str = typer.Option(options.DEFAULT_FORMAT, "--format", "-f", help="Output format: wav, flac, ogg or mp3."),
+    bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32."),
+    bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
+    filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template; fields {track} {stem} {ext} {model}."),
+    runtime: str = typer.Option("auto", "--runtime", help="Mask runtime on the workers: auto, keras or litert."),
+    runner: str = typer.Option("DirectRunner", "--runner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the failures."),
+) -> None:
+    """Separate many files on Apache Beam (one model per worker); pass Beam options after `--`."""
+    from stemtf.config import load_model_config
+
+    options.check_output(fmt, bit_depth, bitrate)
+    options.check_filename(filename)
+    runtimes.check_runtime(runtime, DEFAULT_PRECISION)
+    load_model_config(model)
+
+    from stemtf import beam
+
+    summary = beam.run(
+        inputs, output_dir=output_dir, model=model, runtime=runtime, filename=filename, fmt=fmt, bit_depth=bit_depth,
+        bitrate=bitrate, pipeline_args=[f"--runner={runner}", *context.args],
+    )
+    for path, reason in summary.failures:
+        report_error(f"{path}: {reason}")
+    if not quiet:
+        speed = f"; {summary.separate_seconds / summary.audio_seconds:.2f} s per second of audio" if summary.audio_seconds else ""
+        typer.echo(f"Separated {summary.done} file(s), skipped {summary.skipped} already done, {summary.failed} failed{speed}."
+                   + (f" Failures are listed in {summary.dead_letter}." if summary.failed else ""))
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List the models: name, stems, weights size, and where they are."""
+    import json
+
+    from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, available_models
+
+    found = available_models()
+    if not found:
+        typer.echo("No models found.")
+        return
+    rows = [("NAME", "STEMS", "WEIGHTS", "PATH")]
+    for name, directory in found.items():
+        try:
+            stems = ",".join(json.loads((directory / CONFIG_FILE).read_text()).get("stems", []))
+        except (OSError, ValueError):
+            stems = "(unreadable config)"
+        weights = directory / WEIGHTS_FILE
+        size = f"{weights.stat().st_size / 1e6:.1f} MB" if weights.is_file() else "missing"
+        rows.append((name, stems, size, str(directory)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])

@@ -1,0 +1,139 @@
+"""``stemtf train`` and ``stemtf evaluate``."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Optional
+
+import typer
+
+from stemtf.cli.app import app, import_tensorflow_quietly, progress_bar, stem_groups
+from stemtf import options
+from stemtf.errors import StemtfError
+
+
+@app.command()
+def train(
+    config_path: str = typer.Argument(..., metavar="CONFIG", help="Model config JSON (e.g. configs/4stems.json) or a preset name (4stems).", show_default=False),
+    data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
+    steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
+    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step (global: over all GPUs and workers)."),
+    learning_rate: float = typer.Option(options.DEFAULT_LEARNING_RATE, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
+    checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
+    validation_track: Optional[list[str]] = typer.Option(None, "--validation-track", help="Hold out this track for validation (repeatable; default: 10% of tracks).", show_default=False),
+    stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
+    layout: str = typer.Option("auto", "--layout", help="auto, folder, csv or musdb."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUTPUT_DIR that already holds a model or checkpoint."),
+    from_model: Optional[str] = typer.Option(None, "--from", help="Start from a trained model (name or directory): fine-tuning.", show_default=False),
+    freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
+    speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
+    worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
+    from stemtf.config import load_config
+
+    config = load_config(config_path)
+    groups = stem_groups(stem_group)
+    options.check_training(
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+        from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
+    )
+    options.check_speed_range(speed_range)
+    if not data.exists():
+        raise StemtfError(f"--data {str(data)!r} does not exist.")
+    output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
+
+    import_tensorflow_quietly()
+    from rich.progress import TextColumn
+
+    from stemtf.data import Augmentation
+    from stemtf.train import fit
+
+    augmentation = Augmentation(speed_range=tuple(speed_range))
+    progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
+    with progress:
+        task = progress.add_task(f"training {config.name}", total=steps, loss="")
+
+        def report(step: int, total: int, logs) -> None:
+            loss = logs.get("loss")
+            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+
+        result = fit(
+            config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+            num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
+            seed=seed, resume=resume, overwrite=overwrite, from_model=from_model, freeze_encoder=freeze_encoder,
+            checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report, strategy=strategy,
+            worker_timeout=worker_timeout,
+        )
+    if not quiet:
+        typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(options.DEFAULT_MODEL, help="Model name or directory (ignored for --baseline oracle/mixture)."),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="Folder of ROOT/<track>/<stem>.<ext> or a CSV manifest.", show_default=False),
+    musdb: Optional[pathlib.Path] = typer.Option(None, "--musdb", help="A local MUSDB18 folder (official splits).", show_default=False),
+    subset: str = typer.Option("test", "--subset", help="MUSDB18 subset: test or train."),
+    track: Optional[list[str]] = typer.Option(None, "--track", help="Evaluate only this track (repeatable).", show_default=False),
+    stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable).", show_default=False),
+    baseline: str = typer.Option("model", "--baseline", help="model, oracle (ideal ratio masks: the ceiling) or mixture (the floor)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Score only the first S seconds of each track.", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help="Write museval's per-track JSON here, and sdr_chart.png (cSDR per stem with the oracle and mixture baselines).", show_default=False),
+    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Wiener filter EM iterations for the model's estimates."),
+    wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score separation with museval (SDR/SIR/ISR/SAR, 1 s windows) and print SiSEC's median table."""
+    from stemtf.config import load_model_config
+
+    wiener_iterations = wiener_iterations if wiener is None else wiener
+    if (data is None) == (musdb is None):
+        raise StemtfError("Give exactly one of --data ROOT or --musdb ROOT.")
+    options.check_baseline(baseline)
+    options.check_duration(duration)
+    options.check_wiener_iterations(wiener_iterations)
+    config, _ = load_model_config(model)
+    groups = stem_groups(stem_group)
+    if output_dir is not None:
+        from stemtf import plots
+
+        plots.check_available()  # the chart needs matplotlib: fail before any work
+
+    import_tensorflow_quietly()
+    from stemtf import evaluate as evaluate_lib
+
+    tracks = evaluate_lib.load_tracks(
+        data if musdb is None else musdb, musdb=musdb is not None, stems=config.stems, stem_groups=groups,
+        subset=subset, names=track,
+    )
+    separator = None
+    if baseline == "model":
+        from stemtf.separator import Separator
+
+        separator = Separator.from_pretrained(model, runtime="keras", wiener_iterations=wiener_iterations)  # TensorFlow is loaded for scoring anyway
+    progress = progress_bar(quiet)
+    with progress:
+        task = progress.add_task(f"evaluating ({baseline})", total=len(tracks))
+        results = evaluate_lib.evaluate_tracks(
+            tracks, stems=config.stems, sample_rate=config.sample_rate, num_channels=config.num_channels,
+            separator=separator, baseline=baseline, output_dir=output_dir, n_fft=config.n_fft,
+            hop_length=config.hop_length, duration=duration,
+            baseline_scores=("oracle", "mixture") if output_dir is not None else (),  # for the chart
+            progress=lambda done, total, name: progress.update(task, completed=done, description=name),
+        )
+    system = config.name if baseline == "model" else baseline
+    title = f"{system} — median over frames, then over {len(tracks)} track(s)"
+    typer.echo(evaluate_lib.format_table(results.table(), title=title))
+    if output_dir is not None:
+        chart = evaluate_lib.plot_global_sdr(results, output_dir / "sdr_chart.png", name=system,
+                                             title=f"{system}: cSDR per stem, {len(tracks)} track(s)")
+        typer.echo(f"Chart: {chart}")
+    typer.echo(f"museval scored {results.coverage():.0%} of the 1 s windows (BSS-eval skips windows where a stem "
+               "is silent); cSDR is the MDX global SDR over whole tracks.")
