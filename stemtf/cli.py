@@ -5,9 +5,12 @@ TensorFlow is imported inside the commands that need it, so ``stemtf --help`` is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import signal
 import sys
+import threading
 from typing import Optional
 
 import typer
@@ -44,6 +47,60 @@ def _import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP: raised from the signal handler so that every ``finally`` runs.
+
+    A BaseException that is not a KeyboardInterrupt: no ``except Exception`` swallows it, and Click,
+    which turns KeyboardInterrupt into a bare Abort (printing an empty line), lets it through.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _Signals:
+    """Where a stop signal turns into :class:`Interrupted`.
+
+    An exception raised from a signal handler surfaces at whatever bytecode runs next, and inside
+    TensorFlow's C++ bindings that becomes a SystemError or is lost. So while a command is inside a
+    loop that calls back between chunks or steps (``deferred``), the handler only records the
+    signal and :meth:`check`, called from those callbacks, raises it at a safe point. Elsewhere, or
+    on a second signal, it raises at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.deferred = False
+
+    def handle(self, signum: int, frame) -> None:
+        if self.deferred and self.pending is None:
+            self.pending = signum
+            return
+        raise Interrupted(signum)
+
+    def check(self) -> None:
+        if self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def at_callbacks(self):
+        """Defer stop signals to :meth:`check` within the block."""
+        self.deferred = True
+        try:
+            yield
+        finally:
+            self.deferred = False
+            self.check()
+
+
+_signals = _Signals()
 
 
 def _error(message: str) -> None:
@@ -102,11 +159,12 @@ def separate(
     planned: dict[pathlib.Path, pathlib.Path] = {}
     written, failed = 0, 0
     progress = _progress_bar(quiet, TextColumn("chunks"))
-    with progress:
+    with progress, _signals.at_callbacks():
         for path in inputs:
             task = progress.add_task(path.name, total=None)
 
             def report(done: int, total: int | None, task=task) -> None:
+                _signals.check()  # a stop signal ends the run here, between two chunks
                 progress.update(task, completed=done, total=total)
 
             try:
@@ -232,10 +290,11 @@ def train(
 
     augmentation = Augmentation(speed_range=tuple(speed_range))
     progress = _progress_bar(quiet, TextColumn("{task.fields[loss]}"))
-    with progress:
+    with progress, _signals.at_callbacks():
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
 
         def report(step: int, total: int, logs) -> None:
+            _signals.check()  # a stop signal ends the run here, between two steps
             loss = logs.get("loss")
             progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
 
@@ -382,13 +441,33 @@ def serve_command(
               max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
               quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
               on_status=status)
-    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has already shut down cleanly
-        pass
+    except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
+        status("stemtf serve: stopped.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
+    """Run the CLI; user errors become one line on stderr and a non-zero exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP all unwind the command the same way (temporary files deleted, no
+    partial output kept) and end with one line saying so and exit code 128 + the signal number.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines are not for users
+    previous = {}
+    _signals.pending, _signals.deferred = None, False
+    if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+        previous = {signum: signal.signal(signum, _signals.handle) for signum in _STOP_SIGNALS}
+    try:
+        return _run(argv)
+    except (Interrupted, KeyboardInterrupt) as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        _error(f"interrupted ({signal.Signals(signum).name}); no partial output was kept.")
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="stemtf")
     except OptionError as error:  # the library names the keyword; the CLI user typed the flag
@@ -407,9 +486,6 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(error, "exit_code", 2)
     except typer.Abort:
         _error("interrupted.")
-        return 130
-    except KeyboardInterrupt:
-        _error("interrupted; no partial output was kept.")
         return 130
     return result if isinstance(result, int) else 0
 

@@ -10,6 +10,7 @@ kebab-case of the keyword, as every flag is).
 from __future__ import annotations
 
 import math
+import pathlib
 import string
 
 from stemtf.config import ModelConfig
@@ -109,6 +110,16 @@ def check_filename(filename: str) -> None:
         )
     if "stem" not in keys:
         raise OutputOptionError("filename", f"{{option}} {filename!r} must contain {{stem}}, or every stem would go to the same file.")
+    check_output_path(filename, filename)
+
+
+def check_output_path(filename: str, relative: str) -> None:
+    """An output path made from the template ``filename`` stays inside the output folder (no ``/...``, no ``..``)."""
+    path = pathlib.PurePosixPath(relative.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise OutputOptionError(
+            "filename", f"{{option}} {filename!r} must be a relative path inside the output folder (no leading / and no ..)."
+        )
 
 
 def check_chunk_seconds(chunk_seconds: float | None) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from stemtf import apply, audio, options
+from stemtf import apply, audio, options, outputs
 from stemtf.config import ModelConfig
 from stemtf.errors import AudioError, OutputError
 
@@ -146,11 +146,25 @@ class Separator:
         filename: str = DEFAULT_FILENAME,
         fmt: str = "wav",
     ) -> dict[str, pathlib.Path]:
-        """Where :meth:`separate_file` writes each stem of ``path``."""
+        """Where :meth:`separate_file` writes each stem of ``path``; always inside ``output_dir``.
+
+        A track name made only of dots (an input named ``...wav``) would make ``{track}`` mean the
+        folder itself or its parent, so its dots become underscores (``__``).
+
+        Raises:
+            OutputOptionError: ``filename`` is not a usable template or a path would leave ``output_dir``.
+        """
         options.check_filename(filename)
         track = pathlib.Path(path).stem
+        if not track.strip("."):
+            track = "_" * len(track)
         fields = {"track": track, "ext": fmt, "model": self.config.name}
-        return {stem: pathlib.Path(output_dir) / filename.format(stem=stem, **fields) for stem in self.stems}
+        targets = {}
+        for stem in self.stems:
+            relative = filename.format(stem=stem, **fields)
+            options.check_output_path(filename, relative)
+            targets[stem] = pathlib.Path(output_dir) / relative
+        return targets
 
     def separate_file(
         self,
@@ -199,17 +213,20 @@ class Separator:
         if not overwrite:
             existing = [p for p in targets.values() if p.exists()]
             if existing:
-                raise OutputError(f"Output {str(existing[0])!r} already exists; pass --overwrite to replace it.")
+                raise outputs.exists_error(existing[0])
         source = audio.open_audio(path, offset=offset)
         writers: list[audio.AudioWriter] = []
+        created: list[pathlib.Path] = []  # folders this call made: removed again if it fails
+        committed: list[pathlib.Path] = []
         try:
+            source = audio.FiniteReader(source, f"Input {str(path)!r}")
             if duration is not None:
                 source = audio.LimitedReader(source, int(round(duration * source.sample_rate)))
             input_rate, input_channels = source.sample_rate, source.num_channels
             reader = self._model_reader(source)
             for target in targets.values():
                 try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    created += outputs.make_folders(target.parent)
                 except OSError as error:
                     raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from error
                 if target.is_dir():
@@ -221,16 +238,24 @@ class Separator:
                     ))
                 except PermissionError as error:
                     raise OutputError(f"Cannot write to {str(target.parent)!r} (permission denied); choose another --output-dir.") from error
+                except OSError as error:
+                    raise outputs.disk_error(target, error) from error
             for block in self.separate_stream(reader, progress=progress):
                 for writer, stem_block in zip(writers, block):
                     writer.write(audio.convert_channels(stem_block, input_channels))
             for writer in writers:
                 writer.write(np.zeros((0, input_channels), np.float32), last=True)
-            return {stem: writer.commit() for stem, writer in zip(self.stems, writers)}
+            for writer in writers:
+                # Each move refuses to replace a file that appeared since the check above (another
+                # process writing the same outputs), unless overwrite: the first writer's files survive.
+                committed.append(writer.commit(overwrite=overwrite))
+            return dict(zip(self.stems, committed))
         except BaseException:
             for writer in writers:
                 writer.abort()
+            for done in committed:  # this track's earlier stems: a track is written whole or not at all
+                done.unlink(missing_ok=True)
+            outputs.remove_folders(created)
             raise
         finally:
             source.close()
-

@@ -205,6 +205,38 @@ class LimitedReader:
         self._reader.close()
 
 
+class FiniteReader:
+    """Fail at the first NaN or infinite sample, which would otherwise turn every stem into noise or NaN.
+
+    Args:
+        reader: The reader to check, at the file's own rate.
+        name: How to name the input in the error (its path, or "the upload").
+    """
+
+    def __init__(self, reader: AudioReader, name: str) -> None:
+        self._reader = reader
+        self._name = name
+        self._position = 0
+        self.sample_rate = reader.sample_rate
+        self.num_channels = reader.num_channels
+        self.num_samples = reader.num_samples
+
+    def read(self, num_samples: int) -> np.ndarray:
+        block = self._reader.read(num_samples)
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = self._position + int(np.argmin(finite.all(axis=1)))
+            raise AudioError(
+                f"{self._name} contains NaN or infinite samples (from {first / self.sample_rate:.3f} s); "
+                "repair or re-export it (e.g. as 16-bit WAV)."
+            )
+        self._position += block.shape[0]
+        return block
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 class ResamplingReader:
     """Resample a reader's blocks to ``sample_rate`` as a stream (soxr, high quality)."""
 

@@ -1,0 +1,202 @@
+"""What happens when things go wrong: races on outputs, bad samples, path tricks, full disks, signals."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf.cli import main
+from stemtf.errors import AudioError, OutputError
+
+from conftest import SAMPLE_RATE, music_like
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, pattern):
+    import re
+
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("stemtf: error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def cli_process(*args, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "stemtf.cli", *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_model):
+    from stemtf.separator import Separator
+
+    model, config = tiny_model
+    return Separator(model, config)
+
+
+# (2) The final move never replaces a file that appeared during the run.
+
+
+def test_file_created_at_the_target_during_the_run_is_kept(separator, stereo_wav, tmp_path):
+    out = tmp_path / "out"
+    intruder = out / "song" / "drums.wav"
+
+    def create_target(done, total):
+        if done == 1 and not intruder.exists():
+            intruder.write_bytes(b"someone else's file")
+
+    with pytest.raises(OutputError, match="drums.wav' already exists; pass --overwrite"):
+        separator.separate_file(stereo_wav, output_dir=out, progress=create_target)
+    assert intruder.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in (out / "song").iterdir()) == ["drums.wav"]  # no half track, no temp files
+    # With overwrite the run replaces it, as asked.
+    paths = separator.separate_file(stereo_wav, output_dir=out, overwrite=True, progress=create_target)
+    assert sf.info(paths["drums"]).frames == sf.info(stereo_wav).frames
+
+
+def test_second_writer_of_the_same_outputs_fails_and_the_first_survives(separator, stereo_wav, tmp_path):
+    out = tmp_path / "out"
+    first = {}
+
+    def finish_the_other_run_first(done, total):
+        if done == 1 and not first:
+            first.update(separator.separate_file(stereo_wav, output_dir=out, filename="{track}/{stem}.{ext}"))
+
+    with pytest.raises(OutputError, match="already exists"):
+        separator.separate_file(stereo_wav, output_dir=out, progress=finish_the_other_run_first)
+    assert set(first) == set(separator.stems) and all(path.is_file() for path in first.values())
+    assert sorted(p.name for p in (out / "song").iterdir()) == sorted(f"{stem}.wav" for stem in separator.stems)
+
+
+def test_place_refuses_to_replace_files_and_folders(tmp_path):
+    from stemtf.outputs import place
+
+    (tmp_path / "a.tmp").write_text("new")
+    (tmp_path / "a").write_text("old")
+    with pytest.raises(OutputError, match="already exists"):
+        place(tmp_path / "a.tmp", tmp_path / "a", overwrite=False)
+    assert (tmp_path / "a").read_text() == "old" and (tmp_path / "a.tmp").exists()
+    place(tmp_path / "a.tmp", tmp_path / "a", overwrite=True)
+    assert (tmp_path / "a").read_text() == "new"
+    (tmp_path / "d.tmp").mkdir()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "keep").write_text("x")
+    with pytest.raises(OutputError, match="already exists"):
+        place(tmp_path / "d.tmp", tmp_path / "d", overwrite=False)
+    assert (tmp_path / "d" / "keep").exists()
+
+
+def test_export_does_not_replace_a_file_that_appeared_during_it(tmp_path):
+    from stemtf.export.writers import _atomic_output
+
+    target = tmp_path / "m.onnx"
+    with pytest.raises(OutputError, match="already exists"):
+        with _atomic_output(target, overwrite=False) as temporary:
+            temporary.write_text("export")
+            (tmp_path / "m.onnx.json").parent.mkdir(exist_ok=True)
+            temporary.with_name("m.onnx.json").write_text("{}")
+            target.write_text("someone else's")
+    assert target.read_text() == "someone else's"
+    assert not (tmp_path / "m.onnx.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+# (5) NaN or infinite samples are refused, never turned into full-scale stems.
+
+
+def test_nan_in_the_input_is_a_one_line_error(capsys, tiny_model_dir, tmp_path, separator):
+    waveform = music_like(SAMPLE_RATE)
+    waveform[22050:23064] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, waveform, SAMPLE_RATE, subtype="FLOAT")
+    code, _, err = run(capsys, "separate", path, "-m", tiny_model_dir, "-o", tmp_path / "out", "-q")
+    one_line_error(code, err, r"nan.wav' contains NaN or infinite samples \(from 0.500 s\)")
+    assert not (tmp_path / "out").exists()
+    waveform[22050:23064] = np.inf
+    sf.write(path, waveform, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        separator.separate_file(path, output_dir=tmp_path / "lib")
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        separator.separate(waveform, SAMPLE_RATE)
+
+
+# (6) Outputs never leave the output folder.
+
+
+def test_track_named_dots_stays_inside_the_output_folder(capsys, tiny_model_dir, stereo_wav, tmp_path):
+    dots = tmp_path / "in" / "...wav"
+    dots.parent.mkdir()
+    dots.write_bytes(stereo_wav.read_bytes())
+    out = tmp_path / "in" / "out"
+    code, _, err = run(capsys, "separate", dots, "-m", tiny_model_dir, "-o", out, "-q")
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "__").iterdir()) == ["drums.wav", "other.wav", "vocals.wav"]
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["...wav", "out"]
+
+
+@pytest.mark.parametrize("template", ["../{stem}.{ext}", "{track}/../../{stem}.wav", "/tmp/{stem}.{ext}"])
+def test_filename_that_leaves_the_output_folder_is_refused(capsys, tiny_model_dir, stereo_wav, tmp_path, template):
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "-o", tmp_path / "out", "--filename", template)
+    one_line_error(code, err, r"--filename .* must be a relative path inside the output folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.wav"]
+
+
+# (7) A full disk fails that file with one line; the batch goes on; no empty folder stays.
+
+
+def test_full_disk_fails_one_file_and_the_batch_continues(tiny_model_dir, tmp_path):
+    long, short = tmp_path / "long.wav", tmp_path / "short.wav"
+    sf.write(long, music_like(10 * SAMPLE_RATE), SAMPLE_RATE)
+    sf.write(short, music_like(SAMPLE_RATE // 2), SAMPLE_RATE)
+
+    def small_disk():  # files may not grow past 1 MB: writes fail with EFBIG, like a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    process = cli_process("separate", long, short, "-m", tiny_model_dir, "-o", tmp_path / "out", preexec_fn=small_disk)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("stemtf: error: Cannot write ") and "long/" in lines[0], lines[0]
+    assert "Separated 1 of 2 file(s)" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["short"]  # no empty long/ folder
+
+
+# (8) Ctrl-C, SIGTERM and SIGHUP: no temporary files, no empty folders, one line saying so.
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signals_leave_no_temporary_files(tiny_model_dir, tmp_path, signum):
+    song = tmp_path / "long.wav"
+    sf.write(song, music_like(120 * SAMPLE_RATE), SAMPLE_RATE)
+    out = tmp_path / "out"
+    process = cli_process("separate", song, "-m", tiny_model_dir, "-o", out)
+    deadline = time.time() + 120
+    while not list(out.glob("long/.*.tmp")):
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, err
+    assert err.strip().splitlines() == [
+        f"stemtf: error: interrupted ({signal.Signals(signum).name}); no partial output was kept."
+    ]
+    assert not out.exists() or not any(out.rglob("*"))
+    assert not out.exists()
