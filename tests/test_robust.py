@@ -200,3 +200,35 @@ def test_signals_leave_no_temporary_files(tiny_model_dir, tmp_path, signum):
     ]
     assert not out.exists() or not any(out.rglob("*"))
     assert not out.exists()
+
+
+# (9) A streamed FLAC (no length in its header) decodes; (11) random bytes named .flac say "cannot decode".
+
+
+def streamed_flac(path: pathlib.Path, seconds: float) -> pathlib.Path:
+    """A FLAC written to a pipe by ffmpeg: its header says nothing about its length."""
+    wav = path.with_suffix(".src.wav")
+    sf.write(wav, music_like(int(seconds * SAMPLE_RATE)), SAMPLE_RATE)
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-f", "flac", "pipe:1"], capture_output=True, check=True).stdout
+    path.write_bytes(data)
+    wav.unlink()
+    assert sf.info(path).frames > 1 << 62  # what libsndfile makes of it
+    return path
+
+
+def test_streamed_flac_with_unknown_length_is_separated(capsys, tiny_model_dir, tmp_path):
+    from stemtf import audio
+
+    song = streamed_flac(tmp_path / "streamed.flac", 2.0)
+    assert audio.probe_audio(song).num_samples == 2 * SAMPLE_RATE
+    assert audio.read_segment(song, SAMPLE_RATE, 100, sample_rate=SAMPLE_RATE).shape == (100, 2)
+    code, _, err = run(capsys, "separate", song, "-m", tiny_model_dir, "-o", tmp_path / "out", "--offset", "0.5", "-q")
+    assert code == 0, err
+    assert sf.info(tmp_path / "out" / "streamed" / "vocals.wav").frames == int(1.5 * SAMPLE_RATE)
+
+
+def test_random_bytes_named_flac_cannot_be_decoded(capsys, tiny_model_dir, tmp_path):
+    noise = tmp_path / "noise.flac"
+    noise.write_bytes(np.random.default_rng(0).bytes(50_000))
+    code, _, err = run(capsys, "separate", noise, "-m", tiny_model_dir, "-o", tmp_path / "out")
+    one_line_error(code, err, r"Cannot decode .*noise.flac': the file is corrupt or not audio")

@@ -54,6 +54,22 @@ class ArrayReader:
         pass
 
 
+# libsndfile's frame count for a file whose header does not give its length (SF_COUNT_MAX).
+_UNKNOWN_FRAMES = 1 << 62
+
+
+def _count_frames(path: pathlib.Path) -> int:
+    """The length of a file whose header does not give it, by decoding it once with ffmpeg."""
+    reader = FfmpegReader(path, 0.0)
+    try:
+        total = 0
+        while count := reader.read(1 << 18).shape[0]:
+            total += count
+        return total
+    finally:
+        reader.close()
+
+
 class _SoundfileReader:
     def __init__(self, path: pathlib.Path, offset: float) -> None:
         self._file = sf.SoundFile(str(path))
@@ -61,6 +77,11 @@ class _SoundfileReader:
         self.num_channels = self._file.channels
         start = int(round(offset * self.sample_rate))
         total = self._file.frames
+        if total >= _UNKNOWN_FRAMES:
+            # A streamed FLAC (written to a pipe) has no length in its header: libsndfile reports
+            # 2**63 - 1 frames and fails on every seek, which its reads do too. ffmpeg reads it.
+            self._file.close()
+            raise RuntimeError("length unknown to libsndfile")
         if start >= total > 0:
             self._file.close()
             raise AudioError(
@@ -93,7 +114,9 @@ def probe_audio(path: str | os.PathLike, *, stream: int | None = None) -> AudioI
     if stream is None:
         try:
             info = sf.info(str(path))
-            return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=info.frames)
+            if info.frames < _UNKNOWN_FRAMES:
+                return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=info.frames)
+            return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=_count_frames(path))
         except _SOUNDFILE_ERRORS:
             pass
     return _ffprobe(path, stream)
@@ -131,6 +154,8 @@ def read_segment(
         try:
             with sf.SoundFile(str(path)) as handle:
                 _check_rate(path, handle.samplerate, sample_rate)
+                if handle.frames >= _UNKNOWN_FRAMES:  # cannot seek (a streamed FLAC): ffmpeg below
+                    raise RuntimeError("length unknown to libsndfile")
                 if start >= handle.frames:
                     return np.zeros((0, handle.channels), np.float32)
                 handle.seek(start)
