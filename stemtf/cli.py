@@ -436,13 +436,16 @@ def serve_command(
         if not quiet:
             typer.echo(line)
 
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM only: a hang-up is turned into a SIGTERM.
+        signal.signal(signal.SIGHUP, lambda signum, frame: signal.raise_signal(signal.SIGTERM))
     try:
         serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
               max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
               quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
               on_status=status)
     except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
-        status("stemtf serve: stopped.")
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

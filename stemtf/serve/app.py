@@ -10,6 +10,7 @@ from stemtf.errors import StemtfError
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
+from stemtf.serve.zipping import iter_zip
 
 if TYPE_CHECKING:
     from stemtf.serve.jobs import JobManager
@@ -30,8 +31,10 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
     try:
         from fastapi import FastAPI, Request, Response
         from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import StreamingResponse
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
     except ImportError:
         raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
 
@@ -53,6 +56,11 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
     async def _validation_error(request, error):
         details = "; ".join(str(item.get("msg", "")) for item in error.errors()[:3])
         return json_response({"error": f"Invalid request: {details}."}, 400)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request, error):
+        # The client hung up mid-upload: nobody reads an answer, and it is not a server error to log.
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _internal_error(request, error: Exception):
@@ -125,10 +133,10 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
             data = body
         if not data:
             raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
-        zipped = await run_in_threadpool(separate_upload, data, filename, model)
+        files = await run_in_threadpool(separate_upload, data, filename, model)
         track = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(filename).stem or "track")
-        return Response(zipped, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
+        return StreamingResponse(iter_zip(files), media_type="application/zip",
+                                 headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
 
     if jobs is not None:
         from stemtf.serve.web import add_job_routes

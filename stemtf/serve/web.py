@@ -16,10 +16,10 @@ import os
 import pathlib
 import re
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 from stemtf.serve.jobs import JobError, JobManager
+from stemtf.serve.zipping import iter_zip
 
 # The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
 _STATIC = {
@@ -169,41 +169,3 @@ def _download_name(filename: str) -> str:
     """A safe ASCII download name from the uploaded file's name (without its suffix)."""
     stem = pathlib.PurePath(filename).stem if filename not in ("", ".", "..") else ""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).strip("._")[:100] or "track"
-
-
-def iter_zip(files: list[tuple[str, Any]], block_size: int = 1 << 20) -> Iterator[bytes]:
-    """Stream a zip of already opened files ``[(name, binary file)]`` block by block, closing them."""
-    import zipfile
-
-    sink = _Sink()
-    try:
-        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as bundle:  # WAV barely compresses; storing is fast
-            for name, handle in files:
-                with bundle.open(name, "w", force_zip64=True) as member:
-                    while block := handle.read(block_size):
-                        member.write(block)
-                        yield sink.take()
-                yield sink.take()
-        yield sink.take()
-    finally:
-        for _, handle in files:
-            handle.close()
-
-
-class _Sink:
-    """A write-only, unseekable stream whose bytes are taken as they come (zipfile then writes data descriptors)."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
