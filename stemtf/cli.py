@@ -11,6 +11,7 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 from typing import Optional
 
 import typer
@@ -239,9 +240,10 @@ def _stem_groups(values: list[str] | None) -> dict[str, list[str]] | None:
 def _progress_bar(quiet: bool, *columns):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    # A bar only on a terminal: in a log (CI, nohup, a pipe) Rich would print stray blank lines.
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *columns, TimeElapsedColumn(),
-        TimeRemainingColumn(), transient=True, disable=quiet,
+        TimeRemainingColumn(), transient=True, disable=quiet or not sys.stderr.isatty(),
     )
     progress.console.stderr = True
     return progress
@@ -266,6 +268,7 @@ def train(
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
+    log_every: int = typer.Option(100, "--log-every", help="When stderr is not a terminal (a log, CI, nohup): a progress line every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
@@ -278,6 +281,8 @@ def train(
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
     options.check_speed_range(speed_range)
+    if log_every < 1:
+        raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
     if not data.exists():
         raise StemtfError(f"--data {str(data)!r} does not exist.")
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
@@ -297,6 +302,13 @@ def train(
             _signals.check()  # a stop signal ends the run here, between two steps
             loss = logs.get("loss")
             progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+            if log_lines and (step % log_every == 0 or step == total):
+                elapsed = time.monotonic() - started
+                shown = "" if loss is None else f"  loss {float(loss):.4f}"
+                typer.echo(f"step {step}/{total}{shown}  {elapsed:.0f} s", err=True)
+
+        log_lines = not quiet and not sys.stderr.isatty()  # the bar shows nothing there: print lines
+        started = time.monotonic()
 
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -338,6 +350,7 @@ def evaluate(
     _import_tensorflow_quietly()
     from stemtf import evaluate as evaluate_lib
 
+    evaluate_lib.check_dependencies()
     tracks = evaluate_lib.load_tracks(
         data if musdb is None else musdb, musdb=musdb is not None, stems=config.stems, stem_groups=groups,
         subset=subset, names=track,

@@ -232,3 +232,26 @@ def test_random_bytes_named_flac_cannot_be_decoded(capsys, tiny_model_dir, tmp_p
     noise.write_bytes(np.random.default_rng(0).bytes(50_000))
     code, _, err = run(capsys, "separate", noise, "-m", tiny_model_dir, "-o", tmp_path / "out")
     one_line_error(code, err, r"Cannot decode .*noise.flac': the file is corrupt or not audio")
+
+
+# (11) A config whose stems do not match the weights' heads.
+
+
+def test_config_with_fewer_stems_than_the_weights_fails_clearly(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from stemtf.errors import ModelError
+    from stemtf.model import load_model
+
+    model_dir = tmp_path / "mismatch"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config["stems"] = config["stems"][:2]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=r"have 3 stem heads but config.json lists 2 stems \(vocals, drums\)"):
+        load_model(model_dir)
+    config["stems"] = ["vocals", "drums", "bass", "other"]
+    (model_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="have 3 stem heads but config.json lists 4 stems"):
+        load_model(model_dir)

@@ -158,8 +158,16 @@ def read_segment(
                     raise RuntimeError("length unknown to libsndfile")
                 if start >= handle.frames:
                     return np.zeros((0, handle.channels), np.float32)
-                handle.seek(start)
-                return handle.read(num_samples, dtype="float32", always_2d=True)
+                try:
+                    handle.seek(start)
+                    return handle.read(num_samples, dtype="float32", always_2d=True)
+                except sf.LibsndfileError as error:
+                    # The header was fine, the data is not (a FLAC corrupted mid-file): ffmpeg would
+                    # skip the damage and hand back silence in its place, so stop here instead.
+                    raise AudioError(
+                        f"Cannot decode {str(path)!r} near {start / handle.samplerate:.1f} s: "
+                        f"{error.error_string.strip().rstrip('.')} (the file is corrupt; re-encode or remove it)."
+                    ) from None
         except _SOUNDFILE_ERRORS:
             pass
     path = check_input_file(path)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from stemtf import __version__, options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError, OptionError, OutputError
+from stemtf.errors import DependencyError, ModelError, OptionError, OutputError
 from stemtf.outputs import place
 from stemtf.export.artifacts import (
     KINDS,
@@ -225,7 +225,7 @@ def export_onnx(
     try:
         import tf2onnx
     except ImportError:
-        raise ModelError('ONNX export needs tf2onnx: pip install "stemtf[onnx]".') from None
+        raise DependencyError("ONNX export", "tf2onnx", "onnx") from None
     path = pathlib.Path(path)
     frames = segment_frames or config.segment_frames
     function, inputs, outputs = _kind_function(model, config, kind, frames)

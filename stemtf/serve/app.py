@@ -1,12 +1,13 @@
 """The FastAPI app: TF Serving's model status, metadata and ``:predict`` routes, ``POST /v1/separate``, and the web page's job API."""
 
+import importlib.util
 import json
 import pathlib
 import re
 from typing import TYPE_CHECKING, Any
 
 from stemtf import options
-from stemtf.errors import StemtfError
+from stemtf.errors import DependencyError, StemtfError
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
@@ -36,7 +37,10 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
         from starlette.exceptions import HTTPException
         from starlette.requests import ClientDisconnect
     except ImportError:
-        raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
+        raise DependencyError("stemtf serve", "FastAPI", "serve") from None
+    if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
+        # Starlette asserts on the first upload without it: say so now, not as a 500 later.
+        raise DependencyError("stemtf serve (uploads)", "python-multipart", "serve")
 
     max_bytes = int(max_upload_mb * 1e6)
     app = FastAPI(title="stemtf", docs_url=None, redoc_url=None, openapi_url=None)

@@ -14,6 +14,7 @@ import importlib.util
 import math
 import os
 import pathlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ import tensorflow as tf
 from stemtf import data as data_lib
 from stemtf import options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError
+from stemtf.errors import DataError, DependencyError, ModelError
 from stemtf.model import build_model, load_model
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
 from stemtf.train.objective import learning_rate_schedule, stem_losses, stem_metrics, training_model
@@ -225,17 +226,37 @@ def fit(
     initial_epoch = start_step // steps_per_epoch
     epochs = initial_epoch + math.ceil((steps - start_step) / steps_per_epoch)
     output_dir.mkdir(parents=True, exist_ok=True)
-    train_model.fit(
-        train_data,
-        validation_data=validation_data,
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=all_callbacks,
-        shuffle=False,
-        verbose=0,
-    )
+    failure = None
+    try:
+        train_model.fit(
+            train_data,
+            validation_data=validation_data,
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=all_callbacks,
+            shuffle=False,
+            verbose=0,
+        )
+    except tf.errors.OpError as error:
+        failure = _data_error(error)
+        if failure is None:
+            raise
+    if failure is not None:
+        # Raised outside the except block, so that TensorFlow's error and its traceback (which hold
+        # the dataset iterator and its reader threads) are released first: held, they hang the exit.
+        raise failure
     return TrainingResult(model, config, output_dir, checkpointer.step(), list(checkpointer.state["history"]))
+
+
+def _data_error(error: Exception) -> DataError | None:
+    """The stemtf error a data-pipeline read raised (a corrupt file), out of TensorFlow's wrapping; None if none.
+
+    Reads run inside ``tf.numpy_function``, which re-raises every Python error as an OpError whose
+    message quotes it: training stops with that one line (naming the file) instead of a traceback.
+    """
+    found = re.search(r"(?:AudioError|DataError): (.+)", getattr(error, "message", "") or str(error))
+    return DataError(f"Training stopped: {found.group(1).strip()}") if found else None
 
 
 def _build(
@@ -288,7 +309,7 @@ def _tensorboard(output_dir: pathlib.Path, enabled: bool | None) -> list[keras.c
     """A TensorBoard callback when asked (default: when the package is installed)."""
     available = importlib.util.find_spec("tensorboard") is not None
     if enabled and not available:
-        raise ImportError('TensorBoard logs need the tensorboard package: pip install ".[train]" (from the stemtf folder)')
+        raise DependencyError("TensorBoard logs", "tensorboard", "train")
     if not (available if enabled is None else enabled):
         return []
     return [keras.callbacks.TensorBoard(log_dir=str(output_dir / LOG_DIR), write_graph=False)]
