@@ -136,6 +136,8 @@ def separate(
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    group: Optional[list[str]] = typer.Option(None, "--group", help="Sum stems into one output: NAME=STEM,STEM (repeatable), e.g. accompaniment=drums,bass,other.", show_default=False),
+    two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Only STEM and no_STEM (everything else), e.g. --two-stems vocals for karaoke.", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Separate audio files into one file per stem: OUTPUT_DIR/TRACK/STEM.EXT."""
@@ -150,6 +152,8 @@ def separate(
     options.check_wiener_iterations(wiener_iterations)
     options.check_filename(filename)
     options.check_overlap(overlap, config)
+    groups = options.parse_groups(group, two_stems=two_stems)
+    options.check_groups(groups, config.stems)
 
     from rich.progress import TextColumn
 
@@ -169,7 +173,7 @@ def separate(
                 progress.update(task, completed=done, total=total)
 
             try:
-                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
+                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt, groups=groups)
                 clash = next((planned[t] for t in targets.values() if t in planned), None)
                 if clash is not None:
                     raise StemtfError(
@@ -178,7 +182,7 @@ def separate(
                     )
                 paths = separator.separate_file(
                     path, output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
-                    offset=offset, duration=duration, overwrite=overwrite, progress=report,
+                    offset=offset, duration=duration, overwrite=overwrite, groups=groups, progress=report,
                 )
             except StemtfError as error:
                 progress.remove_task(task)
@@ -375,6 +379,21 @@ def evaluate(
                "is silent); cSDR is the MDX global SDR over whole tracks.")
 
 
+def _export_name(name: str, directory: pathlib.Path) -> str:
+    """The default export folder's name: the model's, unless a model of that name lives elsewhere.
+
+    A model fine-tuned from ``configs/4stems.json`` is also called ``4stems``; exporting it to
+    ``exported/4stems`` would mix it up with the shipped model's export, so it gets
+    ``PARENT-FOLDER`` of its directory instead (``runs/4stems`` -> ``exported/runs-4stems``).
+    """
+    from stemtf.config import available_models
+
+    same_name = available_models().get(name)
+    if same_name is None or same_name.resolve() == directory.resolve():
+        return name
+    return f"{directory.resolve().parent.name}-{directory.resolve().name}"
+
+
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Model name (see `stemtf models`) or model directory.", show_default=False),
@@ -392,8 +411,8 @@ def export_command(
 
     check_options(fmt, quantize)
     options.check_chunk_seconds(chunk_seconds)
-    config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import
-    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / config.name
+    config, directory = load_model_config(model)  # unknown model: fail before the TensorFlow import
+    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / _export_name(config.name, directory)
 
     _import_tensorflow_quietly()
     from stemtf.export import export

@@ -55,7 +55,7 @@ class OptionError(StemtfError, ValueError):
     """
 
     # Flags that are not the kebab-case of their keyword.
-    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track"}
+    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track", "groups": "--group"}
 
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword

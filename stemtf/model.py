@@ -135,7 +135,7 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[keras.Model, config_lib
     if not weights.is_file():
         raise ModelError(
             f"Model {config.name!r} in {str(directory)!r} has no trained weights ({WEIGHTS_FILE} is missing); "
-            "train it with `stemtf train` or choose another --model."
+            "train it with `stemtf train` or choose another model."
         )
     heads = _num_heads(weights)
     if heads is not None and heads != len(config.stems):

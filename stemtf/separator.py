@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -103,18 +103,29 @@ class Separator:
         return apply.model_reader(reader, sample_rate=self.sample_rate, num_channels=self.config.num_channels)
 
     def separate(
-        self, waveform: np.ndarray, sample_rate: int, *, progress: ProgressCallback | None = None
+        self,
+        waveform: np.ndarray,
+        sample_rate: int,
+        *,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> dict[str, np.ndarray]:
         """Separate an in-memory waveform.
 
         Args:
             waveform: float ``(num_samples, num_channels)`` with 1 or 2 channels, or ``(num_samples,)`` mono.
             sample_rate: Its sample rate in Hz; resampled to the model's and back.
+            groups: ``{name: [stem, ...]}`` sums stems into one output each (``{"accompaniment":
+                ["drums", "bass", "other"]}``); stems in no group are kept. None: the model's stems.
             progress: Called with ``(chunks_done, chunks_total)``.
 
         Returns:
-            ``{stem: waveform}`` with the input's shape, rate and dtype float32.
+            ``{stem or group: waveform}`` with the input's shape, rate and dtype float32.
+
+        Raises:
+            OptionError: a group names an unknown stem, or a stem is in two groups.
         """
+        plan = self._plan(groups)
         waveform = np.asarray(waveform)
         squeeze = waveform.ndim == 1
         if squeeze:
@@ -128,15 +139,19 @@ class Separator:
         num_samples, num_channels = waveform.shape
         reader = self._model_reader(audio.ArrayReader(waveform.astype(np.float32), sample_rate))
         blocks = list(self.separate_stream(reader, progress=progress))
-        stems = np.concatenate(blocks, axis=1)
+        stems = _apply_plan(np.concatenate(blocks, axis=1), plan)
         result = {}
-        for index, stem in enumerate(self.stems):
+        for index, stem in enumerate(name for name, _ in plan):
             out = apply.from_model_format(
                 stems[index], model_rate=self.sample_rate, sample_rate=sample_rate, num_channels=num_channels,
                 num_samples=num_samples,
             )
             result[stem] = out[:, 0] if squeeze else out
         return result
+
+    def _plan(self, groups: Mapping[str, Sequence[str]] | None) -> list[tuple[str, tuple[int, ...]]]:
+        """``[(output name, model stem indices summed into it)]``: the stems themselves without groups."""
+        return options.check_groups(groups, self.stems) or [(stem, (index,)) for index, stem in enumerate(self.stems)]
 
     def output_paths(
         self,
@@ -145,6 +160,7 @@ class Separator:
         output_dir: str | os.PathLike = "separated",
         filename: str = DEFAULT_FILENAME,
         fmt: str = "wav",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, pathlib.Path]:
         """Where :meth:`separate_file` writes each stem of ``path``; always inside ``output_dir``.
 
@@ -160,7 +176,7 @@ class Separator:
             track = "_" * len(track)
         fields = {"track": track, "ext": fmt, "model": self.config.name}
         targets = {}
-        for stem in self.stems:
+        for stem, _ in self._plan(groups):
             relative = filename.format(stem=stem, **fields)
             options.check_output_path(filename, relative)
             targets[stem] = pathlib.Path(output_dir) / relative
@@ -178,9 +194,10 @@ class Separator:
         offset: float = 0.0,
         duration: float | None = None,
         overwrite: bool = False,
+        groups: Mapping[str, Sequence[str]] | None = None,
         progress: ProgressCallback | None = None,
     ) -> dict[str, pathlib.Path]:
-        """Separate an audio file into one file per stem.
+        """Separate an audio file into one file per stem (or group of stems).
 
         Output files keep the input's sample rate and channel count. Every stem is written to a
         temporary file and renamed into place only when all stems are complete; on any error no
@@ -197,10 +214,12 @@ class Separator:
             offset: Seconds to skip at the start of the input.
             duration: Seconds to separate (None: to the end).
             overwrite: Replace existing output files instead of failing.
+            groups: ``{name: [stem, ...]}`` sums stems into one file each; stems in no group are
+                written as themselves (see :meth:`separate`).
             progress: Called with ``(chunks_done, chunks_total)``.
 
         Returns:
-            ``{stem: path}`` of the written files.
+            ``{stem or group: path}`` of the written files.
 
         Raises:
             AudioError: the input cannot be read.
@@ -209,7 +228,8 @@ class Separator:
         options.check_output(fmt, bit_depth, bitrate)
         options.check_offset(offset)
         options.check_duration(duration)
-        targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
+        plan = self._plan(groups)
+        targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt, groups=groups)
         if not overwrite:
             existing = [p for p in targets.values() if p.exists()]
             if existing:
@@ -241,7 +261,7 @@ class Separator:
                 except OSError as error:
                     raise outputs.disk_error(target, error) from error
             for block in self.separate_stream(reader, progress=progress):
-                for writer, stem_block in zip(writers, block):
+                for writer, stem_block in zip(writers, _apply_plan(block, plan)):
                     writer.write(audio.convert_channels(stem_block, input_channels))
             for writer in writers:
                 writer.write(np.zeros((0, input_channels), np.float32), last=True)
@@ -249,7 +269,7 @@ class Separator:
                 # Each move refuses to replace a file that appeared since the check above (another
                 # process writing the same outputs), unless overwrite: the first writer's files survive.
                 committed.append(writer.commit(overwrite=overwrite))
-            return dict(zip(self.stems, committed))
+            return dict(zip(targets, committed))
         except BaseException:
             for writer in writers:
                 writer.abort()
@@ -259,3 +279,10 @@ class Separator:
             raise
         finally:
             source.close()
+
+
+def _apply_plan(stems: np.ndarray, plan: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+    """``(num_stems, n, C)`` -> ``(num_outputs, n, C)``: each output the sum of its stems (stems sum to the mixture, so groups do too)."""
+    if len(plan) == stems.shape[0] and all(indices == (index,) for index, (_, indices) in enumerate(plan)):
+        return stems
+    return np.stack([stems[list(indices)].sum(axis=0) for _, indices in plan])

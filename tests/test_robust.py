@@ -255,3 +255,82 @@ def test_config_with_fewer_stems_than_the_weights_fails_clearly(tiny_model_dir, 
     (model_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="have 3 stem heads but config.json lists 4 stems"):
         load_model(model_dir)
+
+
+# First hour (4): surprising choices.
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_bitrate_with_a_lossless_format_is_an_error(capsys, tiny_model_dir, stereo_wav, tmp_path, fmt):
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "-o", tmp_path / "out", "--format", fmt, "--bitrate", "192")
+    one_line_error(code, err, rf"--bitrate applies to mp3 and ogg only; {fmt} is lossless")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_model_named_like_a_shipped_one_goes_to_its_own_folder(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    fine_tuned = tmp_path / "runs" / "2stems"
+    shutil.copytree(tiny_model_dir, fine_tuned)
+    config = json.loads((fine_tuned / "config.json").read_text())
+    (fine_tuned / "config.json").write_text(json.dumps({**config, "name": "2stems"}))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "export", fine_tuned, "--format", "savedmodel")
+    assert code == 0, err
+    assert (tmp_path / "exported" / "runs-2stems" / "1" / "saved_model.pb").is_file()
+    assert not (tmp_path / "exported" / "2stems").exists()
+
+
+def test_messages_of_serve_name_no_missing_option(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "serve", tmp_path / "empty", "--port", "0")
+    one_line_error(code, err, "has no config.json")
+    assert "--model " not in err and "--model." not in err
+
+
+# Stems people ask for: groups of the model's stems.
+
+
+def test_groups_sum_stems_and_keep_the_others(separator, stereo_wav, tmp_path):
+    waveform, rate = sf.read(stereo_wav, dtype="float32")
+    plain = separator.separate(waveform, rate)
+    grouped = separator.separate(waveform, rate, groups={"accompaniment": ["drums", "other"]})
+    assert list(grouped) == ["vocals", "accompaniment"]
+    np.testing.assert_allclose(grouped["vocals"], plain["vocals"], atol=1e-6)
+    np.testing.assert_allclose(grouped["accompaniment"], plain["drums"] + plain["other"], atol=1e-5)
+    paths = separator.separate_file(stereo_wav, output_dir=tmp_path, groups={"rest": ["vocals", "other"]})
+    assert list(paths) == ["rest", "drums"]
+    assert sorted(p.name for p in (tmp_path / "song").iterdir()) == ["drums.wav", "rest.wav"]
+
+
+@pytest.mark.parametrize(("groups", "pattern"), [
+    ({"x": ["vocals", "bass"]}, r"`groups` x: 'bass' is not a stem of this model; it has vocals, drums, other"),
+    ({"a": ["vocals"], "b": ["vocals", "drums"]}, r"`groups` puts 'vocals' in two groups \(a and b\)"),
+    ({"vocals": ["drums", "other"]}, r"group name 'vocals' is also a stem"),
+    ({"../up": ["drums"]}, "cannot be a file name"),
+])
+def test_bad_groups_are_one_line_option_errors(separator, groups, pattern):
+    from stemtf.errors import OptionError
+
+    with pytest.raises(OptionError, match=pattern):
+        separator.separate(music_like(1000), SAMPLE_RATE, groups=groups)
+
+
+def test_cli_group_and_two_stems(capsys, tiny_model_dir, stereo_wav, tmp_path):
+    code, out, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "-o", tmp_path / "a", "--two-stems", "vocals")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "a" / "song").iterdir()) == ["no_vocals.wav", "vocals.wav"]
+    vocals, no_vocals = (sf.read(tmp_path / "a" / "song" / f"{name}.wav")[0] for name in ("vocals", "no_vocals"))
+    mixture = sf.read(stereo_wav)[0]
+    assert np.abs(vocals + no_vocals - mixture).max() < 3e-3  # two 16-bit roundings; the stems sum to the mixture
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "-o", tmp_path / "b",
+                       "--group", "accompaniment=drums,other", "--group", "lead=vocals")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "b" / "song").iterdir()) == ["accompaniment.wav", "lead.wav"]
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "--group", "x=drums,bass")
+    one_line_error(code, err, r"--group x: 'bass' is not a stem of this model")
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "--two-stems", "piano")
+    one_line_error(code, err, r"--two-stems 'piano' is not a stem of this model")
+    code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "--group", "oops")
+    one_line_error(code, err, r"--group 'oops' must look like NAME=STEM,STEM")
