@@ -92,13 +92,13 @@ def check_output(fmt: str, bit_depth: int, bitrate: int | None) -> None:
         raise OutputOptionError("bit_depth", f"{{option}} must be 16, 24 or 32. Received {bit_depth}.")
     if fmt == "flac" and bit_depth == 32:
         raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or the wav format for float.")
+    if bitrate is not None and not 32 <= bitrate <= 320:
+        raise OutputOptionError("bitrate", f"{{option}} must be between 32 and 320 kbps. Received {bitrate}.")
     if bitrate is not None and fmt in ("wav", "flac"):
         # An error, not a warning: a bitrate that silently does nothing looks like it worked.
         raise OutputOptionError(
             "bitrate", f"{{option}} applies to mp3 and ogg only; {fmt} is lossless (its sample format is --bit-depth)."
         )
-    if bitrate is not None and not 32 <= bitrate <= 320:
-        raise OutputOptionError("bitrate", f"{{option}} must be between 32 and 320 kbps. Received {bitrate}.")
 
 
 def check_filename(filename: str) -> None:

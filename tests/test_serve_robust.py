@@ -166,3 +166,49 @@ def test_serve_removes_its_temporary_export_when_terminated(tiny_model_dir, tmp_
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err, err[-2000:]
     assert list(temp.glob("stemtf-serve-*")) == []
+
+
+# Stem groups on the server and in page jobs.
+
+
+def test_separate_endpoint_takes_groups(server):
+    mixture = music_like(SAMPLE_RATE)
+    status, _, answer = request(f"{server}/v1/separate?two_stems=vocals", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 200, answer[:300]
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        assert sorted(bundle.namelist()) == ["no_vocals.wav", "vocals.wav"]
+        total = sum(sf.read(io.BytesIO(bundle.read(name)), dtype="float32")[0] for name in bundle.namelist())
+    assert np.abs(total - sf.read(io.BytesIO(wav_bytes(mixture)), dtype="float32")[0]).max() < 3e-3
+    body, content_type = multipart("file", "a.wav", wav_bytes(mixture))
+    status, _, answer = request(f"{server}/v1/separate?group=rest=drums,other", body=body, content_type=content_type)
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        assert status == 200 and sorted(bundle.namelist()) == ["rest.wav", "vocals.wav"]
+    status, _, answer = request(f"{server}/v1/separate?group=x=vocals,bass", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 400 and "'bass' is not a stem of this model" in json.loads(answer)["error"]
+
+
+def test_page_job_with_two_stems(jobs, tmp_path):
+    upload = tmp_path / "song.wav"
+    sf.write(upload, music_like(SAMPLE_RATE), SAMPLE_RATE)
+    job = jobs.submit(upload, "song.wav", "tiny", groups={"no_vocals": ["drums", "other"]})
+    assert job["stem_names"] == ["vocals", "no_vocals"]
+    deadline = time.time() + 120
+    while (status := jobs.status(job["id"]))["status"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done", status
+    assert [stem["name"] for stem in status["stems"]] == ["vocals", "no_vocals"]
+    assert jobs.stem_file(job["id"], "no_vocals", "wav").is_file()
+    upload.write_bytes(wav_bytes(music_like(SAMPLE_RATE)))
+    with pytest.raises(JobError, match="puts 'drums' in two groups") as caught:
+        jobs.submit(upload, "song.wav", "tiny", groups={"a": ["drums"], "b": ["drums", "other"]})
+    assert caught.value.kind == "bad_groups" and caught.value.status == 400
+
+
+def test_form_fields_become_groups():
+    from stemtf.serve.web import form_groups
+
+    assert form_groups([], "vocals") == {"no_vocals": ["!vocals"]}
+    assert form_groups(["acc=drums,bass"], None) == {"acc": ["drums", "bass"]}
+    with pytest.raises(JobError, match="must look like NAME=STEM"):
+        form_groups(["nonsense"], None)

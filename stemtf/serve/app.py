@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from stemtf import options
-from stemtf.errors import DependencyError, StemtfError
+from stemtf.errors import DependencyError, OptionError
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
@@ -128,16 +128,25 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
             async def replay() -> dict:
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=12)
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise RequestError("The multipart body must have a file field named 'file' (curl -F file=@song.mp3).")
             data, filename = await upload.read(), upload.filename or ""
+            group_fields, two_stems = form.getlist("group"), form.get("two_stems")
         else:
-            data = body
+            data, group_fields, two_stems = body, [], None
+        # Groups come as form fields or in the query string: ?group=accompaniment=drums,bass,other or ?two_stems=vocals.
+        group_fields = [*group_fields, *request.query_params.getlist("group")]
+        two_stems = two_stems or request.query_params.get("two_stems")
+        try:
+            groups = options.parse_groups([g for g in group_fields if isinstance(g, str) and g], two_stems=two_stems or None)
+            options.check_groups(groups, model.stems)
+        except OptionError as error:
+            raise RequestError(str(error)) from None
         if not data:
             raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
-        files = await run_in_threadpool(separate_upload, data, filename, model)
+        files = await run_in_threadpool(lambda: separate_upload(data, filename, model, groups=groups))
         track = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(filename).stem or "track")
         return StreamingResponse(iter_zip(files), media_type="application/zip",
                                  headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})

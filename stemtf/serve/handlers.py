@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from stemtf import apply, audio
+from stemtf import apply, audio, options
 from stemtf.errors import AudioError
 from stemtf.serve.protocol import RequestError, _to_array
 from stemtf.serve.served_model import ServedModel
@@ -97,8 +97,13 @@ def _check_duration(arrays: dict[str, np.ndarray], model: ServedModel) -> None:
             raise RequestError(f"Input {name!r} is {seconds:.1f} s long; this server accepts at most {limit:g} s.", 413)
 
 
-def separate_upload(data: bytes, filename: str, model: ServedModel) -> list[tuple[str, BinaryIO]]:
+def separate_upload(
+    data: bytes, filename: str, model: ServedModel, *, groups: dict[str, list[str]] | None = None
+) -> list[tuple[str, BinaryIO]]:
     """Separate an uploaded audio file into ``STEM.wav`` files (16-bit PCM, the upload's rate and channels).
+
+    ``groups`` (``{name: [stem, ...]}``, see :func:`stemtf.options.check_groups`) sums stems into
+    one file each; stems in no group are kept.
 
     Decoding, separation and encoding stream chunk by chunk into temporary files, all while holding
     one of the model's concurrency slots, so memory stays flat whatever the upload decodes to. The
@@ -114,6 +119,7 @@ def separate_upload(data: bytes, filename: str, model: ServedModel) -> list[tupl
     """
     suffix = pathlib.Path(filename).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", pathlib.Path(filename).suffix) else ""
     shown = repr(filename) if filename else "the upload"
+    plan = options.check_groups(groups, model.stems) or [(stem, (index,)) for index, stem in enumerate(model.stems)]
     with model.slot(), tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
         path = pathlib.Path(work) / f"upload{suffix}"
         path.write_bytes(data)
@@ -127,21 +133,21 @@ def separate_upload(data: bytes, filename: str, model: ServedModel) -> list[tupl
             rate, channels = reader.sample_rate, reader.num_channels
             if channels not in (1, 2):
                 raise RequestError(f"The audio has {channels} channels; upload mono or stereo audio.")
-            limits = _Limits(model, rate, channels)
+            limits = _Limits(model, rate, channels, len(plan))
             if reader.num_samples is not None:
                 limits.check(reader.num_samples / rate)
             source = apply.model_reader(audio.FiniteReader(reader, "The upload"), sample_rate=model.sample_rate,
                                         num_channels=model.num_channels)
             writers = [audio.AudioWriter(pathlib.Path(work) / f"{stem}.wav", sample_rate=rate, num_channels=channels,
-                                         input_rate=model.sample_rate) for stem in model.stems]
+                                         input_rate=model.sample_rate) for stem, _ in plan]
             done = 0
             for block in model.separate_stream(source):
                 done += block.shape[1]
                 limits.check(done / model.sample_rate)  # a file of unknown length stops at the limit
-                for writer, stem in zip(writers, block):
-                    writer.write(audio.convert_channels(stem, channels))
+                for writer, (_, indices) in zip(writers, plan):  # groups: sums of the model's stems
+                    writer.write(audio.convert_channels(block[list(indices)].sum(axis=0), channels))
             files = []
-            for stem, writer in zip(model.stems, writers):
+            for (stem, _), writer in zip(plan, writers):
                 writer.write(np.zeros((0, channels), np.float32), last=True)
                 files.append((f"{stem}.wav", open(writer.commit(overwrite=True), "rb")))
             return files
@@ -158,9 +164,9 @@ def separate_upload(data: bytes, filename: str, model: ServedModel) -> list[tupl
 class _Limits:
     """The duration limit, and the bytes of 16-bit stems that a limit-long file at the model's rate gives."""
 
-    def __init__(self, model: ServedModel, sample_rate: int, num_channels: int) -> None:
+    def __init__(self, model: ServedModel, sample_rate: int, num_channels: int, num_outputs: int) -> None:
         self.max_duration = model.max_duration
-        self.bytes_per_second = sample_rate * num_channels * 2 * len(model.stems)
+        self.bytes_per_second = sample_rate * num_channels * 2 * num_outputs
         self.max_bytes = model.max_duration * model.sample_rate * 2 * 2 * len(model.stems)
         self.sample_rate = sample_rate
 

@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from stemtf import audio
-from stemtf.errors import StemtfError
+from stemtf import audio, options
+from stemtf.errors import OptionError, StemtfError
 from stemtf.serve import results
 
 DEFAULT_MAX_QUEUE = 8
@@ -70,8 +70,9 @@ class Job:
     id: str
     model: str
     filename: str  # shown to people, never used as a path
-    stems: tuple[str, ...]
+    stems: tuple[str, ...]  # what is written: the model's stems, or the groups and the stems left out of them
     created: float
+    groups: Mapping[str, list[str]] | None = None
     upload: pathlib.Path | None = None
     status: str = "queued"  # queued -> running -> done | failed | cancelled
     duration: float | None = None
@@ -235,8 +236,13 @@ class JobManager:
         # The suffix helps ffmpeg guess a format; anything unusual is dropped rather than trusted.
         return self.uploads_dir / f"{uuid.uuid4().hex}{suffix.lower() if _SUFFIX.match(suffix) else ''}"
 
-    def submit(self, upload: pathlib.Path, filename: str, model: str) -> dict[str, Any]:
+    def submit(
+        self, upload: pathlib.Path, filename: str, model: str, *, groups: Mapping[str, list[str]] | None = None
+    ) -> dict[str, Any]:
         """Queue a job for an upload saved at ``upload`` (which the manager now owns and deletes).
+
+        ``groups`` (``{name: [stem, ...]}``, see :meth:`Separator.separate`) sums stems into one
+        output each; the job's stems are then the groups and the stems left out of them.
 
         Returns:
             The job's status (see :meth:`status`).
@@ -247,10 +253,15 @@ class JobManager:
         try:
             self.check_model(model)
             entry = self._models[model]
+            try:
+                plan = options.check_groups(groups, entry.stems)
+            except OptionError as error:
+                raise JobError(error.for_cli().replace("--group ", "").replace("--two-stems ", ""), 400, "bad_groups") from None
+            stems = tuple(name for name, _ in plan) if plan else entry.stems
             duration, sample_rate, num_channels = self._probe(upload, _display_name(filename))
             # WAV results are 16-bit at the upload's rate and channel count: their size is known now
             # (for a file of unknown length, that of a file as long as the limit).
-            needed = int((duration or self.max_duration) * sample_rate) * num_channels * 2 * len(entry.stems)
+            needed = int((duration or self.max_duration) * sample_rate) * num_channels * 2 * len(stems)
             # Bounded like the duration, in bytes: what a limit-long stereo file at the model's rate
             # gives; a 384 kHz upload would otherwise make 9x the stems of a 44.1 kHz one.
             most = int(self.max_duration * entry.sample_rate) * 2 * 2 * len(entry.stems)
@@ -270,7 +281,7 @@ class JobManager:
                     raise JobError("The server is shutting down.", 503, "busy", retry_after=30)
                 self.check_room()
                 job = Job(
-                    id=str(uuid.uuid4()), model=model, filename=_display_name(filename), stems=entry.stems,
+                    id=str(uuid.uuid4()), model=model, filename=_display_name(filename), stems=stems, groups=groups,
                     created=time.time(), upload=upload, duration=duration, sample_rate=sample_rate,
                     num_channels=num_channels,
                 )
@@ -471,7 +482,8 @@ class JobManager:
                     job.chunks_done, job.chunks_total = done, total
 
             partial.mkdir()
-            written = separator.separate_file(job.upload, output_dir=partial, filename="{stem}.{ext}", fmt="wav", progress=progress)
+            written = separator.separate_file(job.upload, output_dir=partial, filename="{stem}.{ext}", fmt="wav",
+                                             groups=job.groups, progress=progress)
             if job.duration is None:  # a file that did not say its length: now it is known
                 info = audio.probe_audio(next(iter(written.values())))
                 with self._cond:
