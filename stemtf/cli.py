@@ -5,7 +5,6 @@ TensorFlow is imported inside the commands that need it, so ``stemtf --help`` is
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import signal
@@ -18,6 +17,7 @@ import typer
 
 from stemtf import __version__, options
 from stemtf.errors import OptionError, StemtfError
+from stemtf.interrupts import STOP_SIGNALS, Interrupted, Signals
 
 app = typer.Typer(
     name="stemtf",
@@ -50,58 +50,7 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C, SIGTERM or SIGHUP: raised from the signal handler so that every ``finally`` runs.
-
-    A BaseException that is not a KeyboardInterrupt: no ``except Exception`` swallows it, and Click,
-    which turns KeyboardInterrupt into a bare Abort (printing an empty line), lets it through.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class _Signals:
-    """Where a stop signal turns into :class:`Interrupted`.
-
-    An exception raised from a signal handler surfaces at whatever bytecode runs next, and inside
-    TensorFlow's C++ bindings that becomes a SystemError or is lost. So while a command is inside a
-    loop that calls back between chunks or steps (``deferred``), the handler only records the
-    signal and :meth:`check`, called from those callbacks, raises it at a safe point. Elsewhere, or
-    on a second signal, it raises at once.
-    """
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-        self.deferred = False
-
-    def handle(self, signum: int, frame) -> None:
-        if self.deferred and self.pending is None:
-            self.pending = signum
-            return
-        raise Interrupted(signum)
-
-    def check(self) -> None:
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise Interrupted(signum)
-
-    @contextlib.contextmanager
-    def at_callbacks(self):
-        """Defer stop signals to :meth:`check` within the block."""
-        self.deferred = True
-        try:
-            yield
-        finally:
-            self.deferred = False
-            self.check()
-
-
-_signals = _Signals()
+_signals = Signals()
 
 
 def _error(message: str) -> None:
@@ -490,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {}
     _signals.pending, _signals.deferred = None, False
     if threading.current_thread() is threading.main_thread():  # handlers can only be set there
-        previous = {signum: signal.signal(signum, _signals.handle) for signum in _STOP_SIGNALS}
+        previous = {signum: signal.signal(signum, _signals.handle) for signum in STOP_SIGNALS}
     try:
         return _run(argv)
     except (Interrupted, KeyboardInterrupt) as error:
