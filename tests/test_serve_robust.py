@@ -153,17 +153,22 @@ def test_serve_removes_its_temporary_export_when_terminated(tiny_model_dir, tmp_
         [sys.executable, "-m", "stemtf.cli", "serve", str(tiny_model_dir), "--port", str(port), "--cache-dir", str(tmp_path / "cache")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
-        try:
-            if request(f"http://127.0.0.1:{port}/v1/models/tiny", timeout=5)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    assert len(list(temp.glob("stemtf-serve-*"))) == 1  # the temporary SavedModel (TensorFlow puts autograph files here too)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            try:
+                if request(f"http://127.0.0.1:{port}/v1/models/tiny", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert len(list(temp.glob("stemtf-serve-*"))) == 1  # the temporary SavedModel (TensorFlow puts autograph files here too)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed check above: never leave a server running
+            process.kill()
+            process.communicate()
     assert "Traceback" not in err, err[-2000:]
     assert list(temp.glob("stemtf-serve-*")) == []
 
