@@ -314,7 +314,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> pathlib.Path:
     if str(name_or_path) in models:
         return models[str(name_or_path)]
     if path.is_dir():
-        raise ModelError(f"Model directory {str(path)!r} has no {CONFIG_FILE}; point --model at a directory saved by stemtf.")
+        raise ModelError(f"Model directory {str(path)!r} has no {CONFIG_FILE}; give a model name or a directory saved by stemtf.")
     known = ", ".join(sorted(models)) or "none"
     raise ModelError(f"Unknown model {str(name_or_path)!r}. Known models: {known}; or give a model directory.")
 

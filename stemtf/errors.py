@@ -24,6 +24,24 @@ class OutputError(StemtfError):
     """An output cannot be written (exists, unwritable, bad name template)."""
 
 
+class DependencyError(StemtfError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it.
+
+    Args:
+        what: What needs it, as the start of a sentence ("Evaluation").
+        package: The missing package(s), as people know them ("museval").
+        extra: The stemtf extra that installs it (``eval``, ``serve``, ...).
+    """
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        # stemtf is not on a package index: the hint installs the extra from the clone.
+        super().__init__(
+            f'{what} needs {package}, which is not installed: from the stemtf folder run pip install ".[{extra}]" '
+            "(make test installs every extra)."
+        )
+        self.extra = extra
+
+
 class DataError(StemtfError):
     """Training or evaluation data is missing, inconsistent or badly laid out."""
 
@@ -45,7 +63,7 @@ class OptionError(StemtfError, ValueError):
     """
 
     # Flags that are not the kebab-case of their keyword.
-    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track"}
+    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track", "groups": "--group"}
 
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from stemtf import options
-from stemtf.errors import DataError, OptionError
+from stemtf.errors import DataError, DependencyError, OptionError
 
 BASELINES = options.EVALUATION_BASELINES
 METRICS = ("SDR", "SIR", "ISR", "SAR")
@@ -67,11 +67,16 @@ class Evaluation:
         return scored / total if total else 0.0
 
 
+def check_dependencies() -> None:
+    """Fail at once, with the extra to install, when museval is missing (before any track is separated)."""
+    _museval()
+
+
 def _museval():
     try:
         import museval
     except ImportError:
-        raise ImportError('Evaluation needs museval: pip install "stemtf[eval]"') from None
+        raise DependencyError("Evaluation", "museval", "eval") from None
     return museval
 
 

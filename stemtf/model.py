@@ -135,7 +135,14 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[keras.Model, config_lib
     if not weights.is_file():
         raise ModelError(
             f"Model {config.name!r} in {str(directory)!r} has no trained weights ({WEIGHTS_FILE} is missing); "
-            "train it with `stemtf train` or choose another --model."
+            "train it with `stemtf train` or choose another model."
+        )
+    heads = _num_heads(weights)
+    if heads is not None and heads != len(config.stems):
+        # Keras loads heads by position and silently skips a file's extra ones (or leaves missing ones random).
+        raise ModelError(
+            f"Weights {str(weights)!r} have {heads} stem heads but config.json lists {len(config.stems)} stems "
+            f"({', '.join(config.stems)}): the config does not belong to these weights."
         )
     model = build_model(config)
     try:
@@ -146,3 +153,14 @@ def load_model(name_or_path: str | os.PathLike) -> tuple[keras.Model, config_lib
     except Exception as error:  # h5py and Keras raise many types for a bad file
         raise ModelError(f"Cannot load weights {str(weights)!r}: {error}".splitlines()[0]) from error
     return model, config
+
+
+def _num_heads(path: pathlib.Path) -> int | None:
+    """Stem heads in a ``.weights.h5`` file (its top-level ``identity*`` output layers); None if unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return sum(1 for name in handle["layers"] if name == "identity" or name.startswith("identity_"))
+    except (OSError, KeyError):
+        return None  # let load_weights report what is wrong with the file

@@ -112,6 +112,11 @@ def check_output(fmt: str, bit_depth: int, bitrate: int | None) -> None:
         raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or the wav format for float.")
     if bitrate is not None and not 32 <= bitrate <= 320:
         raise OutputOptionError("bitrate", f"{{option}} must be between 32 and 320 kbps. Received {bitrate}.")
+    if bitrate is not None and fmt in ("wav", "flac"):
+        # An error, not a warning: a bitrate that silently does nothing looks like it worked.
+        raise OutputOptionError(
+            "bitrate", f"{{option}} applies to mp3 and ogg only; {fmt} is lossless (its sample format is --bit-depth)."
+        )
 
 
 def check_filename(filename: str) -> None:
@@ -128,6 +133,85 @@ def check_filename(filename: str) -> None:
         )
     if "stem" not in keys:
         raise OutputOptionError("filename", f"{{option}} {filename!r} must contain {{stem}}, or every stem would go to the same file.")
+    check_output_path(filename, filename)
+
+
+def check_output_path(filename: str, relative: str) -> None:
+    """An output path made from the template ``filename`` stays inside the output folder (no ``/...``, no ``..``)."""
+    path = pathlib.PurePosixPath(relative.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise OutputOptionError(
+            "filename", f"{{option}} {filename!r} must be a relative path inside the output folder (no leading / and no ..)."
+        )
+
+
+def parse_groups(values: list[str] | None, *, two_stems: str | None = None) -> dict[str, list[str]] | None:
+    """``["accompaniment=drums,bass,other"]`` (``--group``, repeatable) -> ``{"accompaniment": [...]}``.
+
+    ``two_stems="vocals"`` (``--two-stems``, as Demucs users know it) is the group ``no_vocals`` of
+    every other stem; it is expanded by :func:`check_groups`, which knows the model's stems.
+    """
+    if values and two_stems is not None:
+        raise OptionError("two_stems", "{option} and --group cannot be combined; use one or the other.")
+    if two_stems is not None:
+        return {f"no_{two_stems}": [f"!{two_stems}"]}  # "every stem but": resolved against the model
+    if not values:
+        return None
+    groups: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, members = value.partition("=")
+        stems = [stem.strip() for stem in members.split(",") if stem.strip()]
+        if not sep or not name.strip() or not stems:
+            raise OptionError("group", f"{{option}} {value!r} must look like NAME=STEM,STEM..., e.g. accompaniment=drums,bass,other.")
+        if name.strip() in groups:
+            raise OptionError("group", f"{{option}} names the group {name.strip()!r} twice.")
+        groups[name.strip()] = stems
+    return groups
+
+
+def check_groups(groups, stems) -> list[tuple[str, tuple[int, ...]]] | None:
+    """The output stems when ``groups`` sums some of the model's ``stems``: ``[(name, stem indices)]``.
+
+    Stems in no group are kept as they are; a group takes the place of its first stem. None when
+    there are no groups.
+
+    Raises:
+        OptionError: an unknown stem, a stem in two groups, a bad or clashing group name.
+    """
+    if not groups:
+        return None
+    stems = list(stems)
+    owner: dict[str, str] = {}
+    resolved: dict[str, list[str]] = {}
+    for name, members in groups.items():
+        keyword = "two_stems" if any(m.startswith("!") for m in members) else "groups"
+        if any(m.startswith("!") for m in members):
+            kept = members[0][1:]
+            if kept not in stems:
+                raise OptionError(keyword, f"{{option}} {kept!r} is not a stem of this model; it has {', '.join(stems)}.")
+            members = [stem for stem in stems if stem != kept]
+        if not name or name in (".", "..") or any(ch in name for ch in "/\\{}"):
+            raise OptionError(keyword, f"{{option}} group name {name!r} cannot be a file name.")
+        unknown = [stem for stem in members if stem not in stems]
+        if unknown:
+            raise OptionError(keyword, f"{{option}} {name}: {unknown[0]!r} is not a stem of this model; it has {', '.join(stems)}.")
+        for stem in members:
+            if stem in owner:
+                raise OptionError(keyword, f"{{option}} puts {stem!r} in two groups ({owner[stem]} and {name}).")
+            owner[stem] = name
+        resolved[name] = members
+    for name, members in resolved.items():
+        if name in stems and name not in members and name not in owner:
+            raise OptionError("groups", f"{{option}} group name {name!r} is also a stem of this model left out of it.")
+    plan, done = [], set()
+    for stem in stems:
+        name = owner.get(stem)
+        if name is None:
+            plan.append((stem, (stems.index(stem),)))
+        elif name not in done:
+            done.add(name)
+            plan.append((name, tuple(stems.index(member) for member in resolved[name])))
+    return plan
 
 
 def check_chunk_seconds(chunk_seconds: float | None) -> None:

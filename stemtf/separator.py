@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from stemtf import apply, audio, options, runtimes
+from stemtf import apply, audio, options, outputs, runtimes
 from stemtf.config import ModelConfig
 from stemtf.errors import AudioError, OutputError
 
@@ -134,18 +134,29 @@ class Separator:
         return apply.model_reader(reader, sample_rate=self.sample_rate, num_channels=self.config.num_channels)
 
     def separate(
-        self, waveform: np.ndarray, sample_rate: int, *, progress: ProgressCallback | None = None
+        self,
+        waveform: np.ndarray,
+        sample_rate: int,
+        *,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        progress: ProgressCallback | None = None,
     ) -> dict[str, np.ndarray]:
         """Separate an in-memory waveform.
 
         Args:
             waveform: float ``(num_samples, num_channels)`` with 1 or 2 channels, or ``(num_samples,)`` mono.
             sample_rate: Its sample rate in Hz; resampled to the model's and back.
+            groups: ``{name: [stem, ...]}`` sums stems into one output each (``{"accompaniment":
+                ["drums", "bass", "other"]}``); stems in no group are kept. None: the model's stems.
             progress: Called with ``(chunks_done, chunks_total)``.
 
         Returns:
-            ``{stem: waveform}`` with the input's shape, rate and dtype float32.
+            ``{stem or group: waveform}`` with the input's shape, rate and dtype float32.
+
+        Raises:
+            OptionError: a group names an unknown stem, or a stem is in two groups.
         """
+        plan = self._plan(groups)
         waveform = np.asarray(waveform)
         squeeze = waveform.ndim == 1
         if squeeze:
@@ -159,15 +170,19 @@ class Separator:
         num_samples, num_channels = waveform.shape
         reader = self._model_reader(audio.ArrayReader(waveform.astype(np.float32), sample_rate))
         blocks = list(self.separate_stream(reader, progress=progress))
-        stems = np.concatenate(blocks, axis=1)
+        stems = _apply_plan(np.concatenate(blocks, axis=1), plan)
         result = {}
-        for index, stem in enumerate(self.stems):
+        for index, stem in enumerate(name for name, _ in plan):
             out = apply.from_model_format(
                 stems[index], model_rate=self.sample_rate, sample_rate=sample_rate, num_channels=num_channels,
                 num_samples=num_samples,
             )
             result[stem] = out[:, 0] if squeeze else out
         return result
+
+    def _plan(self, groups: Mapping[str, Sequence[str]] | None) -> list[tuple[str, tuple[int, ...]]]:
+        """``[(output name, model stem indices summed into it)]``: the stems themselves without groups."""
+        return options.check_groups(groups, self.stems) or [(stem, (index,)) for index, stem in enumerate(self.stems)]
 
     def output_paths(
         self,
@@ -176,12 +191,27 @@ class Separator:
         output_dir: str | os.PathLike = "separated",
         filename: str = DEFAULT_FILENAME,
         fmt: str = "wav",
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> dict[str, pathlib.Path]:
-        """Where :meth:`separate_file` writes each stem of ``path``."""
+        """Where :meth:`separate_file` writes each stem of ``path``; always inside ``output_dir``.
+
+        A track name made only of dots (an input named ``...wav``) would make ``{track}`` mean the
+        folder itself or its parent, so its dots become underscores (``__``).
+
+        Raises:
+            OutputOptionError: ``filename`` is not a usable template or a path would leave ``output_dir``.
+        """
         options.check_filename(filename)
         track = pathlib.Path(path).stem
+        if not track.strip("."):
+            track = "_" * len(track)
         fields = {"track": track, "ext": fmt, "model": self.config.name}
-        return {stem: pathlib.Path(output_dir) / filename.format(stem=stem, **fields) for stem in self.stems}
+        targets = {}
+        for stem, _ in self._plan(groups):
+            relative = filename.format(stem=stem, **fields)
+            options.check_output_path(filename, relative)
+            targets[stem] = pathlib.Path(output_dir) / relative
+        return targets
 
     def separate_file(
         self,
@@ -195,9 +225,10 @@ class Separator:
         offset: float = 0.0,
         duration: float | None = None,
         overwrite: bool = False,
+        groups: Mapping[str, Sequence[str]] | None = None,
         progress: ProgressCallback | None = None,
     ) -> dict[str, pathlib.Path]:
-        """Separate an audio file into one file per stem.
+        """Separate an audio file into one file per stem (or group of stems).
 
         Output files keep the input's sample rate and channel count. Every stem is written to a
         temporary file and renamed into place only when all stems are complete; on any error no
@@ -214,10 +245,12 @@ class Separator:
             offset: Seconds to skip at the start of the input.
             duration: Seconds to separate (None: to the end).
             overwrite: Replace existing output files instead of failing.
+            groups: ``{name: [stem, ...]}`` sums stems into one file each; stems in no group are
+                written as themselves (see :meth:`separate`).
             progress: Called with ``(chunks_done, chunks_total)``.
 
         Returns:
-            ``{stem: path}`` of the written files.
+            ``{stem or group: path}`` of the written files.
 
         Raises:
             AudioError: the input cannot be read.
@@ -226,21 +259,25 @@ class Separator:
         options.check_output(fmt, bit_depth, bitrate)
         options.check_offset(offset)
         options.check_duration(duration)
-        targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
+        plan = self._plan(groups)
+        targets = self.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt, groups=groups)
         if not overwrite:
             existing = [p for p in targets.values() if p.exists()]
             if existing:
-                raise OutputError(f"Output {str(existing[0])!r} already exists; pass --overwrite to replace it.")
+                raise outputs.exists_error(existing[0])
         source = audio.open_audio(path, offset=offset)
         writers: list[audio.AudioWriter] = []
+        created: list[pathlib.Path] = []  # folders this call made: removed again if it fails
+        committed: list[pathlib.Path] = []
         try:
+            source = audio.FiniteReader(source, f"Input {str(path)!r}")
             if duration is not None:
                 source = audio.LimitedReader(source, int(round(duration * source.sample_rate)))
             input_rate, input_channels = source.sample_rate, source.num_channels
             reader = self._model_reader(source)
             for target in targets.values():
                 try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    created += outputs.make_folders(target.parent)
                 except OSError as error:
                     raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from error
                 if target.is_dir():
@@ -252,16 +289,31 @@ class Separator:
                     ))
                 except PermissionError as error:
                     raise OutputError(f"Cannot write to {str(target.parent)!r} (permission denied); choose another --output-dir.") from error
+                except OSError as error:
+                    raise outputs.disk_error(target, error) from error
             for block in self.separate_stream(reader, progress=progress):
-                for writer, stem_block in zip(writers, block):
+                for writer, stem_block in zip(writers, _apply_plan(block, plan)):
                     writer.write(audio.convert_channels(stem_block, input_channels))
             for writer in writers:
                 writer.write(np.zeros((0, input_channels), np.float32), last=True)
-            return {stem: writer.commit() for stem, writer in zip(self.stems, writers)}
+            for writer in writers:
+                # Each move refuses to replace a file that appeared since the check above (another
+                # process writing the same outputs), unless overwrite: the first writer's files survive.
+                committed.append(writer.commit(overwrite=overwrite))
+            return dict(zip(targets, committed))
         except BaseException:
             for writer in writers:
                 writer.abort()
+            for done in committed:  # this track's earlier stems: a track is written whole or not at all
+                done.unlink(missing_ok=True)
+            outputs.remove_folders(created)
             raise
         finally:
             source.close()
 
+
+def _apply_plan(stems: np.ndarray, plan: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+    """``(num_stems, n, C)`` -> ``(num_outputs, n, C)``: each output the sum of its stems (stems sum to the mixture, so groups do too)."""
+    if len(plan) == stems.shape[0] and all(indices == (index,) for index, (_, indices) in enumerate(plan)):
+        return stems
+    return np.stack([stems[list(indices)].sum(axis=0) for _, indices in plan])

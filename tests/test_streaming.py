@@ -201,6 +201,7 @@ def test_ctrl_c_leaves_complete_playable_files(tiny_model_dir, tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err.decode()[-500:]
+    assert err.decode().strip().endswith("stemtf: stopped (SIGINT); the files hold every stem up to that point.")
     info = sf.info(tmp_path / "out" / "vocals.wav")  # a valid WAV header: the file was closed properly
     assert info.samplerate == SAMPLE_RATE and info.channels == 2
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "vocals.wav"]  # no temporary leftovers

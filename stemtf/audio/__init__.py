@@ -13,6 +13,7 @@ FLAC, OGG, MP3) and falls back to ffmpeg for anything else.
 from stemtf.audio.formats import BIT_DEPTHS, FORMATS, AudioInfo, AudioReader
 from stemtf.audio.reading import (
     ArrayReader,
+    FiniteReader,
     LimitedReader,
     ResamplingReader,
     check_input_file,
@@ -31,6 +32,7 @@ __all__ = [
     "AudioInfo",
     "AudioReader",
     "AudioWriter",
+    "FiniteReader",
     "LimitedReader",
     "ResamplingReader",
     "check_input_file",

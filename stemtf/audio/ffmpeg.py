@@ -114,6 +114,9 @@ def _ffprobe(path: pathlib.Path, stream: int | None = None) -> AudioInfo:
             raise AudioError(f"Cannot decode {str(path)!r}: it has no audio stream with index {stream}.")
         raise AudioError(f"Cannot decode {str(path)!r}: no audio stream found (corrupt or not an audio file).")
     found = streams[0]
+    if not int(found.get("sample_rate") or 0) or not int(found.get("channels") or 0):
+        # ffprobe "finds" a stream with 0 channels in random bytes named .flac: that is not audio.
+        raise AudioError(f"Cannot decode {str(path)!r}: the file is corrupt or not audio.")
     sample_rate = int(found["sample_rate"])
     duration = found.get("duration") if stream is not None else None
     if duration in (None, "N/A"):

@@ -41,6 +41,22 @@ class ArrayReader:
         pass
 
 
+# libsndfile's frame count for a file whose header does not give its length (SF_COUNT_MAX).
+_UNKNOWN_FRAMES = 1 << 62
+
+
+def _count_frames(path: pathlib.Path) -> int:
+    """The length of a file whose header does not give it, by decoding it once with ffmpeg."""
+    reader = FfmpegReader(path, 0.0)
+    try:
+        total = 0
+        while count := reader.read(1 << 18).shape[0]:
+            total += count
+        return total
+    finally:
+        reader.close()
+
+
 class _SoundfileReader:
     def __init__(self, path: pathlib.Path, offset: float) -> None:
         self._file = sf.SoundFile(str(path))
@@ -48,6 +64,11 @@ class _SoundfileReader:
         self.num_channels = self._file.channels
         start = int(round(offset * self.sample_rate))
         total = self._file.frames
+        if total >= _UNKNOWN_FRAMES:
+            # A streamed FLAC (written to a pipe) has no length in its header: libsndfile reports
+            # 2**63 - 1 frames and fails on every seek, which its reads do too. ffmpeg reads it.
+            self._file.close()
+            raise RuntimeError("length unknown to libsndfile")
         if start >= total > 0:
             self._file.close()
             raise AudioError(
@@ -80,7 +101,9 @@ def probe_audio(path: str | os.PathLike, *, stream: int | None = None) -> AudioI
     if stream is None:
         try:
             info = sf.info(str(path))
-            return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=info.frames)
+            if info.frames < _UNKNOWN_FRAMES:
+                return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=info.frames)
+            return AudioInfo(sample_rate=info.samplerate, num_channels=info.channels, num_samples=_count_frames(path))
         except _SOUNDFILE_ERRORS:
             pass
     return _ffprobe(path, stream)
@@ -118,10 +141,20 @@ def read_segment(
         try:
             with sf.SoundFile(str(path)) as handle:
                 _check_rate(path, handle.samplerate, sample_rate)
+                if handle.frames >= _UNKNOWN_FRAMES:  # cannot seek (a streamed FLAC): ffmpeg below
+                    raise RuntimeError("length unknown to libsndfile")
                 if start >= handle.frames:
                     return np.zeros((0, handle.channels), np.float32)
-                handle.seek(start)
-                return handle.read(num_samples, dtype="float32", always_2d=True)
+                try:
+                    handle.seek(start)
+                    return handle.read(num_samples, dtype="float32", always_2d=True)
+                except sf.LibsndfileError as error:
+                    # The header was fine, the data is not (a FLAC corrupted mid-file): ffmpeg would
+                    # skip the damage and hand back silence in its place, so stop here instead.
+                    raise AudioError(
+                        f"Cannot decode {str(path)!r} near {start / handle.samplerate:.1f} s: "
+                        f"{error.error_string.strip().rstrip('.')} (the file is corrupt; re-encode or remove it)."
+                    ) from None
         except _SOUNDFILE_ERRORS:
             pass
     path = check_input_file(path)
@@ -186,6 +219,38 @@ class LimitedReader:
     def read(self, num_samples: int) -> np.ndarray:
         block = self._reader.read(min(num_samples, self._left)) if self._left > 0 else np.zeros((0, self.num_channels), np.float32)
         self._left -= block.shape[0]
+        return block
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class FiniteReader:
+    """Fail at the first NaN or infinite sample, which would otherwise turn every stem into noise or NaN.
+
+    Args:
+        reader: The reader to check, at the file's own rate.
+        name: How to name the input in the error (its path, or "the upload").
+    """
+
+    def __init__(self, reader: AudioReader, name: str) -> None:
+        self._reader = reader
+        self._name = name
+        self._position = 0
+        self.sample_rate = reader.sample_rate
+        self.num_channels = reader.num_channels
+        self.num_samples = reader.num_samples
+
+    def read(self, num_samples: int) -> np.ndarray:
+        block = self._reader.read(num_samples)
+        finite = np.isfinite(block)
+        if not finite.all():
+            first = self._position + int(np.argmin(finite.all(axis=1)))
+            raise AudioError(
+                f"{self._name} contains NaN or infinite samples (from {first / self.sample_rate:.3f} s); "
+                "repair or re-export it (e.g. as 16-bit WAV)."
+            )
+        self._position += block.shape[0]
         return block
 
     def close(self) -> None:

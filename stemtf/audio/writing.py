@@ -10,6 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from stemtf import outputs
 from stemtf.audio.formats import BIT_DEPTHS, FORMATS
 from stemtf.errors import OutputError
 
@@ -31,8 +32,9 @@ def output_subtype(fmt: str, bit_depth: int) -> str | None:
 class AudioWriter:
     """Write blocks to ``path`` through a temporary file in the same folder.
 
-    Nothing appears at ``path`` until :meth:`commit`; :meth:`abort` leaves no trace. Blocks at
-    ``input_rate`` are resampled to ``sample_rate`` on the fly.
+    Nothing appears at ``path`` until :meth:`commit`, which never replaces a file that appeared
+    meanwhile unless asked to; :meth:`abort` leaves no trace. Blocks at ``input_rate`` are
+    resampled to ``sample_rate`` on the fly. A failed write (disk full) is an :class:`OutputError`.
 
     Args:
         path: Final file path; its folder must exist.
@@ -88,19 +90,37 @@ class AudioWriter:
         if self._clip:
             block = np.clip(block, -1.0, 1.0)
         if block.shape[0]:
-            self._file.write(block)
+            try:
+                self._file.write(block)
+            except (AssertionError, OSError, sf.LibsndfileError) as error:
+                # soundfile asserts on a short write: that is how a full disk (ENOSPC, EFBIG) shows up.
+                raise outputs.disk_error(self.path, error if isinstance(error, OSError) else None) from error
 
-    def commit(self) -> pathlib.Path:
-        """Close the file and move it to its final path."""
-        self._file.close()
+    def commit(self, *, overwrite: bool = False) -> pathlib.Path:
+        """Close the file and move it to its final path.
+
+        Args:
+            overwrite: Replace a file already at the path; otherwise a file that appeared there
+                since this writer started (another process, a user) is kept and this fails.
+
+        Raises:
+            OutputError: the path exists (without ``overwrite``), or the last write failed.
+        """
+        try:
+            self._file.close()
+        except (AssertionError, OSError, sf.LibsndfileError) as error:
+            raise outputs.disk_error(self.path, error if isinstance(error, OSError) else None) from error
         os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
-        os.replace(self._tmp, self.path)
+        outputs.place(self._tmp, self.path, overwrite=overwrite)
         return self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file."""
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except Exception:  # a full disk fails the header update too; the file is deleted anyway
+                pass
         self._tmp.unlink(missing_ok=True)
 
 
@@ -111,9 +131,13 @@ def _umask() -> int:
 
 
 def write_audio(
-    path: str | os.PathLike, waveform: np.ndarray, sample_rate: int, *, fmt: str | None = None, bit_depth: int = 16
+    path: str | os.PathLike, waveform: np.ndarray, sample_rate: int, *, fmt: str | None = None, bit_depth: int = 16,
+    overwrite: bool = True,
 ) -> pathlib.Path:
-    """Write a whole waveform ``(num_samples, num_channels)`` atomically; format from the suffix by default."""
+    """Write a whole waveform ``(num_samples, num_channels)`` atomically; format from the suffix by default.
+
+    ``overwrite=False`` fails with :class:`OutputError` instead of replacing an existing file.
+    """
     path = pathlib.Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
@@ -121,7 +145,7 @@ def write_audio(
     writer = AudioWriter(path, sample_rate=sample_rate, num_channels=waveform.shape[1], fmt=fmt, bit_depth=bit_depth)
     try:
         writer.write(waveform, last=True)
-        return writer.commit()
+        return writer.commit(overwrite=overwrite)
     except BaseException:
         writer.abort()
         raise

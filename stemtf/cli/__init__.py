@@ -11,17 +11,40 @@ TensorFlow is imported inside the commands that need it, so ``stemtf --help`` is
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import typer
 
 from stemtf.cli import exporting, live, separating, training  # noqa: F401 (importing registers the commands)
-from stemtf.cli.app import app, report_error
+from stemtf.cli.app import app, report_error, signals
 from stemtf.errors import OptionError, StemtfError
+from stemtf.interrupts import STOP_SIGNALS, Interrupted
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and a non-zero exit code."""
+    """Run the CLI; user errors become one line on stderr and a non-zero exit code.
+
+    Ctrl-C, SIGTERM and SIGHUP all unwind the command the same way (temporary files deleted, no
+    partial output kept) and end with one line saying so and exit code 128 + the signal number.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's info lines are not for users
+    previous = {}
+    signals.pending, signals.deferred = None, False
+    if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+        previous = {signum: signal.signal(signum, signals.handle) for signum in STOP_SIGNALS}
+    try:
+        return _run(argv)
+    except (Interrupted, KeyboardInterrupt) as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        report_error(f"interrupted ({signal.Signals(signum).name}); no partial output was kept.")
+        return 128 + signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="stemtf")
     except OptionError as error:  # the library names the keyword; the CLI user typed the flag
@@ -40,9 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(error, "exit_code", 2)
     except typer.Abort:
         report_error("interrupted.")
-        return 130
-    except KeyboardInterrupt:
-        report_error("interrupted; no partial output was kept.")
         return 130
     return result if isinstance(result, int) else 0
 

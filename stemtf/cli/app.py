@@ -10,6 +10,7 @@ import typer
 
 from stemtf import __version__, options, runtimes
 from stemtf.errors import StemtfError
+from stemtf.interrupts import Signals
 
 app = typer.Typer(
     name="stemtf",
@@ -40,6 +41,10 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+# Stop signals (Ctrl-C, SIGTERM, SIGHUP) of the running command; see stemtf.interrupts.
+signals = Signals()
 
 
 def report_error(message: str) -> None:
@@ -109,9 +114,10 @@ def stem_groups(values: list[str] | None) -> dict[str, list[str]] | None:
 def progress_bar(quiet: bool, *columns):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    # A bar only on a terminal: in a log (CI, nohup, a pipe) Rich would print stray blank lines.
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *columns, TimeElapsedColumn(),
-        TimeRemainingColumn(), transient=True, disable=quiet,
+        TimeRemainingColumn(), transient=True, disable=quiet or not sys.stderr.isatty(),
     )
     progress.console.stderr = True
     return progress

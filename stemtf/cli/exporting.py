@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import signal
+import threading
 from typing import Optional
 
 import typer
@@ -10,6 +12,22 @@ import typer
 from stemtf.cli.app import app, import_tensorflow_quietly
 from stemtf import options
 from stemtf.errors import StemtfError
+from stemtf.interrupts import Interrupted
+
+
+def _export_name(name: str, directory: pathlib.Path) -> str:
+    """The default export folder's name: the model's, unless a model of that name lives elsewhere.
+
+    A model fine-tuned from ``configs/4stems.json`` is also called ``4stems``; exporting it to
+    ``exported/4stems`` would mix it up with the shipped model's export, so it gets
+    ``PARENT-FOLDER`` of its directory instead (``runs/4stems`` -> ``exported/runs-4stems``).
+    """
+    from stemtf.config import available_models
+
+    same_name = available_models().get(name)
+    if same_name is None or same_name.resolve() == directory.resolve():
+        return name
+    return f"{directory.resolve().parent.name}-{directory.resolve().name}"
 
 
 @app.command("export")
@@ -29,8 +47,8 @@ def export_command(
 
     check_options(fmt, quantize)
     options.check_chunk_seconds(chunk_seconds)
-    config, _ = load_model_config(model)  # unknown model: fail before the TensorFlow import
-    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / config.name
+    config, directory = load_model_config(model)  # unknown model: fail before the TensorFlow import
+    output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / _export_name(config.name, directory)
 
     import_tensorflow_quietly()
     from stemtf.export import export
@@ -86,10 +104,13 @@ def serve_command(
         if not quiet:
             typer.echo(line)
 
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM only: a hang-up is turned into a SIGTERM.
+        signal.signal(signal.SIGHUP, lambda signum, frame: signal.raise_signal(signal.SIGTERM))
     try:
         serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
               max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
               quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
               on_status=status)
-    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped; uvicorn has already shut down cleanly
+    except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
         pass

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pathlib
+import signal
 import sys
 from typing import Optional
 
 import typer
 
-from stemtf.cli.app import app, load_status, names
+from stemtf.cli.app import app, load_status, names, signals
 from stemtf import options
 from stemtf.errors import StemtfError
+from stemtf.interrupts import Interrupted
 
 
 @app.command()
@@ -78,14 +80,22 @@ def stream(
                 else:
                     writers[name].write(block)
 
+        stopped = None
         try:
-            for block in pcm.blocks(block_size):
-                send(streamer.process(block))
-                seconds += block.shape[0] / pcm.sample_rate
+            with signals.at_callbacks():  # a stop signal takes effect between two blocks
+                for block in pcm.blocks(block_size):
+                    send(streamer.process(block))
+                    seconds += block.shape[0] / pcm.sample_rate
+                    signals.check()
             send(streamer.flush())
+        except (Interrupted, KeyboardInterrupt) as error:
+            stopped = getattr(error, "signum", signal.SIGINT)
         finally:  # also on Ctrl-C: what was separated so far is a complete, playable file
             for writer in writers.values():
                 writer.commit()
             elapsed = time.perf_counter() - started
             if seconds:
                 typer.echo(f"real-time factor {elapsed / seconds:.2f} ({seconds:.1f} s of audio in {elapsed:.1f} s)", err=True)
+        if stopped is not None:
+            typer.echo(f"stemtf: stopped ({signal.Signals(stopped).name}); the files hold every stem up to that point.", err=True)
+            raise typer.Exit(128 + stopped)

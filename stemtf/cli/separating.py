@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from stemtf.cli.app import app, load_status, progress_bar, readable_inputs, report_error
+from stemtf.cli.app import app, load_status, progress_bar, readable_inputs, report_error, signals
 from stemtf import options, runtimes
 from stemtf.errors import OptionError, StemtfError
 from stemtf.runtimes import DEFAULT_PRECISION
@@ -28,6 +28,8 @@ def separate(
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    group: Optional[list[str]] = typer.Option(None, "--group", help="Sum stems into one output: NAME=STEM,STEM (repeatable), e.g. accompaniment=drums,bass,other.", show_default=False),
+    two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Only STEM and no_STEM (everything else), e.g. --two-stems vocals for karaoke.", show_default=False),
     runtime: str = typer.Option("auto", "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
     precision: str = typer.Option(DEFAULT_PRECISION, "--precision", help="LiteRT weights: float32, float16 or int8 (faster, less faithful)."),
     plot: bool = typer.Option(False, "--plot", help="Also write TRACK_spectrograms.png next to the stems (mixture and stem spectrograms; needs matplotlib)."),
@@ -45,6 +47,8 @@ def separate(
     options.check_wiener_iterations(wiener_iterations)
     options.check_filename(filename)
     options.check_overlap(overlap, config)
+    groups = options.parse_groups(group, two_stems=two_stems)
+    options.check_groups(groups, config.stems)
     runtimes.check_runtime(runtime, precision)
     if plot:
         from stemtf import plots
@@ -63,15 +67,16 @@ def separate(
     planned: dict[pathlib.Path, pathlib.Path] = {}
     written = 0
     progress = progress_bar(quiet, TextColumn("chunks"))
-    with progress:
+    with progress, signals.at_callbacks():
         for path in readable:
             task = progress.add_task(path.name, total=None)
 
             def report(done: int, total: int | None, task=task) -> None:
+                signals.check()  # a stop signal ends the run here, between two chunks
                 progress.update(task, completed=done, total=total)
 
             try:
-                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt)
+                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt, groups=groups)
                 clash = next((planned[t] for t in targets.values() if t in planned), None)
                 if clash is not None:
                     raise StemtfError(
@@ -80,7 +85,7 @@ def separate(
                     )
                 paths = separator.separate_file(
                     path, output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
-                    offset=offset, duration=duration, overwrite=overwrite, progress=report,
+                    offset=offset, duration=duration, overwrite=overwrite, groups=groups, progress=report,
                 )
                 if plot:
                     plots.plot_track(path, paths, offset=offset)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+import time
 from typing import Optional
 
 import typer
 
-from stemtf.cli.app import app, import_tensorflow_quietly, progress_bar, stem_groups
+from stemtf.cli.app import app, import_tensorflow_quietly, progress_bar, signals, stem_groups
 from stemtf import options
-from stemtf.errors import StemtfError
+from stemtf.errors import OptionError, StemtfError
 
 
 @app.command()
@@ -33,6 +35,7 @@ def train(
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
     strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
     worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
+    log_every: int = typer.Option(100, "--log-every", help="When stderr is not a terminal (a log, CI, nohup): a progress line every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Train a model on your stems, or fine-tune one with --from; writes a loadable model at every checkpoint."""
@@ -45,6 +48,8 @@ def train(
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
     options.check_speed_range(speed_range)
+    if log_every < 1:
+        raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
     if not data.exists():
         raise StemtfError(f"--data {str(data)!r} does not exist.")
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
@@ -57,12 +62,20 @@ def train(
 
     augmentation = Augmentation(speed_range=tuple(speed_range))
     progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
-    with progress:
+    with progress, signals.at_callbacks():
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
 
         def report(step: int, total: int, logs) -> None:
+            signals.check()  # a stop signal ends the run here, between two steps
             loss = logs.get("loss")
             progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+            if log_lines and (step % log_every == 0 or step == total):
+                elapsed = time.monotonic() - started
+                shown = "" if loss is None else f"  loss {float(loss):.4f}"
+                typer.echo(f"step {step}/{total}{shown}  {elapsed:.0f} s", err=True)
+
+        log_lines = not quiet and not sys.stderr.isatty()  # the bar shows nothing there: print lines
+        started = time.monotonic()
 
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -109,6 +122,7 @@ def evaluate(
     import_tensorflow_quietly()
     from stemtf import evaluate as evaluate_lib
 
+    evaluate_lib.check_dependencies()
     tracks = evaluate_lib.load_tracks(
         data if musdb is None else musdb, musdb=musdb is not None, stems=config.stems, stem_groups=groups,
         subset=subset, names=track,

@@ -8,7 +8,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 
 from stemtf.data.tracks import MIXTURE, AudioSource, Track, _check_stems_found, _make_track, _stem_groups
-from stemtf.errors import DataError
+from stemtf.errors import DataError, DependencyError
 
 LAYOUTS = ("auto", "folder", "csv", "musdb")
 AUDIO_EXTENSIONS = frozenset(
@@ -156,7 +156,7 @@ def musdb_tracks(
     try:
         import musdb
     except ImportError:
-        raise ImportError('Reading MUSDB18 needs the musdb package: pip install "stemtf[eval]"') from None
+        raise DependencyError("Reading MUSDB18", "musdb", "eval") from None
     root = pathlib.Path(root)
     subset_folder = root / subset
     if subset not in ("train", "test"):

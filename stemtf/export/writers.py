@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from stemtf import __version__, options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError, OptionError, OutputError
+from stemtf.errors import DependencyError, ModelError, OptionError, OutputError
+from stemtf.outputs import place
 from stemtf.export.artifacts import (
     KINDS,
     MAGNITUDE_INPUT,
@@ -61,13 +62,14 @@ def _atomic_output(path: pathlib.Path, *, overwrite: bool):
     try:
         temporary = staging / path.name
         yield temporary
-        for target in (path, meta):
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        os.replace(temporary, path)
-        os.replace(description_path(temporary), meta)
+        # The moves themselves refuse to replace (unless overwrite): an artifact another process
+        # wrote meanwhile survives, and this export fails with one line.
+        place(temporary, path, overwrite=overwrite)
+        try:
+            place(description_path(temporary), meta, overwrite=overwrite)
+        except BaseException:
+            place(path, temporary, overwrite=True)  # back into staging, deleted below: no artifact without its JSON
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -222,7 +224,7 @@ def export_onnx(
     try:
         import tf2onnx
     except ImportError:
-        raise ModelError('ONNX export needs tf2onnx: pip install "stemtf[onnx]".') from None
+        raise DependencyError("ONNX export", "tf2onnx", "onnx") from None
     path = pathlib.Path(path)
     frames = segment_frames or config.segment_frames
     function, inputs, outputs = _kind_function(model, config, kind, frames)

@@ -1,15 +1,17 @@
 """The FastAPI app: TF Serving's model status, metadata and ``:predict`` routes, ``POST /v1/separate``, and the web page's job API."""
 
+import importlib.util
 import json
 import pathlib
 import re
 from typing import TYPE_CHECKING, Any
 
 from stemtf import options
-from stemtf.errors import StemtfError
+from stemtf.errors import DependencyError, OptionError
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
+from stemtf.serve.zipping import iter_zip
 
 if TYPE_CHECKING:
     from stemtf.serve.jobs import JobManager
@@ -30,10 +32,15 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
     try:
         from fastapi import FastAPI, Request, Response
         from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import StreamingResponse
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
     except ImportError:
-        raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
+        raise DependencyError("stemtf serve", "FastAPI", "serve") from None
+    if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
+        # Starlette asserts on the first upload without it: say so now, not as a 500 later.
+        raise DependencyError("stemtf serve (uploads)", "python-multipart", "serve")
 
     max_bytes = int(max_upload_mb * 1e6)
     app = FastAPI(title="stemtf", docs_url=None, redoc_url=None, openapi_url=None)
@@ -53,6 +60,11 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
     async def _validation_error(request, error):
         details = "; ".join(str(item.get("msg", "")) for item in error.errors()[:3])
         return json_response({"error": f"Invalid request: {details}."}, 400)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request, error):
+        # The client hung up mid-upload: nobody reads an answer, and it is not a server error to log.
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def _internal_error(request, error: Exception):
@@ -116,19 +128,28 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
             async def replay() -> dict:
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=4)
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=12)
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
                 raise RequestError("The multipart body must have a file field named 'file' (curl -F file=@song.mp3).")
             data, filename = await upload.read(), upload.filename or ""
+            group_fields, two_stems = form.getlist("group"), form.get("two_stems")
         else:
-            data = body
+            data, group_fields, two_stems = body, [], None
+        # Groups come as form fields or in the query string: ?group=accompaniment=drums,bass,other or ?two_stems=vocals.
+        group_fields = [*group_fields, *request.query_params.getlist("group")]
+        two_stems = two_stems or request.query_params.get("two_stems")
+        try:
+            groups = options.parse_groups([g for g in group_fields if isinstance(g, str) and g], two_stems=two_stems or None)
+            options.check_groups(groups, model.stems)
+        except OptionError as error:
+            raise RequestError(str(error)) from None
         if not data:
             raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
-        zipped = await run_in_threadpool(separate_upload, data, filename, model)
+        files = await run_in_threadpool(lambda: separate_upload(data, filename, model, groups=groups))
         track = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(filename).stem or "track")
-        return Response(zipped, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
+        return StreamingResponse(iter_zip(files), media_type="application/zip",
+                                 headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
 
     if jobs is not None:
         from stemtf.serve.web import add_job_routes

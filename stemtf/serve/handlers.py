@@ -5,22 +5,43 @@ import json
 import pathlib
 import re
 import tempfile
-import zipfile
+from typing import BinaryIO
 
 import numpy as np
 
-from stemtf import audio
+from stemtf import apply, audio, options
 from stemtf.errors import AudioError
 from stemtf.serve.protocol import RequestError, _to_array
 from stemtf.serve.served_model import ServedModel
 
 
+# Values of a JSON body decoded at most: 8 M numbers is 95 s of 44.1 kHz stereo, ~1 GB at peak
+# (the parsed body, then one output per stem as JSON).
+MAX_JSON_VALUES = 1 << 23
+
+
+def max_json_values(model: ServedModel) -> int:
+    """Numbers a ``:predict`` body may hold: the duration limit's, at most :data:`MAX_JSON_VALUES`."""
+    return int(min(MAX_JSON_VALUES, model.max_duration * model.sample_rate * model.num_channels))
+
+
 def parse_predict_request(body: bytes, model: ServedModel) -> tuple[str, dict[str, np.ndarray], bool]:
     """``(signature_name, inputs, row_format)`` from a ``:predict`` body, validated against the signature."""
+    # json.loads makes a Python object of every number (~30x its bytes) and the response holds one
+    # per stem and sample: count the values first (every one but the last is followed by a comma).
+    limit = max_json_values(model)
+    if body.count(b",") + 1 > limit:
+        raise RequestError(
+            f"The JSON body holds more than {limit} numbers; this server accepts at most {model.max_duration:g} s "
+            f"of audio and {MAX_JSON_VALUES} numbers per request (send longer audio as WAV bytes with the "
+            "separate_wav signature, or to /v1/separate).", 413,
+        )
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(f"The body is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise RequestError("The body is not valid JSON: it is nested too deeply.") from None
     if not isinstance(request, dict):
         raise RequestError("The body must be a JSON object with 'instances' or 'inputs'.")
     signature_name = request.get("signature_name") or "serving_default"
@@ -76,47 +97,84 @@ def _check_duration(arrays: dict[str, np.ndarray], model: ServedModel) -> None:
             raise RequestError(f"Input {name!r} is {seconds:.1f} s long; this server accepts at most {limit:g} s.", 413)
 
 
-def separate_upload(data: bytes, filename: str, model: ServedModel) -> bytes:
-    """Separate an uploaded audio file; a zip of ``STEM.wav`` (16-bit PCM, the upload's rate and channels)."""
-    import soundfile as sf
+def separate_upload(
+    data: bytes, filename: str, model: ServedModel, *, groups: dict[str, list[str]] | None = None
+) -> list[tuple[str, BinaryIO]]:
+    """Separate an uploaded audio file into ``STEM.wav`` files (16-bit PCM, the upload's rate and channels).
 
+    ``groups`` (``{name: [stem, ...]}``, see :func:`stemtf.options.check_groups`) sums stems into
+    one file each; stems in no group are kept.
+
+    Decoding, separation and encoding stream chunk by chunk into temporary files, all while holding
+    one of the model's concurrency slots, so memory stays flat whatever the upload decodes to. The
+    work is bounded by the audio's duration (counted at the model's rate when the file does not
+    say) and by the bytes of the stems it would produce (a 384 kHz upload is 9x a 44.1 kHz one).
+
+    Returns:
+        ``[(STEM.wav, opened file)]`` for :func:`stemtf.serve.zipping.iter_zip`; the files are
+        already unlinked, so nothing is left on disk whatever happens to the response.
+
+    Raises:
+        RequestError: not audio, too long, too many bytes out, NaN samples, not mono or stereo.
+    """
     suffix = pathlib.Path(filename).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", pathlib.Path(filename).suffix) else ""
-    with tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
+    shown = repr(filename) if filename else "the upload"
+    plan = options.check_groups(groups, model.stems) or [(stem, (index,)) for index, stem in enumerate(model.stems)]
+    with model.slot(), tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
         path = pathlib.Path(work) / f"upload{suffix}"
         path.write_bytes(data)
+        del data
         try:
             reader = audio.open_audio(path)
         except AudioError as error:
-            raise RequestError(str(error).replace(str(path), filename or "the upload")) from None
+            raise RequestError(str(error).replace(repr(str(path)), shown)) from None
+        writers: list[audio.AudioWriter] = []
         try:
-            limit = int(model.max_duration * reader.sample_rate)
-            if reader.num_samples is not None and reader.num_samples > limit:
-                seconds = reader.num_samples / reader.sample_rate
-                raise RequestError(f"The audio is {seconds:.1f} s long; this server accepts at most {model.max_duration:g} s.", 413)
-            if reader.num_channels not in (1, 2):
-                raise RequestError(f"The audio has {reader.num_channels} channels; upload mono or stereo audio.")
-            blocks, total = [], 0
-            while True:
-                block = reader.read(1 << 18)
-                if not block.shape[0]:
-                    break
-                total += block.shape[0]
-                if total > limit:
-                    raise RequestError(f"The audio is longer than this server's limit of {model.max_duration:g} s.", 413)
-                blocks.append(block)
-            sample_rate = reader.sample_rate
-        except AudioError as error:
-            raise RequestError(str(error).replace(str(path), filename or "the upload")) from None
+            rate, channels = reader.sample_rate, reader.num_channels
+            if channels not in (1, 2):
+                raise RequestError(f"The audio has {channels} channels; upload mono or stereo audio.")
+            limits = _Limits(model, rate, channels, len(plan))
+            if reader.num_samples is not None:
+                limits.check(reader.num_samples / rate)
+            source = apply.model_reader(audio.FiniteReader(reader, "The upload"), sample_rate=model.sample_rate,
+                                        num_channels=model.num_channels)
+            writers = [audio.AudioWriter(pathlib.Path(work) / f"{stem}.wav", sample_rate=rate, num_channels=channels,
+                                         input_rate=model.sample_rate) for stem, _ in plan]
+            done = 0
+            for block in model.separate_stream(source):
+                done += block.shape[1]
+                limits.check(done / model.sample_rate)  # a file of unknown length stops at the limit
+                for writer, (_, indices) in zip(writers, plan):  # groups: sums of the model's stems
+                    writer.write(audio.convert_channels(block[list(indices)].sum(axis=0), channels))
+            files = []
+            for (stem, _), writer in zip(plan, writers):
+                writer.write(np.zeros((0, channels), np.float32), last=True)
+                files.append((f"{stem}.wav", open(writer.commit(overwrite=True), "rb")))
+            return files
+        except BaseException as error:
+            for writer in writers:
+                writer.abort()
+            if isinstance(error, AudioError):
+                raise RequestError(str(error).replace(repr(str(path)), shown)) from None
+            raise
         finally:
             reader.close()
-    if not blocks:
-        raise RequestError("The upload holds no audio samples.")
-    waveform = np.concatenate(blocks)
-    stems = model.separate(waveform, sample_rate)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as bundle:
-        for stem, out in stems.items():
-            buffer = io.BytesIO()
-            sf.write(buffer, np.clip(out, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-            bundle.writestr(f"{stem}.wav", buffer.getvalue())
-    return archive.getvalue()
+
+
+class _Limits:
+    """The duration limit, and the bytes of 16-bit stems that a limit-long file at the model's rate gives."""
+
+    def __init__(self, model: ServedModel, sample_rate: int, num_channels: int, num_outputs: int) -> None:
+        self.max_duration = model.max_duration
+        self.bytes_per_second = sample_rate * num_channels * 2 * num_outputs
+        self.max_bytes = model.max_duration * model.sample_rate * 2 * 2 * len(model.stems)
+        self.sample_rate = sample_rate
+
+    def check(self, seconds: float) -> None:
+        if seconds > self.max_duration:
+            raise RequestError(f"The audio is {seconds:.1f} s long or more; this server accepts at most {self.max_duration:g} s.", 413)
+        if seconds * self.bytes_per_second > self.max_bytes:
+            raise RequestError(
+                f"At {self.sample_rate} Hz the stems of this file would be more than this server sends "
+                f"({self.max_bytes / 1e6:.0f} MB); upload a shorter file or one at a lower sample rate.", 413,
+            )

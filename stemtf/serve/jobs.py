@@ -27,8 +27,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from stemtf import audio
-from stemtf.errors import StemtfError
+from stemtf import audio, options
+from stemtf.errors import OptionError, StemtfError
 from stemtf.serve import results
 
 DEFAULT_MAX_QUEUE = 8
@@ -70,8 +70,9 @@ class Job:
     id: str
     model: str
     filename: str  # shown to people, never used as a path
-    stems: tuple[str, ...]
+    stems: tuple[str, ...]  # what is written: the model's stems, or the groups and the stems left out of them
     created: float
+    groups: Mapping[str, list[str]] | None = None
     upload: pathlib.Path | None = None
     status: str = "queued"  # queued -> running -> done | failed | cancelled
     duration: float | None = None
@@ -235,8 +236,13 @@ class JobManager:
         # The suffix helps ffmpeg guess a format; anything unusual is dropped rather than trusted.
         return self.uploads_dir / f"{uuid.uuid4().hex}{suffix.lower() if _SUFFIX.match(suffix) else ''}"
 
-    def submit(self, upload: pathlib.Path, filename: str, model: str) -> dict[str, Any]:
+    def submit(
+        self, upload: pathlib.Path, filename: str, model: str, *, groups: Mapping[str, list[str]] | None = None
+    ) -> dict[str, Any]:
         """Queue a job for an upload saved at ``upload`` (which the manager now owns and deletes).
+
+        ``groups`` (``{name: [stem, ...]}``, see :meth:`Separator.separate`) sums stems into one
+        output each; the job's stems are then the groups and the stems left out of them.
 
         Returns:
             The job's status (see :meth:`status`).
@@ -247,9 +253,24 @@ class JobManager:
         try:
             self.check_model(model)
             entry = self._models[model]
+            try:
+                plan = options.check_groups(groups, entry.stems)
+            except OptionError as error:
+                raise JobError(error.for_cli().replace("--group ", "").replace("--two-stems ", ""), 400, "bad_groups") from None
+            stems = tuple(name for name, _ in plan) if plan else entry.stems
             duration, sample_rate, num_channels = self._probe(upload, _display_name(filename))
-            # WAV results are 16-bit at the upload's rate and channel count: their size is known now.
-            needed = int(duration * sample_rate) * num_channels * 2 * len(entry.stems)
+            # WAV results are 16-bit at the upload's rate and channel count: their size is known now
+            # (for a file of unknown length, that of a file as long as the limit).
+            needed = int((duration or self.max_duration) * sample_rate) * num_channels * 2 * len(stems)
+            # Bounded like the duration, in bytes: what a limit-long stereo file at the model's rate
+            # gives; a 384 kHz upload would otherwise make 9x the stems of a 44.1 kHz one.
+            most = int(self.max_duration * entry.sample_rate) * 2 * 2 * len(entry.stems)
+            if needed > most:
+                raise JobError(
+                    f"At {sample_rate} Hz the stems of this file would need {needed / 1e6:.0f} MB, more than this "
+                    f"server writes for one song ({most / 1e6:.0f} MB); upload a shorter file or one at a lower "
+                    "sample rate.", 413, "too_big",
+                )
             if needed > self.quota_bytes:
                 raise JobError(
                     f"The stems of this file would need {needed / 1e6:.0f} MB, more than this server keeps "
@@ -260,7 +281,7 @@ class JobManager:
                     raise JobError("The server is shutting down.", 503, "busy", retry_after=30)
                 self.check_room()
                 job = Job(
-                    id=str(uuid.uuid4()), model=model, filename=_display_name(filename), stems=entry.stems,
+                    id=str(uuid.uuid4()), model=model, filename=_display_name(filename), stems=stems, groups=groups,
                     created=time.time(), upload=upload, duration=duration, sample_rate=sample_rate,
                     num_channels=num_channels,
                 )
@@ -387,8 +408,8 @@ class JobManager:
         recent = sorted(self._recent_seconds)
         return min(600, max(1, math.ceil(recent[len(recent) // 2]))) if recent else 10
 
-    def _probe(self, upload: pathlib.Path, name: str) -> tuple[float, int, int]:
-        """``(seconds, sample_rate, channels)`` of an upload; JobError if it is not audio or too long."""
+    def _probe(self, upload: pathlib.Path, name: str) -> tuple[float | None, int, int]:
+        """``(seconds or None if unknown, sample_rate, channels)`` of an upload; JobError if it is not audio or too long."""
         from stemtf.errors import AudioError
 
         try:
@@ -407,9 +428,9 @@ class JobManager:
                     f"{name!r} is {_minutes(seconds)} long; this server separates at most {_minutes(self.max_duration)}.",
                     413, "too_long",
                 )
-            # Unknown length (a stream through ffmpeg): assume the limit for the quota check; the
-            # worker counts the model's samples and stops at the limit.
-            return (seconds if seconds is not None else self.max_duration), reader.sample_rate, reader.num_channels
+            # Unknown length (a stream through ffmpeg, a streamed FLAC): None, never a guess shown as
+            # the duration; the worker counts the model's samples and stops at the limit.
+            return seconds, reader.sample_rate, reader.num_channels
         finally:
             reader.close()
 
@@ -461,7 +482,12 @@ class JobManager:
                     job.chunks_done, job.chunks_total = done, total
 
             partial.mkdir()
-            separator.separate_file(job.upload, output_dir=partial, filename="{stem}.{ext}", fmt="wav", progress=progress)
+            written = separator.separate_file(job.upload, output_dir=partial, filename="{stem}.{ext}", fmt="wav",
+                                             groups=job.groups, progress=progress)
+            if job.duration is None:  # a file that did not say its length: now it is known
+                info = audio.probe_audio(next(iter(written.values())))
+                with self._cond:
+                    job.duration = info.num_samples / info.sample_rate
             record = {"id": job.id, "model": job.model, "filename": job.filename, "stems": list(job.stems),
                       "duration": job.duration, "sample_rate": job.sample_rate, "num_channels": job.num_channels,
                       "created": job.created, "finished": time.time()}

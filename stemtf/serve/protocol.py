@@ -42,7 +42,7 @@ def _to_array(value: Any, spec, name: str) -> np.ndarray:
             array = np.array(_decode_strings(value), dtype=object)
         else:
             array = np.array(value, dtype=_DTYPES[dtype])
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):  # OverflowError: a 401-digit number
         raise RequestError(f"Input {name!r} must be a rectangular array of numbers ({dtype}).") from None
     expected = spec.shape.as_list()
     if array.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape)):

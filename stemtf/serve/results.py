@@ -39,7 +39,7 @@ def encode_mp3(wav: pathlib.Path, target: pathlib.Path, *, bitrate: int) -> None
         try:
             for block in source.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
                 writer.write(block)
-            writer.commit()
+            writer.commit(overwrite=True)  # a request that raced us wrote the same bytes
         except BaseException:
             writer.abort()
             raise

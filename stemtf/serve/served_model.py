@@ -4,13 +4,14 @@ import os
 import pathlib
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from stemtf import apply, options
+from stemtf import apply, audio, options
 from stemtf.errors import ModelError
-from stemtf.export.artifacts import read_description
+from stemtf.export.artifacts import WAVEFORM_INPUT, read_description
 from stemtf.serve.protocol import RequestError
 
 DEFAULT_MAX_DURATION = options.DEFAULT_MAX_DURATION
@@ -80,23 +81,59 @@ class ServedModel:
             }
         return result
 
+    def slot(self) -> threading.BoundedSemaphore:
+        """One of the ``max_concurrency`` slots: hold it for all of a request's heavy work (decode, model, encode)."""
+        return self._semaphore
+
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time."""
+        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time.
+
+        A waveform longer than one chunk goes through ``serving_default`` chunk by chunk (the same
+        chunks and cross-fade the graph uses), so memory stays flat: the graph on a whole 10-minute
+        waveform holds every chunk's stems at once (gigabytes).
+        """
+        with self._semaphore:
+            waveform = inputs.get(WAVEFORM_INPUT)
+            if signature_name == "serving_default" and len(inputs) == 1 and waveform is not None \
+                    and waveform.shape[0] > self.description.chunk_samples:
+                blocks = list(self.separate_stream(audio.ArrayReader(waveform, self.sample_rate)))
+                stems = np.concatenate(blocks, axis=1)
+                return {stem: stems[index] for index, stem in enumerate(self.stems)}
+            return self._call(signature_name, inputs)
+
+    def _call(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         function = self.signatures[signature_name]
-        with self._semaphore:
-            try:
-                outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
-            except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-                raise RequestError(_tf_message(error)) from None
+        try:
+            outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            raise RequestError(_tf_message(error)) from None
         return {name: value.numpy() for name, value in outputs.items()}
+
+    def separate_stream(self, reader: audio.AudioReader) -> Iterator[np.ndarray]:
+        """Separate a reader at the model's rate and channels block by block; call it holding :meth:`slot`.
+
+        ``serving_default`` on exactly one chunk is one pass of the network (no padding, no fades),
+        and :func:`stemtf.apply.separate_stream` cross-fades the chunks as the graph would.
+
+        Yields:
+            float32 ``(num_stems, n, num_channels)`` consecutive blocks.
+        """
+        def one_chunk(chunk: np.ndarray) -> np.ndarray:
+            outputs = self._call("serving_default", {WAVEFORM_INPUT: chunk})
+            return np.stack([outputs[stem] for stem in self.stems])
+
+        return apply.separate_stream(
+            reader, one_chunk, chunk_samples=self.description.chunk_samples,
+            overlap_samples=self.description.overlap_samples,
+        )
 
     def separate(self, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
         """Separate a waveform ``(num_samples, 1 or 2)`` of any rate; stems keep its shape and rate."""
         num_samples, num_channels = waveform.shape
         x = apply.to_model_format(waveform, sample_rate, model_rate=self.sample_rate, model_channels=self.num_channels)
-        outputs = self.run("serving_default", {"waveform": x})
+        outputs = self.run("serving_default", {WAVEFORM_INPUT: x})
         return {
             stem: apply.from_model_format(
                 outputs[stem], model_rate=self.sample_rate, sample_rate=sample_rate, num_channels=num_channels,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from stemtf import options
 from stemtf.config import load_model_config
-from stemtf.errors import StemtfError
+from stemtf.errors import DependencyError, StemtfError
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
 from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
@@ -76,7 +76,7 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        raise StemtfError('Serving needs FastAPI and uvicorn: pip install "stemtf[serve]".') from None
+        raise DependencyError("stemtf serve", "uvicorn", "serve") from None
     check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
     if models is None:
         models = [] if model is None or find_savedmodel(model) is not None else [str(model)]

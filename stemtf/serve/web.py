@@ -16,10 +16,10 @@ import os
 import pathlib
 import re
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 from stemtf.serve.jobs import JobError, JobManager
+from stemtf.serve.zipping import iter_zip
 
 # The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
 _STATIC = {
@@ -97,7 +97,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
                 raise JobError(too_big, 413, "too_big")
             return message
 
-        form = await Request(request.scope, counting_receive).form(max_files=1, max_fields=4)
+        form = await Request(request.scope, counting_receive).form(max_files=1, max_fields=12)
         try:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
@@ -107,6 +107,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
             if not isinstance(model, str):
                 raise JobError("The field 'model' must be text, e.g. 4stems.")
             jobs.check_model(model)
+            groups = form_groups(form.getlist("group"), form.get("two_stems"))
             filename = upload.filename or "upload"
             path = jobs.upload_path(filename)
 
@@ -122,7 +123,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
             if path.stat().st_size == 0:
                 path.unlink(missing_ok=True)
                 raise JobError("The file is empty; choose an audio file.", 400, "not_audio")
-            job = await run_in_threadpool(jobs.submit, path, filename, model)
+            job = await run_in_threadpool(lambda: jobs.submit(path, filename, model, groups=groups))
         finally:
             await form.close()
         return json_response({**job, "status_url": f"/v1/jobs/{job['id']}"}, 202)
@@ -157,6 +158,19 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
                                  headers={"Content-Disposition": f'attachment; filename="{name}_stems.zip"'})
 
 
+def form_groups(values: list, two_stems: Any) -> dict[str, list[str]] | None:
+    """Groups from form fields ``group`` (``NAME=STEM,STEM``, repeatable) and ``two_stems`` (``STEM``); JobError 400 if malformed."""
+    from stemtf import options
+    from stemtf.errors import OptionError
+
+    if any(not isinstance(value, str) for value in values) or (two_stems is not None and not isinstance(two_stems, str)):
+        raise JobError("The fields 'group' and 'two_stems' must be text, e.g. group=accompaniment=drums,bass,other.", 400, "bad_groups")
+    try:
+        return options.parse_groups([value for value in values if value], two_stems=two_stems or None)
+    except OptionError as error:
+        raise JobError(str(error).replace("`group` ", "").replace("`two_stems` ", ""), 400, "bad_groups") from None
+
+
 def _iter_file(handle, block_size: int = 1 << 20):
     try:
         while block := handle.read(block_size):
@@ -169,41 +183,3 @@ def _download_name(filename: str) -> str:
     """A safe ASCII download name from the uploaded file's name (without its suffix)."""
     stem = pathlib.PurePath(filename).stem if filename not in ("", ".", "..") else ""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).strip("._")[:100] or "track"
-
-
-def iter_zip(files: list[tuple[str, Any]], block_size: int = 1 << 20) -> Iterator[bytes]:
-    """Stream a zip of already opened files ``[(name, binary file)]`` block by block, closing them."""
-    import zipfile
-
-    sink = _Sink()
-    try:
-        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as bundle:  # WAV barely compresses; storing is fast
-            for name, handle in files:
-                with bundle.open(name, "w", force_zip64=True) as member:
-                    while block := handle.read(block_size):
-                        member.write(block)
-                        yield sink.take()
-                yield sink.take()
-        yield sink.take()
-    finally:
-        for _, handle in files:
-            handle.close()
-
-
-class _Sink:
-    """A write-only, unseekable stream whose bytes are taken as they come (zipfile then writes data descriptors)."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data

@@ -16,6 +16,7 @@ import importlib.util
 import math
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ import tensorflow as tf
 from stemtf import data as data_lib
 from stemtf import options
 from stemtf.config import ModelConfig
-from stemtf.errors import ModelError, OptionError
+from stemtf.errors import DataError, DependencyError, ModelError, OptionError
 from stemtf.model import build_model, load_model
 from stemtf.train import distributed
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
@@ -253,6 +254,7 @@ def fit(
     initial_epoch = start_step // steps_per_epoch
     epochs = initial_epoch + math.ceil((steps - start_step) / steps_per_epoch)
     write_dir.mkdir(parents=True, exist_ok=True)
+    failure = None
     try:
         if cluster.multi_worker:  # Keras 3's fit fails under MultiWorkerMirroredStrategy
             distributed.fit_loop(
@@ -271,10 +273,28 @@ def fit(
                 shuffle=False,
                 verbose=0,
             )
+    except tf.errors.OpError as error:
+        failure = _data_error(error)
+        if failure is None:
+            raise
     finally:
         if write_dir != output_dir:
             shutil.rmtree(write_dir, ignore_errors=True)
+    if failure is not None:
+        # Raised outside the except block, so that TensorFlow's error and its traceback (which hold
+        # the dataset iterator and its reader threads) are released first: held, they hang the exit.
+        raise failure
     return TrainingResult(model, config, output_dir, checkpointer.step(), list(checkpointer.state["history"]))
+
+
+def _data_error(error: Exception) -> DataError | None:
+    """The stemtf error a data-pipeline read raised (a corrupt file), out of TensorFlow's wrapping; None if none.
+
+    Reads run inside ``tf.numpy_function``, which re-raises every Python error as an OpError whose
+    message quotes it: training stops with that one line (naming the file) instead of a traceback.
+    """
+    found = re.search(r"(?:AudioError|DataError): (.+)", getattr(error, "message", "") or str(error))
+    return DataError(f"Training stopped: {found.group(1).strip()}") if found else None
 
 
 def _build(
@@ -343,7 +363,7 @@ def _tensorboard(
     the audio and spectrograms of one example at every checkpoint (:mod:`stemtf.train.summaries`)."""
     available = importlib.util.find_spec("tensorboard") is not None
     if enabled and not available:
-        raise ImportError('TensorBoard logs need the tensorboard package: pip install ".[train]" (from the stemtf folder)')
+        raise DependencyError("TensorBoard logs", "tensorboard", "train")
     if not (available if enabled is None else enabled):
         return []
     from stemtf.train.summaries import ExampleSummaries

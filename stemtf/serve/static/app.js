@@ -104,6 +104,12 @@ function showStems() {
   chips.textContent = "";
   const model = page.options && page.options.models.find((m) => m.name === $("model").value);
   if (!model) return;
+  // "STEM + the rest": the server sums every other stem into no_STEM (two_stems, as in Demucs).
+  const output = $("two-stems");
+  const kept = output.value;
+  output.replaceChildren(new Option("every stem", ""));
+  model.stems.forEach((stem) => output.append(new Option(`${stem} + the rest`, stem)));
+  output.value = model.stems.includes(kept) ? kept : "";
   model.stems.forEach((stem, index) => {
     const chip = document.createElement("span");
     chip.className = "chip";
@@ -141,6 +147,7 @@ function separate() {
   closePlayer();
   const form = new FormData();
   form.append("model", $("model").value);
+  if ($("two-stems").value) form.append("two_stems", $("two-stems").value);
   form.append("file", file, file.name);
   // XMLHttpRequest rather than fetch: it reports upload progress.
   const request = new XMLHttpRequest();

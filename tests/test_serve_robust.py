@@ -1,0 +1,219 @@
+"""The server when things go wrong: what an upload decodes to, hostile JSON, NaN, streamed FLAC, hang-ups."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf.serve import JobError, JobManager
+
+from conftest import SAMPLE_RATE, music_like
+from test_robust import streamed_flac
+from test_serve import MAX_DURATION, free_port, multipart, request, savedmodel_base, server, wav_bytes  # noqa: F401 (fixtures)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def float_wav(waveform, sample_rate=SAMPLE_RATE) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, waveform, sample_rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_high_rate_upload_is_bounded_by_the_bytes_of_its_stems(server):
+    # 1 s at 384 kHz is under the 4 s limit, but its stems are as big as 8.7 s at 44.1 kHz.
+    body = wav_bytes(np.zeros((384_000, 2), np.float32), 384_000)
+    status, _, answer = request(f"{server}/v1/separate", body=body, content_type="audio/wav")
+    assert status == 413, answer[:300]
+    assert "At 384000 Hz the stems of this file would be more than this server sends" in json.loads(answer)["error"]
+    body = wav_bytes(music_like(96_000, sample_rate=96_000), 96_000)  # 1 s at 96 kHz: 2.2 s worth, accepted
+    status, _, answer = request(f"{server}/v1/separate", body=body, content_type="audio/wav")
+    assert status == 200, answer[:300]
+
+
+def test_zip_members_unpack_with_normal_permissions(server, tmp_path):
+    status, _, answer = request(f"{server}/v1/separate", body=wav_bytes(music_like(SAMPLE_RATE)), content_type="audio/wav")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        modes = {member.filename: (member.external_attr >> 16) & 0o777 for member in bundle.infolist()}
+        bundle.extractall(tmp_path)
+    assert modes == {"vocals.wav": 0o644, "drums.wav": 0o644, "other.wav": 0o644}
+    assert sf.info(tmp_path / "vocals.wav").frames == SAMPLE_RATE
+
+
+def test_nan_upload_is_a_400_not_full_scale_stems(server):
+    waveform = music_like(SAMPLE_RATE)
+    waveform[1000:2000] = np.nan
+    status, _, answer = request(f"{server}/v1/separate", body=float_wav(waveform), content_type="audio/wav")
+    assert status == 400 and "contains NaN or infinite samples" in json.loads(answer)["error"]
+
+
+def test_streamed_flac_upload_is_separated(server, tmp_path):
+    song = streamed_flac(tmp_path / "streamed.flac", 2.0)
+    body, content_type = multipart("file", "streamed.flac", song.read_bytes())
+    status, _, answer = request(f"{server}/v1/separate", body=body, content_type=content_type)
+    assert status == 200, answer[:300]
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        assert sf.info(io.BytesIO(bundle.read("vocals.wav"))).frames == 2 * SAMPLE_RATE
+    long = streamed_flac(tmp_path / "long.flac", MAX_DURATION + 3)  # unknown length: counted as it decodes
+    status, _, answer = request(f"{server}/v1/separate", body=long.read_bytes(), content_type="audio/flac")
+    assert status == 413 and f"at most {MAX_DURATION:g} s" in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"inputs": [[1' + b"0" * 400 + b', 0]]}'])
+def test_hostile_json_is_a_400(server, body):
+    status, _, answer = request(f"{server}/v1/models/tiny:predict", body=body)
+    assert status == 400, answer[:300]
+    assert json.loads(answer)["error"]
+
+
+def test_json_is_bounded_by_what_it_decodes_to_before_decoding(server):
+    # 4.1 s of zeros is ~2 MB of JSON (under the upload limit) but 361,620 numbers.
+    body = b'{"inputs": [' + b"[0,0]," * int(4.1 * SAMPLE_RATE) + b"[0,0]]}"
+    status, _, answer = request(f"{server}/v1/models/tiny:predict", body=body)
+    assert status == 413 and "holds more than 352800 numbers" in json.loads(answer)["error"]
+
+
+def test_long_predict_waveform_goes_through_chunks_with_the_same_result(savedmodel_base):
+    from stemtf.serve import ServedModel
+
+    served = ServedModel(savedmodel_base, max_duration=60)
+    waveform = music_like(5 * served.description.chunk_samples + 123)
+    chunked = served.run("serving_default", {"waveform": waveform})
+    whole = served._call("serving_default", {"waveform": waveform})  # the graph's own chunking
+    for stem in served.stems:
+        np.testing.assert_allclose(chunked[stem], whole[stem], atol=1e-5)
+
+
+def test_client_hanging_up_mid_upload_logs_no_traceback(server, caplog):
+    host, port = server.removeprefix("http://").split(":")
+    with caplog.at_level(logging.DEBUG):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/separate HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n")
+            sock.sendall(b"RIFF" + b"\0" * 5000)
+            time.sleep(0.3)
+        time.sleep(1.0)
+        assert request(f"{server}/v1/models/tiny")[0] == 200  # still serving
+    assert not [record for record in caplog.records if record.exc_info or "Traceback" in record.getMessage()]
+
+
+# Page jobs: the same bounds.
+
+
+@pytest.fixture
+def jobs(tiny_model, tmp_path):
+    from stemtf.separator import Separator
+
+    model, config = tiny_model
+    with JobManager({"tiny": Separator(model, config)}, tmp_path / "cache", max_duration=MAX_DURATION) as manager:
+        yield manager
+
+
+def test_job_of_a_high_rate_file_is_refused_by_the_bytes_of_its_stems(jobs, tmp_path):
+    upload = tmp_path / "high.wav"
+    sf.write(upload, np.zeros((384_000, 2), np.float32), 384_000)
+    with pytest.raises(JobError, match="At 384000 Hz the stems of this file would need") as caught:
+        jobs.submit(upload, "high.wav", "tiny")
+    assert caught.value.status == 413 and not upload.exists()
+
+
+def test_job_of_a_streamed_flac_reports_no_bogus_duration(jobs, tmp_path):
+    upload = streamed_flac(tmp_path / "streamed.flac", 2.0)
+    job = jobs.submit(upload, "streamed.flac", "tiny")
+    assert job["duration"] is None  # unknown until decoded, never 209146758205323.7 s
+    deadline = time.time() + 120
+    while (status := jobs.status(job["id"]))["status"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done", status
+    assert status["duration"] == pytest.approx(2.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_serve_removes_its_temporary_export_when_terminated(tiny_model_dir, tmp_path, signum):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stemtf.cli", "serve", str(tiny_model_dir), "--port", str(port), "--cache-dir", str(tmp_path / "cache")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            try:
+                if request(f"http://127.0.0.1:{port}/v1/models/tiny", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert len(list(temp.glob("stemtf-serve-*"))) == 1  # the temporary SavedModel (TensorFlow puts autograph files here too)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # a failed check above: never leave a server running
+            process.kill()
+            process.communicate()
+    assert "Traceback" not in err, err[-2000:]
+    assert list(temp.glob("stemtf-serve-*")) == []
+
+
+# Stem groups on the server and in page jobs.
+
+
+def test_separate_endpoint_takes_groups(server):
+    mixture = music_like(SAMPLE_RATE)
+    status, _, answer = request(f"{server}/v1/separate?two_stems=vocals", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 200, answer[:300]
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        assert sorted(bundle.namelist()) == ["no_vocals.wav", "vocals.wav"]
+        total = sum(sf.read(io.BytesIO(bundle.read(name)), dtype="float32")[0] for name in bundle.namelist())
+    assert np.abs(total - sf.read(io.BytesIO(wav_bytes(mixture)), dtype="float32")[0]).max() < 3e-3
+    body, content_type = multipart("file", "a.wav", wav_bytes(mixture))
+    status, _, answer = request(f"{server}/v1/separate?group=rest=drums,other", body=body, content_type=content_type)
+    with zipfile.ZipFile(io.BytesIO(answer)) as bundle:
+        assert status == 200 and sorted(bundle.namelist()) == ["rest.wav", "vocals.wav"]
+    status, _, answer = request(f"{server}/v1/separate?group=x=vocals,bass", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 400 and "'bass' is not a stem of this model" in json.loads(answer)["error"]
+
+
+def test_page_job_with_two_stems(jobs, tmp_path):
+    upload = tmp_path / "song.wav"
+    sf.write(upload, music_like(SAMPLE_RATE), SAMPLE_RATE)
+    job = jobs.submit(upload, "song.wav", "tiny", groups={"no_vocals": ["drums", "other"]})
+    assert job["stem_names"] == ["vocals", "no_vocals"]
+    deadline = time.time() + 120
+    while (status := jobs.status(job["id"]))["status"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done", status
+    assert [stem["name"] for stem in status["stems"]] == ["vocals", "no_vocals"]
+    assert jobs.stem_file(job["id"], "no_vocals", "wav").is_file()
+    upload.write_bytes(wav_bytes(music_like(SAMPLE_RATE)))
+    with pytest.raises(JobError, match="puts 'drums' in two groups") as caught:
+        jobs.submit(upload, "song.wav", "tiny", groups={"a": ["drums"], "b": ["drums", "other"]})
+    assert caught.value.kind == "bad_groups" and caught.value.status == 400
+
+
+def test_form_fields_become_groups():
+    from stemtf.serve.web import form_groups
+
+    assert form_groups([], "vocals") == {"no_vocals": ["!vocals"]}
+    assert form_groups(["acc=drums,bass"], None) == {"acc": ["drums", "bass"]}
+    with pytest.raises(JobError, match="must look like NAME=STEM"):
+        form_groups(["nonsense"], None)
