@@ -33,7 +33,7 @@ import soundfile as sf
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from sources import EIF_ROOT, FOF_ROOT, fof_songs  # noqa: E402
+from sources import EIF_ROOT, fof_songs  # noqa: E402
 
 
 def band_shares(waveform: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
