@@ -74,6 +74,17 @@ def tiny_model_dir(tmp_path_factory, tiny_model):
 
 
 @pytest.fixture
+def stem_folder(tmp_path) -> pathlib.Path:
+    """Three 1 s tracks of four distinct stems (vocals, drums, other, piano) as WAV files."""
+    root = tmp_path / "stems"
+    for index, name in enumerate(["one", "two", "three"]):
+        (root / name).mkdir(parents=True)
+        for offset, stem in enumerate(["vocals", "drums", "other", "piano"]):
+            sf.write(root / name / f"{stem}.wav", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
+    return root
+
+
+@pytest.fixture
 def stereo_wav(tmp_path) -> pathlib.Path:
     """A 1.5 s stereo 44.1 kHz 16-bit WAV file."""
     path = tmp_path / "song.wav"

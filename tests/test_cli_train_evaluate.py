@@ -3,21 +3,10 @@
 import json
 
 import pytest
-import soundfile as sf
 
 from stemtf.cli import main
 
-from conftest import SAMPLE_RATE, music_like, tiny_config
-
-
-@pytest.fixture
-def stem_folder(tmp_path):
-    root = tmp_path / "stems"
-    for index, name in enumerate(["one", "two", "three"]):
-        (root / name).mkdir(parents=True)
-        for offset, stem in enumerate(["vocals", "drums", "other", "piano"]):
-            sf.write(root / name / f"{stem}.wav", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
-    return root
+from conftest import tiny_config
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The TF-Serving-compatible server, started for real on a free loopback port and spoken to over HTTP."""
 
-import asyncio
 import base64
 import concurrent.futures
 import http.client
@@ -11,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +25,7 @@ from stemtf.cli import main
 from stemtf.separator import Separator
 
 from conftest import EXAMPLE, SAMPLE_RATE, music_like
+from web_server import serving
 
 MAX_DURATION = 4.0
 MAX_UPLOAD_MB = 2.0
@@ -44,22 +43,9 @@ def savedmodel_base(tmp_path_factory, tiny_model):
 @pytest.fixture(scope="module")
 def server(savedmodel_base):
     """The real app under uvicorn on a free 127.0.0.1 port, in a thread; yields its base URL."""
-    import uvicorn
-
     served = serve.ServedModel(savedmodel_base, max_duration=MAX_DURATION, max_concurrency=2)
-    app = serve.create_app(served, max_upload_mb=MAX_UPLOAD_MB)
-    sock = serve.bind_socket("127.0.0.1", 0)
-    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=lambda: asyncio.run(instance.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    instance.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(serve.create_app(served, max_upload_mb=MAX_UPLOAD_MB)) as url:
+        yield url
 
 
 def request(url, *, body=None, content_type="application/json", method=None, timeout=120):

@@ -19,27 +19,16 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from stemtf import train
 from stemtf.errors import ClusterError
 from stemtf.model import load_model
 
-from conftest import SAMPLE_RATE, music_like, tiny_config
+from conftest import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEM_GROUPS = {"other": ["other", "piano"]}
 WORKER = "import sys; from stemtf.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-@pytest.fixture
-def stem_folder(tmp_path) -> pathlib.Path:
-    root = tmp_path / "stems"
-    for index, name in enumerate(["one", "two", "three"]):
-        (root / name).mkdir(parents=True)
-        for offset, stem in enumerate(["vocals", "drums", "other", "piano"]):
-            sf.write(root / name / f"{stem}.wav", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
-    return root
 
 
 def free_ports(count: int) -> list[int]:

@@ -22,21 +22,27 @@ def running_server(models, cache_dir, *, served_model=None, max_upload_mb: float
         max_upload_mb: Largest upload.
         **options: More :class:`JobManager` keyword arguments (``max_queue``, ``expiry``, ...).
     """
+    with JobManager(models, cache_dir, **options) as manager:
+        with serving(serve.create_app(served_model, max_upload_mb=max_upload_mb, jobs=manager)) as url:
+            yield url, manager
+
+
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
     import uvicorn
 
-    with JobManager(models, cache_dir, **options) as manager:
-        app = serve.create_app(served_model, max_upload_mb=max_upload_mb, jobs=manager)
-        sock = serve.bind_socket("127.0.0.1", 0)
-        instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        thread = threading.Thread(target=lambda: asyncio.run(instance.serve(sockets=[sock])), daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not instance.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-            time.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}", manager
-        finally:
-            instance.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+    sock = serve.bind_socket("127.0.0.1", 0)
+    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=lambda: asyncio.run(instance.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
