@@ -8,12 +8,14 @@ EXTRAS_TEST := dev,train,eval,onnx,tflite,serve,beam,plots,notebooks
 
 .PHONY: demo test bench system-deps training-deps browser-deps serve clean
 
-# ffmpeg decodes m4a/aac/mp4/... inputs (WAV/FLAC/OGG/MP3 need nothing beyond pip).
+# Debian packages go through scripts/apt-install.sh: only the missing ones, root or sudo, one line
+# saying what to do when it cannot.
+
+# ffmpeg decodes m4a/aac/mp4/... inputs (WAV/FLAC/OGG/MP3 need nothing beyond pip); an ffmpeg
+# already on PATH, from anywhere, will do.
 system-deps:
 	@if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then \
-		echo "Installing ffmpeg (Debian package)"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg >/dev/null; \
+		sh scripts/apt-install.sh --label system-deps ffmpeg; \
 	fi
 
 # FluidSynth, a GM SoundFont and Festival render the synthetic training songs (training/synth/);

@@ -1,21 +1,5 @@
 #!/bin/sh
-# Install the Debian packages the synthetic renderer needs (training/synth/apt-packages.txt).
-# Idempotent: does nothing when all are installed; otherwise one `apt-get update`, then installs
-# only the missing ones (without recommends). Run as root or as a user with sudo.
-set -eu
-here=$(cd "$(dirname "$0")" && pwd)
-missing=""
-for pkg in $(grep -v '^[[:space:]]*#' "$here/apt-packages.txt"); do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-        missing="$missing $pkg"
-    fi
-done
-if [ -z "$missing" ]; then
-    echo "training/synth: Debian packages already installed"
-    exit 0
-fi
-if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-echo "training/synth: installing$missing"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-echo "training/synth: installed$missing"
+# Install the Debian packages the synthetic renderer needs (training/synth/apt-packages.txt), only
+# those missing; root or sudo. scripts/apt-install.sh does the work and says how to fix a failure.
+cd "$(dirname "$0")/../.." || exit 1
+exec sh scripts/apt-install.sh --label training/synth --file training/synth/apt-packages.txt
