@@ -223,6 +223,14 @@ def check_chunk_seconds(chunk_seconds: float | None) -> None:
         raise OptionError("chunk_seconds", f"{{option}} must be > 0. Received {chunk_seconds:g}.")
 
 
+def check_latency(latency: float) -> float:
+    """Latency of a stream in seconds: finite and > 0 (whether the model meets it is the plan's check)."""
+    _finite("latency", latency)
+    if not latency > 0:
+        raise OptionError("latency", f"{{option}} must be > 0 seconds. Received {latency:g}.")
+    return float(latency)
+
+
 # Training
 
 

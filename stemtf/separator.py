@@ -16,7 +16,7 @@ import numpy as np
 
 from stemtf import apply, audio, options, outputs, runtimes
 from stemtf.config import ModelConfig
-from stemtf.errors import AudioError, OutputError
+from stemtf.errors import AudioError, ModelError, OutputError
 
 ProgressCallback = apply.ProgressCallback
 DEFAULT_FILENAME = options.DEFAULT_FILENAME
@@ -59,7 +59,13 @@ class Separator:
         self.overlap_samples = options.check_overlap(overlap, config, segment_frames=frames)
         options.check_wiener_iterations(wiener_iterations)
         if getattr(model, "runtime", None) is None:  # a Keras model: wrap it
+            keras_model = model
             model = runtimes.KerasMasks(model, config, segment_frames=frames)
+            self._masks_for = lambda window: runtimes.KerasMasks(keras_model, config, segment_frames=window)
+        elif isinstance(model, runtimes.KerasMasks):
+            self._masks_for = lambda window: runtimes.KerasMasks(model.model, config, segment_frames=window)
+        else:
+            self._masks_for = None  # set by from_pretrained for LiteRT
         self.masks = model
         self.runtime: str = model.runtime
         self.config = config
@@ -96,12 +102,27 @@ class Separator:
         config, directory = load_model_config(name_or_path)
         frames = options.check_segment_frames(kwargs.get("segment_frames"), config)
         if runtimes.resolve_runtime(runtime) == "litert":
-            path = runtimes.cached_masks_model(directory, config, segment_frames=frames, precision=precision, on_status=on_status)
-            return cls(runtimes.LiteRTMasks(path, config.stems, num_threads=num_threads), config, **kwargs)
+            def litert_masks(window: int) -> runtimes.LiteRTMasks:
+                path = runtimes.cached_masks_model(directory, config, segment_frames=window, precision=precision, on_status=on_status)
+                return runtimes.LiteRTMasks(path, config.stems, num_threads=num_threads)
+
+            separator = cls(litert_masks(frames), config, **kwargs)
+            separator._masks_for = litert_masks
+            return separator
         from stemtf.model import load_model
 
         model, config = load_model(directory)
         return cls(model, config, **kwargs)
+
+    def masks_for(self, window_frames: int):
+        """A mask predictor like :attr:`masks` for windows of ``window_frames`` frames (a stream's sliding plan).
+
+        Raises:
+            ModelError: the separator was made from a LiteRT masks object directly (use ``from_pretrained``).
+        """
+        if self._masks_for is None:
+            raise ModelError("This separator's masks model has one fixed window; make it with Separator.from_pretrained.")
+        return self._masks_for(window_frames)
 
     @property
     def stems(self) -> tuple[str, ...]:

@@ -7,8 +7,12 @@ chunk length of the separator. Inside it is the separator's own chunking: chunks
 chunk function (:func:`stemtf.apply.separate_chunk_numpy`, Keras or LiteRT masks) and cross-faded
 with :func:`stemtf.apply.crossfade_ramp` — so the streamed stems equal ``Separator.separate``'s with
 the same chunk plan, and the latency is a chunk because a chunk needs all its samples before it can
-be separated. A shorter chunk (``segment_frames``) means a shorter latency and less context; the
-README has the measured trade-off.
+be separated. A shorter chunk (``segment_frames``) means a shorter latency and less context.
+
+Below a chunk — down to a tenth of a second — ``latency=SECONDS`` switches to the sliding plan of
+:mod:`stemtf.sliding`: a continuous STFT whose newest frames are masked from a short window of
+frames around them, as soon as the window is complete; the stream then equals
+:func:`stemtf.sliding.separate_sliding` with the same plan. The README has the measured trade-off.
 
 Mono and stereo are converted at the edges, and so is the sample rate: a stream at another rate is
 resampled in and out with soxr's streaming resamplers, whose output is time-aligned; a short buffer
@@ -18,11 +22,11 @@ number of samples only at the model's rate).
 
 from __future__ import annotations
 
-import numpy as np
-
 import math
 
-from stemtf import apply, audio
+import numpy as np
+
+from stemtf import apply, audio, options, sliding
 from stemtf.errors import AudioError
 
 
@@ -37,21 +41,75 @@ def _resampler_lag(rate_in: int, rate_out: int, channels: int) -> int:
     return fed + 64
 
 
+class _ChunkPlan:
+    """The separator's own chunk plan, fed block by block: stems become final a chunk after their input."""
+
+    def __init__(self, separator) -> None:
+        self._separate = separator._separate_chunk
+        self._length, self._overlap = separator.chunk_samples, separator.overlap_samples
+        self._stride = self._length - self._overlap
+        self._ramp = apply.crossfade_ramp(self._overlap)[:, None]
+        self._pending = np.zeros((0, separator.config.num_channels), np.float32)  # input not yet in a finished chunk
+        self._carry = None  # the faded tail of the last chunk, added to the next one's head
+        self._tail = None  # the same tail unfaded: the output if the stream ends inside it
+        self._none = np.zeros((len(separator.stems), 0, separator.config.num_channels), np.float32)
+        self.latency_samples = self._length
+
+    def _run_chunk(self, chunk: np.ndarray, *, last: bool) -> np.ndarray:
+        stems = self._separate(chunk)
+        if self._carry is not None:
+            stems[:, : self._overlap] *= self._ramp
+            stems[:, : self._overlap] += self._carry
+        if not last:
+            self._tail = stems[:, self._stride :].copy()
+            stems[:, self._stride :] *= 1.0 - self._ramp
+            self._carry = stems[:, self._stride :]
+        return stems
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Model-format input -> the stems that became final (a stride per finished chunk)."""
+        self._pending = np.concatenate([self._pending, block])
+        done = [self._none]
+        while self._pending.shape[0] >= self._length:
+            done.append(self._run_chunk(self._pending[: self._length], last=False)[:, : self._stride])
+            self._pending = self._pending[self._stride :]
+        return np.concatenate(done, axis=1)
+
+    def finish(self) -> np.ndarray:
+        """End of input: the rest of the stems."""
+        pending, self._pending = self._pending, self._pending[:0]
+        remaining = pending.shape[0]
+        if self._tail is not None and remaining <= self._overlap:
+            return self._tail[:, :remaining]  # the last chunk already reached the end: its tail stands unfaded, as in Separator
+        if not remaining:
+            return self._none
+        return self._run_chunk(np.pad(pending, ((0, self._length - remaining), (0, 0))), last=True)[:, :remaining]
+
+
 class StreamingSeparator:
-    """Separate a stream block by block with the chunking of a :class:`~stemtf.separator.Separator`.
+    """Separate a stream block by block, with a constant latency.
 
     Args:
-        separator: The separator whose model, chunk length and overlap are used.
+        separator: The separator whose model (and, without ``latency``, chunk length and overlap) is used.
         sample_rate: Rate of the stream in Hz (default: the model's; others are resampled).
         num_channels: Channels of the stream (1 or 2; default: the model's).
+        latency: Seconds (at least a tenth or so, see :func:`stemtf.sliding.frames_for_latency`):
+            use the sliding plan within this latency. Default: the separator's chunk plan, whose
+            latency is one chunk.
 
     Attributes:
         latency_samples: Every stem sample comes out exactly this many samples after its input (at
             the stream's rate; a whole number at the model's rate).
         latency: The same in seconds.
+        plan: ``"chunk"`` or ``"sliding"``; for ``"sliding"``, ``window_frames``, ``step_frames``
+            and ``lookahead_frames`` say which (:mod:`stemtf.sliding`).
+
+    Raises:
+        OptionError: (``latency``) a latency the model cannot meet.
     """
 
-    def __init__(self, separator, *, sample_rate: int | None = None, num_channels: int | None = None) -> None:
+    def __init__(self, separator, *, sample_rate: int | None = None, num_channels: int | None = None,
+                 latency: float | None = None) -> None:
         self.stems = separator.stems
         model_rate = separator.sample_rate
         self.sample_rate = model_rate if sample_rate is None else int(sample_rate)
@@ -60,20 +118,26 @@ class StreamingSeparator:
         self.num_channels = separator.config.num_channels if num_channels is None else num_channels
         apply.check_num_channels(self.num_channels)
         self._model_channels = separator.config.num_channels
-        self._separate = separator._separate_chunk
-        self._length, self._overlap = separator.chunk_samples, separator.overlap_samples
-        self._stride = self._length - self._overlap
-        self._ramp = apply.crossfade_ramp(self._overlap)[:, None]
-        self._pending = np.zeros((0, self._model_channels), np.float32)  # input not yet in a finished chunk
-        self._carry = None  # the faded tail of the last chunk, added to the next one's head
-        self._tail = None  # the same tail unfaded: the output if the stream ends inside it
+        if latency is None:
+            self.plan = "chunk"
+            self._core = _ChunkPlan(separator)
+        else:
+            self.plan = "sliding"
+            budget = options.check_latency(latency) * model_rate
+            window, step, lookahead = sliding.frames_for_latency(budget, separator.config)
+            self.window_frames, self.step_frames, self.lookahead_frames = window, step, lookahead
+            self._core = sliding.SlidingSeparation(
+                separator.masks_for(window), separator.config, window_frames=window, step_frames=step,
+                lookahead_frames=lookahead,
+            )
         num_stems = len(self.stems)
-        silence = np.zeros((num_stems, self._length, self._model_channels), np.float32)
-        self._ready = [silence]  # finished output at the model's rate, starting with the latency's silence
-        self._ready_samples = self._length
+        model_latency = self._core.latency_samples
+        # Finished output at the model's rate, starting with the latency's silence.
+        self._ready = [np.zeros((num_stems, model_latency, self._model_channels), np.float32)]
+        self._ready_samples = model_latency
         self._finished = False
         self._resample_in = self._resample_out = None
-        self.latency_samples: float = self._length
+        self.latency_samples: float = model_latency
         self._output = np.zeros((num_stems, 0, self._model_channels), np.float32)  # at the stream's rate
         if self.sample_rate != model_rate:
             import soxr
@@ -87,19 +151,8 @@ class StreamingSeparator:
             lag += math.ceil(_resampler_lag(model_rate, rate, num_stems * self._model_channels) * rate / model_rate)
             prefill = 2 * lag
             self._output = np.zeros((num_stems, prefill, self._model_channels), np.float32)
-            self.latency_samples = self._length * rate / model_rate + prefill
+            self.latency_samples = model_latency * rate / model_rate + prefill
         self.latency = self.latency_samples / self.sample_rate
-
-    def _run_chunk(self, chunk: np.ndarray, *, last: bool) -> np.ndarray:
-        stems = self._separate(chunk)
-        if self._carry is not None:
-            stems[:, : self._overlap] *= self._ramp
-            stems[:, : self._overlap] += self._carry
-        if not last:
-            self._tail = stems[:, self._stride :].copy()
-            stems[:, self._stride :] *= 1.0 - self._ramp
-            self._carry = stems[:, self._stride :]
-        return stems
 
     def _emit(self, stems: np.ndarray) -> None:
         self._ready.append(stems)
@@ -112,23 +165,12 @@ class StreamingSeparator:
         return out
 
     def _feed(self, model_block: np.ndarray) -> np.ndarray:
-        """Model-rate input -> the same number of model-rate stem samples, one chunk late."""
-        self._pending = np.concatenate([self._pending, model_block])
-        while self._pending.shape[0] >= self._length:
-            stems = self._run_chunk(self._pending[: self._length], last=False)
-            self._emit(stems[:, : self._stride])
-            self._pending = self._pending[self._stride :]
+        """Model-rate input -> the same number of model-rate stem samples, ``latency_samples`` late."""
+        self._emit(self._core.feed(model_block))
         return self._take_model(model_block.shape[0])
 
     def _finish(self) -> np.ndarray:
-        remaining = self._pending.shape[0]
-        if self._tail is not None and remaining <= self._overlap:
-            # The last chunk already reached the end: its tail stands unfaded, as in Separator.
-            self._emit(self._tail[:, :remaining])
-        elif remaining:
-            chunk = np.pad(self._pending, ((0, self._length - remaining), (0, 0)))
-            self._emit(self._run_chunk(chunk, last=True)[:, :remaining])
-        self._pending = self._pending[:0]
+        self._emit(self._core.finish())
         return self._take_model(self._ready_samples)
 
     def _to_stream(self, stems: np.ndarray, *, last: bool = False) -> None:

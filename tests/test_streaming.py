@@ -205,3 +205,108 @@ def test_ctrl_c_leaves_complete_playable_files(tiny_model_dir, tmp_path):
     info = sf.info(tmp_path / "out" / "vocals.wav")  # a valid WAV header: the file was closed properly
     assert info.samplerate == SAMPLE_RATE and info.channels == 2
     assert not [p for p in (tmp_path / "out").iterdir() if p.name != "vocals.wav"]  # no temporary leftovers
+
+
+# The sliding plan (stemtf.sliding): latencies below a chunk
+
+
+def _window_masks(magnitude: np.ndarray) -> np.ndarray:
+    """Masks that depend on the whole window (its mean), so a window in the wrong place changes them."""
+    m = magnitude[0]
+    share = m / (m + m.mean(axis=0, keepdims=True) + 1e-3)
+    return np.stack([share, 1 - share, 0.5 * share])
+
+
+def test_sliding_plan_equals_masks_placed_by_hand(tiny_model):
+    from stemtf import apply, sliding
+
+    _, config = tiny_model
+    waveform = music_like(6000, seed=3)
+    window, step, lookahead = 16, 5, 3
+    streamed = sliding.separate_sliding(_window_masks, config, waveform, window_frames=window, step_frames=step,
+                                        lookahead_frames=lookahead)
+    # The same plan written out: the STFT of the whole signal, the masks of frames [f, f + step) from the
+    # window ending `lookahead` frames after them (zeros outside the signal), one inverse STFT.
+    spectrogram = apply.stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
+    magnitude = np.abs(spectrogram)[:, : config.max_bins]
+    frames = magnitude.shape[0]
+    padded = np.concatenate([np.zeros((window,) + magnitude.shape[1:]), magnitude, np.zeros((window,) + magnitude.shape[1:])]).astype(np.float32)
+    masks = np.zeros((3,) + magnitude.shape, np.float32)
+    for first in range(0, frames, step):
+        end = first + step + lookahead
+        count = min(step, frames - first)
+        masks[:, first : first + count] = _window_masks(padded[end : end + window][None])[:, window - lookahead - step :][:, :count]
+    for i in range(3):
+        full = apply.extend_masks_numpy(masks[i], num_bins=config.num_bins, how=config.mask_extension, extension_bins=config.extension_bins)
+        expected = apply.istft_numpy(spectrogram * full, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=6000)
+        np.testing.assert_allclose(streamed[i], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("total", [1, 300, 6000])
+def test_sliding_stream_equals_its_offline_plan_for_any_blocks(tiny_model, total):
+    from stemtf import sliding
+
+    model, config = tiny_model
+    separator = Separator(model, config)
+    separator.masks_for = lambda window: _window_masks  # numpy masks: exact comparisons
+    waveform = music_like(total, seed=total)
+    rng = np.random.default_rng(total)
+    for sizes in ([1] * 400 + [10_000], rng.integers(1, 900, size=60), [20_000]):
+        streamer = StreamingSeparator(separator, latency=0.05)
+        assert streamer.plan == "sliding"
+        offline = sliding.separate_sliding(_window_masks, config, waveform, window_frames=streamer.window_frames,
+                                           step_frames=streamer.step_frames, lookahead_frames=streamer.lookahead_frames)
+        streamed = stream_through(streamer, waveform, sizes)
+        latency = streamer.latency_samples
+        assert latency <= 0.05 * SAMPLE_RATE and latency % config.hop_length == 0
+        for i, stem in enumerate(config.stems):
+            assert streamed[stem].shape == (total + latency, 2)
+            np.testing.assert_array_equal(streamed[stem][:latency], 0.0)
+            np.testing.assert_array_equal(streamed[stem][latency:], offline[i])
+
+
+def test_sliding_latency_is_exact_and_silence_stays_silent(tiny_model):
+    model, config = tiny_model
+    separator = Separator(model, config)
+    separator.masks_for = lambda window: (lambda magnitude: np.ones((3,) + magnitude.shape[1:], np.float32))
+    streamer = StreamingSeparator(separator, num_channels=1, latency=0.03)
+    impulse = np.zeros(5000, np.float32)
+    impulse[777] = 1.0
+    out = stream_through(streamer, impulse, [61] * 100)["vocals"][:, 0]
+    assert np.argmax(np.abs(out)) == 777 + streamer.latency_samples
+    np.testing.assert_allclose(out[777 + streamer.latency_samples], 1.0, atol=1e-5)
+    assert np.sum(np.abs(out)) == pytest.approx(1.0, abs=1e-4)
+    # A real (tiny) model: silence in, silence out.
+    quiet = stream_through(StreamingSeparator(Separator(model, config), latency=0.03), np.zeros((4000, 2), np.float32), [500] * 8)
+    assert not any(np.any(v) for v in quiet.values())
+
+
+def test_sliding_plan_within_the_latency_and_too_short_a_latency(tiny_model):
+    from stemtf import sliding
+    from stemtf.config import load_config
+    from stemtf.errors import OptionError
+
+    config = load_config("4stems")
+    window, step, lookahead = sliding.frames_for_latency(0.65 * 44100, config)
+    assert (window, step, lookahead) == (64, 16, 8)
+    assert (step + lookahead + 3) * 1024 <= 0.65 * 44100
+    with pytest.raises(OptionError, match="at least 0.093 s"):
+        sliding.frames_for_latency(0.05 * 44100, config)
+    with pytest.raises(OptionError, match="`latency` must be > 0"):
+        StreamingSeparator(Separator(*tiny_model), latency=-1)
+
+
+def test_cli_stream_with_a_short_latency(tiny_model_dir):
+    waveform = music_like(SAMPLE_RATE // 2)
+    command = [sys.executable, "-m", "stemtf.cli", "stream", "-", "--model", str(tiny_model_dir), "--latency", "0.04",
+               "--keep", "vocals", "--stdout", "--runtime", "keras"]
+    result = subprocess.run(command, input=_wav_bytes(waveform), capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-1000:]
+    line = result.stderr.decode().strip().splitlines()[-2]
+    assert "sliding window" in line
+    latency = int(float(line.split("(")[1].split()[0]))
+    assert latency <= 0.04 * SAMPLE_RATE
+    assert np.frombuffer(result.stdout, "<i2").reshape(-1, 2).shape[0] == waveform.shape[0] + latency
+    too_short = subprocess.run(command[:-7] + ["--latency", "0.001", "--keep", "vocals", "--stdout"], input=b"", capture_output=True, timeout=120)
+    lines = too_short.stderr.decode().strip().splitlines()
+    assert too_short.returncode == 1 and len(lines) == 1 and "--latency must be at least" in lines[0], lines

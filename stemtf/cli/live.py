@@ -27,7 +27,8 @@ def stream(
     rate: int = typer.Option(44100, "--rate", help="Sample rate of raw input (other rates than the model's are resampled)."),
     channels: int = typer.Option(2, "--channels", help="Channels of raw input (1 or 2)."),
     sample_format: str = typer.Option("s16le", "--sample-format", help="Raw input samples: s16le, s32le or f32le."),
-    segment_frames: Optional[int] = typer.Option(None, "--segment-frames", help="STFT frames per chunk: the latency (128 = 2.97 s ... 512 = 11.8 s, the default).", show_default=False),
+    latency: Optional[float] = typer.Option(None, "--latency", help="Seconds (e.g. 0.5): mask a sliding window of STFT frames within this latency (default: one chunk, see --segment-frames).", show_default=False),
+    segment_frames: Optional[int] = typer.Option(None, "--segment-frames", help="STFT frames per chunk without --latency: the latency (128 = 2.97 s ... 512 = 11.8 s, the default).", show_default=False),
     block_size: int = typer.Option(4096, "--block-size", help="Samples read per block."),
     runtime: str = typer.Option("auto", "--runtime", help="Mask runtime: auto, keras or litert."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
@@ -46,7 +47,13 @@ def stream(
         raise StemtfError("--stdout writes one stream: choose it with --keep STEM or --remove STEMS.")
     if block_size < 1:
         raise StemtfError(f"--block-size must be >= 1. Received {block_size}.")
-    frames = options.check_segment_frames(segment_frames, config)
+    if latency is not None and segment_frames is not None:
+        raise StemtfError("--latency and --segment-frames both set the latency: give one of them.")
+    if latency is not None:
+        from stemtf import sliding
+
+        sliding.frames_for_latency(options.check_latency(latency) * config.sample_rate, config)  # before any loading
+    frames = options.check_segment_frames(segment_frames, config) if latency is None else config.min_segment_frames
     if source != "-":
         options.check_input_file(source)
     handle = streamio.stdin_binary() if source == "-" else open(source, "rb")
@@ -67,8 +74,11 @@ def stream(
 
         status = load_status(runtime, quiet=False)
         separator = Separator.from_pretrained(model, runtime=runtime, segment_frames=frames, on_status=status)
-        streamer = StreamingSeparator(separator, sample_rate=pcm.sample_rate, num_channels=pcm.num_channels)
-        typer.echo(f"latency {streamer.latency:.3f} s ({streamer.latency_samples:g} samples at {streamer.sample_rate} Hz)", err=True)
+        streamer = StreamingSeparator(separator, sample_rate=pcm.sample_rate, num_channels=pcm.num_channels, latency=latency)
+        plan = (f"chunks of {separator.chunk_samples} samples" if streamer.plan == "chunk" else
+                f"sliding window of {streamer.window_frames} frames, {streamer.step_frames} masked per run, "
+                f"{streamer.lookahead_frames} ahead")
+        typer.echo(f"latency {streamer.latency:.3f} s ({streamer.latency_samples:g} samples at {streamer.sample_rate} Hz; {plan})", err=True)
         started, seconds = time.perf_counter(), 0.0
 
         def send(stems: dict) -> None:
