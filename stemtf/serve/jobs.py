@@ -48,7 +48,8 @@ class JobError(StemtfError):
         message: One sentence for a person.
         status: HTTP status.
         kind: A stable word the page maps to a heading (``not_audio``, ``too_long``, ``too_big``,
-            ``busy``, ``not_found``, ``unknown_model``, ``bad_request``, ``failed``, ``not_ready``).
+            ``busy``, ``not_found``, ``unknown_model``, ``bad_request``, ``failed``, ``not_ready``,
+            ``timeout``).
         retry_after: Seconds after which a refused request may succeed (``busy`` only).
     """
 
