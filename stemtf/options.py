@@ -283,16 +283,25 @@ def check_baseline(baseline: str) -> None:
 # Serving
 
 
-def check_serving(*, port: int, max_upload_mb: float, max_duration: float, max_concurrency: int) -> None:
+def check_serving(
+    *,
+    port: int,
+    max_upload_mb: float,
+    max_duration: float,
+    max_concurrency: int,
+    read_timeout: float,
+    max_connections: int,
+) -> None:
     """The port and limits of ``stemtf serve``."""
     if not 0 <= port <= 65535:
         raise OptionError("port", f"{{option}} must be between 0 and 65535. Received {port}.")
-    for keyword, value in (("max_upload_mb", max_upload_mb), ("max_duration", max_duration)):
+    for keyword, value in (("max_upload_mb", max_upload_mb), ("max_duration", max_duration), ("read_timeout", read_timeout)):
         _finite(keyword, value)
         if value <= 0:
             raise OptionError(keyword, f"{{option}} must be > 0. Received {value:g}.")
-    if max_concurrency < 1:
-        raise OptionError("max_concurrency", f"{{option}} must be >= 1. Received {max_concurrency}.")
+    for keyword, value in (("max_concurrency", max_concurrency), ("max_connections", max_connections)):
+        if value < 1:
+            raise OptionError(keyword, f"{{option}} must be >= 1. Received {value}.")
 
 
 # Defaults shared by the library's keywords and the CLI's flags (the CLI imports these, never TensorFlow).
@@ -311,3 +320,5 @@ DEFAULT_PORT = 8501
 DEFAULT_MAX_UPLOAD_MB = 100.0
 DEFAULT_MAX_DURATION = 600.0
 DEFAULT_MAX_CONCURRENCY = 2
+DEFAULT_READ_TIMEOUT = 30.0  # seconds a request body may go without a byte arriving
+DEFAULT_MAX_CONNECTIONS = 64

@@ -40,7 +40,9 @@ def test_options_load_without_tensorflow():
         (lambda: options.check_training(steps=1, batch_size=1, learning_rate=math.nan, checkpoint_every=1), "learning_rate", "--learning-rate"),
         (lambda: options.check_speed_range((1.2, 1.1)), "speed_range", "--speed-range"),
         (lambda: options.check_baseline("ideal"), "baseline", "--baseline"),
-        (lambda: options.check_serving(port=70000, max_upload_mb=1, max_duration=1, max_concurrency=1), "port", "--port"),
+        (lambda: options.check_serving(port=70000, max_upload_mb=1, max_duration=1, max_concurrency=1, read_timeout=1, max_connections=1), "port", "--port"),
+        (lambda: options.check_serving(port=0, max_upload_mb=1, max_duration=1, max_concurrency=1, read_timeout=math.inf, max_connections=1), "read_timeout", "--read-timeout"),
+        (lambda: options.check_serving(port=0, max_upload_mb=1, max_duration=1, max_concurrency=1, read_timeout=1, max_connections=0), "max_connections", "--max-connections"),
     ],
 )
 def test_each_check_names_the_keyword_and_the_flag(check, keyword, flag):

@@ -1,7 +1,8 @@
-"""The server when things go wrong: what an upload decodes to, hostile JSON, NaN, streamed FLAC, hang-ups."""
+"""The server when things go wrong: what an upload decodes to, hostile JSON, NaN, streamed FLAC, hang-ups, stalls, crowds."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
@@ -18,11 +19,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from stemtf.cli import main
 from stemtf.serve import JobError, JobManager
 
 from conftest import SAMPLE_RATE, music_like
 from test_robust import streamed_flac
 from test_serve import MAX_DURATION, free_port, multipart, request, savedmodel_base, server, wav_bytes  # noqa: F401 (fixtures)
+from web_server import running_server
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -217,3 +220,131 @@ def test_form_fields_become_groups():
     assert form_groups(["acc=drums,bass"], None) == {"acc": ["drums", "bass"]}
     with pytest.raises(JobError, match="must look like NAME=STEM"):
         form_groups(["nonsense"], None)
+
+
+# Clients that stall or crowd: a body that stops arriving is a 408, a connection over the cap a 503.
+
+READ_TIMEOUT = 0.5
+
+
+@pytest.fixture(scope="module")
+def impatient(savedmodel_base, tiny_model, tmp_path_factory):
+    """A server with the TF Serving routes and page jobs that waits only READ_TIMEOUT s for a body's next bytes; yields ``(url, manager)``."""
+    from stemtf.separator import Separator
+    from stemtf.serve import ServedModel
+
+    model, config = tiny_model
+    served = ServedModel(savedmodel_base, max_duration=MAX_DURATION)
+    with running_server({"tiny": Separator(model, config)}, tmp_path_factory.mktemp("impatient"), served_model=served,
+                        read_timeout=READ_TIMEOUT, max_duration=MAX_DURATION) as running:
+        yield running
+
+
+def send_and_stall(url: str, head: bytes) -> tuple[float, int, str, bytes]:
+    """Send ``head`` (headers and part of the declared body), then nothing, and read until the server closes.
+
+    Returns ``(seconds until the answer was complete, status, lower-case headers, body)``; a server that
+    neither answers nor closes makes the read time out (an error).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=READ_TIMEOUT + 5) as sock:
+        sock.sendall(head)
+        start, answer = time.monotonic(), b""
+        while chunk := sock.recv(65536):  # b"": the server closed the connection
+            answer += chunk
+        elapsed = time.monotonic() - start
+    header, _, body = answer.partition(b"\r\n\r\n")
+    return elapsed, int(header.split()[1]), header.decode("latin-1").lower(), body
+
+
+@pytest.mark.parametrize(("path", "content_type", "start"), [
+    ("/v1/models/tiny:predict", "application/json", b'{"inputs": [[0.1, 0.2], '),
+    ("/v1/separate", "audio/wav", b"RIFF" + b"\0" * 5000),
+])
+def test_stalled_body_is_a_408_and_the_connection_is_closed(impatient, caplog, path, content_type, start):
+    url, _ = impatient
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 100000\r\n\r\n".encode()
+    with caplog.at_level(logging.INFO):
+        elapsed, status, headers, body = send_and_stall(url, head + start)
+    assert status == 408 and f"arrived for {READ_TIMEOUT:g} s" in json.loads(body)["error"], body
+    assert "connection: close" in headers
+    assert READ_TIMEOUT * 0.8 < elapsed < READ_TIMEOUT + 3
+    stalled = [record for record in caplog.records if "answered 408" in record.getMessage()]
+    assert len(stalled) == 1 and f"POST {path} body for {READ_TIMEOUT:g} s" in stalled[0].getMessage()
+    assert not [record for record in caplog.records if record.exc_info or "Traceback" in record.getMessage()]
+    assert request(f"{url}/v1/models/tiny")[0] == 200  # still serving
+
+
+def test_stalled_page_upload_is_a_408_timeout_and_leaves_nothing(impatient, caplog):
+    url, manager = impatient
+    boundary = "b0undary"
+    start = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
+             "Content-Type: audio/wav\r\n\r\n").encode() + b"RIFF" + b"\0" * 5000
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            "Content-Length: 100000\r\n\r\n").encode()
+    with caplog.at_level(logging.INFO):
+        elapsed, status, headers, body = send_and_stall(url, head + start)
+    answer = json.loads(body)
+    assert status == 408 and answer["kind"] == "timeout" and f"arrived for {READ_TIMEOUT:g} s" in answer["error"], answer
+    assert "connection: close" in headers and elapsed < READ_TIMEOUT + 3
+    assert len([record for record in caplog.records if "answered 408" in record.getMessage()]) == 1
+    assert not [record for record in caplog.records if record.exc_info or "Traceback" in record.getMessage()]
+    assert list(manager.uploads_dir.iterdir()) == [] and list(manager.jobs_dir.iterdir()) == []
+    status, _, body = request(f"{url}/v1/separators")
+    assert status == 200 and json.loads(body)["models"][0]["name"] == "tiny"
+
+
+def test_a_body_that_keeps_coming_is_not_cut_off(impatient):
+    url, _ = impatient
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"inputs": {"waveform": music_like(2000).tolist()}}).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("POST", "/v1/models/tiny:predict")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        pieces = [body[i:i + len(body) // 4 + 1] for i in range(0, len(body), len(body) // 4 + 1)]
+        for piece in pieces:  # slower in all than the read timeout, never a pause as long
+            connection.send(piece)
+            time.sleep(READ_TIMEOUT * 0.5)
+        response = connection.getresponse()
+        assert response.status == 200, response.read()[:300]
+        assert len(json.loads(response.read())["outputs"]["vocals"]) == 2000
+    finally:
+        connection.close()
+
+
+def test_connections_over_the_cap_get_a_503(tmp_path):
+    cap = 3
+    with running_server({}, tmp_path / "cache", max_connections=cap) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        held = [http.client.HTTPConnection(host, int(port), timeout=10) for _ in range(cap)]
+        try:
+            for connection in held:  # each one served, then kept open (HTTP/1.1 keep-alive)
+                connection.request("GET", "/v1/separators")
+                response = connection.getresponse()
+                assert response.status == 200 and response.getheader("Connection") != "close"
+                response.read()
+            status, headers, _ = request(f"{url}/v1/separators", timeout=10)
+            assert status == 503 and {name.lower(): value for name, value in headers.items()}.get("connection") == "close"
+            held.pop().close()
+            deadline = time.monotonic() + 5
+            while (status := request(f"{url}/v1/separators", timeout=10)[0]) == 503 and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the server has seen the close
+            assert status == 200
+        finally:
+            for connection in held:
+                connection.close()
+
+
+def test_cli_serve_rejects_bad_timeout_and_cap_in_one_line(capsys):
+    for args, pattern in [
+        (["--read-timeout", "0"], "--read-timeout must be > 0. Received 0."),
+        (["--read-timeout", "inf"], "--read-timeout must be a finite number."),
+        (["--max-connections", "0"], "--max-connections must be >= 1. Received 0."),
+    ]:
+        code = main(["serve", "x", *args])
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("stemtf: error: ") and pattern in lines[0], err

@@ -12,7 +12,10 @@ from stemtf.serve.jobs import JobManager
 
 
 @contextlib.contextmanager
-def running_server(models, cache_dir, *, served_model=None, max_upload_mb: float = 5.0, **options):
+def running_server(
+    models, cache_dir, *, served_model=None, max_upload_mb: float = 5.0, read_timeout: float = serve.DEFAULT_READ_TIMEOUT,
+    max_connections: int = serve.DEFAULT_MAX_CONNECTIONS, **options,
+):
     """Start the app under uvicorn with a started :class:`JobManager`; yields ``(base_url, manager)``.
 
     Args:
@@ -20,20 +23,23 @@ def running_server(models, cache_dir, *, served_model=None, max_upload_mb: float
         cache_dir: The job manager's cache folder.
         served_model: A ``ServedModel`` for the TF Serving routes, or None.
         max_upload_mb: Largest upload.
+        read_timeout: Seconds an upload may stall before a 408.
+        max_connections: Connections served at once (see :func:`serving`).
         **options: More :class:`JobManager` keyword arguments (``max_queue``, ``expiry``, ...).
     """
     with JobManager(models, cache_dir, **options) as manager:
-        with serving(serve.create_app(served_model, max_upload_mb=max_upload_mb, jobs=manager)) as url:
+        app = serve.create_app(served_model, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=manager)
+        with serving(app, max_connections=max_connections) as url:
             yield url, manager
 
 
 @contextlib.contextmanager
-def serving(app):
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
+def serving(app, *, max_connections: int = serve.DEFAULT_MAX_CONNECTIONS):
+    """Run ``app`` under uvicorn as ``stemtf serve`` does, on a free 127.0.0.1 port in a thread; yields its base URL."""
     import uvicorn
 
     sock = serve.bind_socket("127.0.0.1", 0)
-    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    instance = uvicorn.Server(serve.uvicorn_config(app, max_connections=max_connections))
     thread = threading.Thread(target=lambda: asyncio.run(instance.serve(sockets=[sock])), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -76,6 +76,8 @@ def serve_command(
     expiry_minutes: float = typer.Option(60.0, "--expiry-minutes", help="Minutes the stems of a job are kept."),
     queue_length: int = typer.Option(8, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
     workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
+    read_timeout: float = typer.Option(options.DEFAULT_READ_TIMEOUT, "--read-timeout", help="Seconds an upload may go without a byte arriving; then 408 and the connection is closed."),
+    max_connections: int = typer.Option(options.DEFAULT_MAX_CONNECTIONS, "--max-connections", help="Connections served at the same time; one more gets 503."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing, not even the URL."),
 ) -> None:
     """Serve the web page (upload a song, listen to its stems), its job API, and TF Serving's REST API; prints the URL to open."""
@@ -83,7 +85,8 @@ def serve_command(
     from stemtf.serve.jobs import check_options
     from stemtf.serve.served_model import find_savedmodel
 
-    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
+    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
+                          read_timeout=read_timeout, max_connections=max_connections)
     check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
     page_models = None
     if models is not None:
@@ -111,6 +114,6 @@ def serve_command(
         serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
               max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
               quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
-              on_status=status)
+              read_timeout=read_timeout, max_connections=max_connections, on_status=status)
     except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
         pass

@@ -14,22 +14,26 @@ against ``tensorflow/serving`` with the same SavedModel):
   job API under it (queued separations with progress, cancel, cached results; see :mod:`stemtf.serve.web`).
 
 Every error is a 4xx JSON ``{"error": "..."}`` (5xx only for a bug); bodies and durations are
-limited; inference runs in worker threads, at most ``max_concurrency`` at a time.
+limited, a body that stops arriving for ``read_timeout`` seconds is a 408, and connections beyond
+``max_connections`` get uvicorn's 503; inference runs in worker threads, at most ``max_concurrency``
+at a time.
 """
 
-from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
-from stemtf.serve.server import DEFAULT_HOST, DEFAULT_PORT, bind_socket, default_cache_dir, serve
+from stemtf.serve.server import DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT, bind_socket, default_cache_dir, serve, uvicorn_config
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_DURATION",
     "DEFAULT_MAX_UPLOAD_MB",
     "DEFAULT_PORT",
+    "DEFAULT_READ_TIMEOUT",
     "JobError",
     "JobManager",
     "RequestError",
@@ -42,4 +46,5 @@ __all__ = [
     "parse_predict_request",
     "separate_upload",
     "serve",
+    "uvicorn_config",
 ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from stemtf import options
 from stemtf.errors import DependencyError, OptionError
+from stemtf.serve.bodies import close_after, receive_within
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
@@ -17,16 +18,24 @@ if TYPE_CHECKING:
     from stemtf.serve.jobs import JobManager
 
 DEFAULT_MAX_UPLOAD_MB = options.DEFAULT_MAX_UPLOAD_MB
+DEFAULT_READ_TIMEOUT = options.DEFAULT_READ_TIMEOUT
 _MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/metadata|:predict)?$")
 
 
-def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, jobs: "JobManager | None" = None):
+def create_app(
+    model: ServedModel | None,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    jobs: "JobManager | None" = None,
+):
     """The FastAPI app serving ``model`` over TF Serving's REST API, and the web page if ``jobs`` is given.
 
     Args:
         model: The exported SavedModel for ``/v1/models/...`` and ``/v1/separate``; None to serve
             only the page and the job API (those routes then answer 404).
         max_upload_mb: Largest request body or upload, in MB.
+        read_timeout: Seconds a request body or upload may go without a byte arriving; then 408.
         jobs: A started :class:`~stemtf.serve.jobs.JobManager`: adds ``/``, ``/v1/separators`` and ``/v1/jobs``.
     """
     try:
@@ -50,7 +59,7 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
 
     @app.exception_handler(RequestError)
     async def _request_error(request, error: RequestError):
-        return json_response({"error": str(error)}, error.status)
+        return close_after(json_response({"error": str(error)}, error.status), error.status)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request, error: HTTPException):
@@ -86,8 +95,15 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise RequestError(f"The body is {int(declared) / 1e6:.1f} MB; this server accepts at most {max_upload_mb:g} MB.", 413)
+
+        async def receive() -> dict[str, Any]:
+            message = await receive_within(request, read_timeout)
+            if message is None:
+                raise RequestError(f"No bytes of the body arrived for {read_timeout:g} s; send it without pausing.", 408)
+            return message
+
         chunks, size = [], 0
-        async for chunk in request.stream():
+        async for chunk in Request(request.scope, receive).stream():
             size += len(chunk)
             if size > max_bytes:
                 raise RequestError(f"The body is larger than this server's limit of {max_upload_mb:g} MB.", 413)
@@ -154,5 +170,5 @@ def create_app(model: ServedModel | None, *, max_upload_mb: float = DEFAULT_MAX_
     if jobs is not None:
         from stemtf.serve.web import add_job_routes
 
-        add_job_routes(app, jobs, max_upload_mb=max_upload_mb, json_response=json_response)
+        add_job_routes(app, jobs, max_upload_mb=max_upload_mb, read_timeout=read_timeout, json_response=json_response)
     return app

@@ -11,12 +11,16 @@ from collections.abc import Callable, Sequence
 from stemtf import options
 from stemtf.config import load_model_config
 from stemtf.errors import DependencyError, StemtfError
-from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
 from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
 
 DEFAULT_HOST = options.DEFAULT_HOST
 DEFAULT_PORT = options.DEFAULT_PORT
+DEFAULT_MAX_CONNECTIONS = options.DEFAULT_MAX_CONNECTIONS
+# uvicorn's own default: an idle keep-alive connection is closed after this long, freeing its place
+# under the connection cap (a longer one lets idle browsers fill the cap).
+KEEP_ALIVE_TIMEOUT = 5
 
 
 @contextlib.contextmanager
@@ -49,6 +53,8 @@ def serve(
     expiry: float = DEFAULT_EXPIRY,
     max_queue: int = DEFAULT_MAX_QUEUE,
     workers: int = DEFAULT_WORKERS,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     on_status: Callable[[str], None] | None = None,
 ) -> None:
     """Serve ``model`` and the web page until interrupted; what ``stemtf serve`` runs.
@@ -70,9 +76,12 @@ def serve(
         expiry: Seconds the results of a job are kept.
         max_queue: Jobs that may wait; more are refused with 503 and Retry-After.
         workers: Jobs separated at the same time.
+        read_timeout: Seconds a request body or upload may go without a byte arriving; then 408.
+        max_connections: Connections served at the same time; one more is answered 503.
         on_status: Called once with the URL to open, when the server listens.
     """
-    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency)
+    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
+                          read_timeout=read_timeout, max_connections=max_connections)
     try:
         import uvicorn
     except ImportError:
@@ -93,14 +102,30 @@ def serve(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
             quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
         ))
-        app = create_app(served, max_upload_mb=max_upload_mb, jobs=jobs)
+        app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs)
         # Bound only now: a client that connects is answered at once, never left waiting on a load.
         sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))
         shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         if on_status is not None:
             on_status(f"http://{shown}:{sock.getsockname()[1]}/")
         asyncio.run(server.serve(sockets=[sock]))
+
+
+def uvicorn_config(app, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+    """The ``uvicorn.Config`` that :func:`serve` runs ``app`` with: quiet, capped, short keep-alive.
+
+    Args:
+        app: The ASGI app (see :func:`~stemtf.serve.app.create_app`).
+        max_connections: Connections served at the same time (busy or idle); uvicorn answers the
+            next one 503 and closes it.
+    """
+    import uvicorn
+
+    # uvicorn counts the connection that asks too (it refuses when open connections >= the limit),
+    # so a limit of N + 1 serves N.
+    return uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=max_connections + 1,
+                          timeout_keep_alive=KEEP_ALIVE_TIMEOUT)
 
 
 def default_cache_dir() -> pathlib.Path:

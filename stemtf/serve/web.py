@@ -7,7 +7,8 @@
 - ``GET /v1/jobs/ID/stems/STEM.wav|mp3``, ``GET /v1/jobs/ID/stems.zip`` (streamed).
 - ``DELETE /v1/jobs/ID``: cancel a waiting or running job, or delete a finished one's results.
 
-Errors are ``{"error": sentence, "kind": word}``; a full queue is a 503 with ``Retry-After``.
+Errors are ``{"error": sentence, "kind": word}``; a full queue is a 503 with ``Retry-After``; an
+upload that stalls is a 408 ``timeout`` and its connection is closed.
 """
 
 
@@ -18,6 +19,7 @@ import re
 import shutil
 from typing import Any
 
+from stemtf.serve.bodies import close_after, receive_within
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.zipping import iter_zip
 
@@ -34,7 +36,7 @@ def static_file(name: str) -> bytes:
     return importlib.resources.files("stemtf.serve").joinpath("static", name).read_bytes()
 
 
-def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response) -> None:
+def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout: float, json_response) -> None:
     """Add the page and the job API to the FastAPI ``app``.
 
     Args:
@@ -42,6 +44,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
         jobs: The started job manager.
         max_upload_mb: Largest upload, in MB; refused from ``Content-Length`` before reading, or
             while reading a body sent without one.
+        read_timeout: Seconds an upload may go without a byte arriving; then 408 ``timeout``.
         json_response: ``(data, status) -> Response``, the app's JSON encoder.
     """
     from fastapi import Request, Response
@@ -53,7 +56,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
 
     @app.exception_handler(JobError)
     async def _job_error(request, error: JobError):
-        response = json_response({"error": str(error), "kind": error.kind}, error.status)
+        response = close_after(json_response({"error": str(error), "kind": error.kind}, error.status), error.status)
         if error.retry_after is not None:
             response.headers["Retry-After"] = str(error.retry_after)
         return response
@@ -91,7 +94,9 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, json_response
         async def counting_receive() -> dict[str, Any]:
             # Bodies without Content-Length (chunked) are counted as they arrive.
             nonlocal received
-            message = await request.receive()
+            message = await receive_within(request, read_timeout)
+            if message is None:
+                raise JobError(f"No bytes of the file arrived for {read_timeout:g} s; check the connection and upload it again.", 408, "timeout")
             received += len(message.get("body", b""))
             if received > max_bytes:
                 raise JobError(too_big, 413, "too_big")

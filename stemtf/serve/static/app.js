@@ -9,6 +9,7 @@ const TITLES = {
   too_long: "Too long.",
   too_big: "Too big.",
   busy: "The server is busy.",
+  timeout: "The upload stalled.",
   not_found: "Gone.",
   unknown_model: "Unknown model.",
   failed: "The separation failed.",
