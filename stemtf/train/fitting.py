@@ -133,7 +133,8 @@ def fit(
     Args:
         config: The model to train; its stems name the targets.
         data: A data folder, CSV manifest or MUSDB18 folder (see :mod:`stemtf.data`), or
-            ``(train_tracks, validation_tracks)``.
+            ``(train_tracks, validation_tracks)``. Partly labelled tracks (unknown stems, sums of
+            stems) train with per-output sample weights and one more output per sum.
         output_dir: Model directory written at every checkpoint (``config.json`` + weights), with
             ``checkpoint/`` (for ``resume``) and ``logs/`` (TensorBoard).
         steps: Total optimizer steps (a resumed run counts the steps already done).
