@@ -391,6 +391,8 @@ def test_csv_unknown_cells_and_sum_columns(tmp_path):
     np.testing.assert_allclose(crop[:, 0, 0], [0.05, 0, 0, 0, 0.05])  # mixture = the sum; silent unlabelled stems
     crop = data.read_crop(part, 0, 1000, sample_rate=RATE, num_channels=2, stems=["a", "b", "c"], sums=[("b", "c")])
     np.testing.assert_allclose(crop[:, 0, 0], [0.5, 0.01, 0, 0, 0])  # the mixture file
+    (tmp_path / "notes.csv").write_text("a_path,b_path,c_path,notes+remarks\nfull/a.wav,full/b.wav,full/c.wav,x\n")
+    assert not data.csv_tracks(tmp_path / "notes.csv", stems=["a", "b", "c"])[0].partly_labelled  # other columns: ignored
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,9 @@ def csv_tracks(
         raise DataError(f"Cannot read CSV manifest {str(path)!r}: {error}.") from None
     mixture_columns = [c for c in columns if c in ("mixture_path", "mix_path")]
     stem_columns = {c[: -len("_path")]: c for c in columns if c.endswith("_path") and c not in mixture_columns}
-    loose = [c for c in columns if SUM_SEPARATOR in c and c not in stem_columns.values()]
+    # Other columns are ignored, but one that names stems joined by + is surely a sum missing its suffix.
+    loose = [c for c in columns if SUM_SEPARATOR in c and c not in stem_columns.values()
+             and set(c.split(SUM_SEPARATOR)) <= taken]
     if loose:
         raise DataError(
             f"CSV manifest {str(path)!r} has a column {loose[0]!r}; name a column of summed stems "
@@ -146,7 +148,9 @@ def csv_tracks(
         files = {stem: s for stem, column in stem_columns.items() if (s := source(column)) is not None}
         unknown_stems = [stem for stem, column in stem_columns.items() if row.get(column) == UNKNOWN]
         if mixture_columns and row.get(mixture_columns[0]) == UNKNOWN:
-            raise DataError(f"{path.name} line {number}: the mixture cannot be unknown ({UNKNOWN}); give its file or leave the cell empty.")
+            raise DataError(
+                f"{path.name} line {number}: the mixture cannot be unknown ({UNKNOWN}); give its file or leave the cell empty."
+            )
         mixture = source(mixture_columns[0]) if mixture_columns else None
         name = row.get(mixture_columns[0]) if mixture_columns and row.get(mixture_columns[0]) else f"line {number}"
         duration = None
