@@ -421,7 +421,7 @@ def test_track_checks_its_labels():
     base = {"name": "t", "num_samples": 100, "sample_rate": RATE}
     with pytest.raises(data.DataError, match="sum of one stem"):
         data.Track(**base, stems=stems, sums={("b",): (source,)})
-    with pytest.raises(data.DataError, match="labels 'a' with files and also as in the sum 'a\\+b'"):
+    with pytest.raises(data.DataError, match="labels 'a' with files and also puts it in the sum 'a\\+b'"):
         data.Track(**base, stems=stems, sums={("a", "b"): (source,)})
     with pytest.raises(data.DataError, match="puts 'b' in two sums"):
         data.Track(**base, stems={"a": (), "b": (), "c": (), "d": ()}, sums={("a", "b"): (source,), ("b", "c"): (source,)})
@@ -431,8 +431,11 @@ def test_track_checks_its_labels():
         data.Track(**base, stems=stems, mixture=source, unknown={"z"})
     with pytest.raises(data.DataError, match="unknown stems \\['b'\\] but no mixture file"):
         data.Track(**base, stems=stems, unknown={"b"})
+    with pytest.raises(data.DataError, match="labels 'a' with files and also marks it unknown"):
+        data.Track(**base, stems=stems, mixture=source, unknown={"a"})
     track = data.Track(**base, stems=stems, mixture=source, unknown={"b"})
     assert track.partly_labelled and track.unknown == frozenset({"b"})
+    assert list(data.Track(**base, stems=stems, sums={("c", "b"): (source,)}).sums) == [("b", "c")]  # model order
 
 
 def test_folder_sum_files_and_folders_of_parts(tmp_path):

@@ -43,8 +43,8 @@ class Track:
             for a stem in ``unknown`` or ``sums``, not labelled on its own).
         mixture: The mixture file, or None when the mixture is the sum of the stems and the sums.
         unknown: Stems present in the mixture but not labelled; the track then needs ``mixture``.
-        sums: Stems known only together (two or more, in model order) -> the sources summed to
-            make their sum, e.g. ``{("drums", "bass", "other"): (backing,)}``. A stem is in at most one.
+        sums: Stems known only together (two or more; kept in model order) -> the sources summed
+            to make their sum, e.g. ``{("drums", "bass", "other"): (backing,)}``. A stem is in at most one.
 
     Raises:
         DataError: a stem both labelled and unknown or in a sum, in two sums, a sum of fewer than two
@@ -63,6 +63,8 @@ class Track:
         object.__setattr__(self, "unknown", frozenset(self.unknown))
         object.__setattr__(self, "sums", {tuple(stems): tuple(sources) for stems, sources in self.sums.items()})
         _check_labels(self)
+        # In model order, so that every track names one sum alike (drums+bass, never bass+drums).
+        object.__setattr__(self, "sums", {tuple(s for s in self.stems if s in key): files for key, files in self.sums.items()})
 
     @property
     def partly_labelled(self) -> bool:
@@ -114,8 +116,8 @@ def _check_labels(track: Track) -> None:
             owner[stem] = name
     for stem in stems:
         if track.stems[stem] and not track.labels(stem):
-            how = f"in the sum {owner[stem]!r}" if stem in owner else "unknown"
-            raise DataError(f"{where} labels {stem!r} with files and also as {how}; do one or the other.")
+            how = f"puts it in the sum {owner[stem]!r}" if stem in owner else "marks it unknown"
+            raise DataError(f"{where} labels {stem!r} with files and also {how}; do one or the other.")
     if track.unknown and track.mixture is None:
         unknown = [stem for stem in stems if stem in track.unknown]
         raise DataError(
