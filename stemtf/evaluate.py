@@ -245,6 +245,12 @@ def evaluate_tracks(
         raise ValueError("Argument `separator` is required for baseline='model'.")
     if not tracks:
         raise DataError("No tracks to evaluate.")
+    partial = next((track for track in tracks if getattr(track, "partly_labelled", False)), None)
+    if partial is not None:
+        raise DataError(
+            f"Track {partial.name!r} is partly labelled (unknown stems or sums of stems); evaluation needs every "
+            "stem labelled: leave it out of the evaluation data."
+        )
     for other in baseline_scores:
         options.check_baseline(other)
     baseline_sdr: dict[str, dict[str, dict[str, float]]] = {other: {} for other in baseline_scores if other != baseline}

@@ -262,6 +262,36 @@ def check_training(
         )
 
 
+def parse_stem_weights(values: list[str] | None) -> dict[str, float] | None:
+    """``["vocals=2"]`` (``--stem-weight``, repeatable) -> ``{"vocals": 2.0}``; None for none."""
+    if not values:
+        return None
+    weights: dict[str, float] = {}
+    for value in values:
+        stem, sep, number = value.partition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = None
+        if not sep or not stem.strip() or weight is None:
+            raise OptionError("stem_weights", f"{{option}} {value!r} must look like STEM=WEIGHT, e.g. vocals=2.")
+        weights[stem.strip()] = weight
+    return weights
+
+
+def check_stem_weights(stem_weights: dict[str, float] | None, stems: tuple[str, ...] | list[str]) -> None:
+    """Per-stem loss weights: the model's stems, finite and >= 0, not all 0 (a stem not named weighs 1)."""
+    if stem_weights is None:
+        return
+    for stem, weight in stem_weights.items():
+        if stem not in stems:
+            raise OptionError("stem_weights", f"{{option}} names {stem!r}, which is not one of the model's stems {list(stems)}.")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise OptionError("stem_weights", f"{{option}} for {stem!r} must be a finite number >= 0. Received {weight}.")
+    if all(stem_weights.get(stem, 1.0) == 0 for stem in stems):
+        raise OptionError("stem_weights", "{option} are all 0: nothing would be trained; give some stem a weight > 0.")
+
+
 def check_speed_range(speed_range: tuple[float, float]) -> None:
     """The speed augmentation's ``(low, high)`` factors: finite, 0.5 <= low <= high <= 2."""
     low, high = speed_range

@@ -43,6 +43,25 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
     assert (tmp_path / "eval" / "three.json").is_file()
 
 
+def test_train_on_a_partly_labelled_csv(capsys, stem_folder, tiny_config_file, tmp_path):
+    """Row one: vocals and a backing known only as drums+other; row two: an unknown drums under a mixture file."""
+    manifest = tmp_path / "parts.csv"
+    manifest.write_text(
+        "mixture_path,vocals_path,drums_path,other_path,drums+other_path\n"
+        f",{stem_folder}/one/vocals.wav,,,{stem_folder}/one/piano.wav\n"
+        f"{stem_folder}/two/piano.wav,{stem_folder}/two/vocals.wav,?,{stem_folder}/two/other.wav,\n"
+        f",{stem_folder}/three/vocals.wav,{stem_folder}/three/drums.wav,{stem_folder}/three/other.wav,\n"
+    )
+    output = tmp_path / "run"
+    code, _, err = run(capsys, "train", tiny_config_file, "--data", manifest, "-o", output, "--batch-size", "2",
+                       "--num-frames", "64", "--steps", "2", "--checkpoint-every", "2", "--validation-track", "line 2",
+                       "--stem-weight", "vocals=2", "--no-remix-silent-stems", "-q")
+    assert code == 0, err
+    state = json.loads((output / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 2 and state["stem_weights"] == {"vocals": 2.0}
+    assert "val_drums.other_loss" in state["history"][0]
+
+
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
@@ -51,6 +70,9 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
         (["train", "{config}", "--data", "{data}", "--freeze-encoder"], "--freeze-encoder needs --from"),
         (["train", "{config}", "--data", "{data}", "--speed-range", "1.2", "1.1"], "--speed-range must be .*0.5 <= low <= high <= 2"),
         (["train", "{config}", "--data", "{data}", "--stem-group", "other"], "must look like STEM=FILE_STEM"),
+        (["train", "{config}", "--data", "{data}", "--stem-weight", "vocals"], "--stem-weight 'vocals' must look like STEM=WEIGHT"),
+        (["train", "{config}", "--data", "{data}", "--stem-weight", "guitar=2"], "--stem-weight names 'guitar', which is not one of"),
+        (["train", "{config}", "--data", "{data}", "--stem-weight", "vocals=-1"], "--stem-weight for 'vocals' must be a finite number >= 0"),
         (["train", "{data}/one/vocals.wav", "--data", "{data}"], "not valid JSON|Cannot read config"),
         (["evaluate", "{model}"], "exactly one of --data"),
         (["evaluate", "{model}", "--data", "{data}", "--baseline", "ideal"], "--baseline must be one of"),

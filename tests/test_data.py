@@ -292,3 +292,221 @@ def test_musdb_stem_mp4_layout(tmp_path):
     for index, stem in enumerate(["vocals", "drums", "bass", "other"], start=1):
         expected = sources[stem][11025:33075]
         assert np.sqrt(np.mean((crop[index] - expected) ** 2)) < 0.3 * np.sqrt(np.mean(expected**2)), stem
+
+
+# Partly labelled tracks: unknown stems (CSV "?"), sums of stems (a+b), and remixing only labelled stems.
+
+
+def exact_noise(num_samples: int, seed: int) -> np.ndarray:
+    """Stereo noise of exactly representable float32 values: bit-identical on every platform once written as FLOAT WAV."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-1000, 1001, size=(num_samples, 2)) / 4096).astype(np.float32)
+
+
+def _old_example(reader, index):
+    """The example draw of `_ExampleReader` before partly labelled tracks existed (kept to pin the draw order)."""
+    import math
+
+    import soxr
+
+    rng = np.random.default_rng([reader.seed, int(index)])
+    kwargs = {"sample_rate": reader.sample_rate, "num_channels": reader.num_channels}
+
+    def draw(num_samples):
+        track = reader.tracks[rng.integers(len(reader.tracks))]
+        length = int(track.num_samples * reader.sample_rate / track.sample_rate)
+        return track, int(rng.integers(max(1, length - num_samples + 1)))
+
+    augmentation = reader.augmentation
+    low, high = augmentation.speed_range
+    speed = float(rng.uniform(low, high)) if (low, high) != (1.0, 1.0) else 1.0
+    needed = reader.num_samples if speed == 1.0 else math.ceil(reader.num_samples * speed) + 64
+    track, start = draw(needed)
+    if rng.random() < augmentation.remix_probability:
+        stems = [data.read_crop(*draw(needed), needed, stems=[s], mixture=False, **kwargs)[0] for s in reader.stems]
+    else:
+        stems = list(data.read_crop(track, start, needed, stems=reader.stems, mixture=False, **kwargs))
+    if speed != 1.0:
+        stems = [soxr.resample(s, reader.sample_rate * speed, reader.sample_rate)[: reader.num_samples] for s in stems]
+    for i in range(len(stems)):
+        stems[i] = stems[i] * np.float32(rng.uniform(*augmentation.gain_range))
+        if rng.random() < augmentation.channel_swap_probability and reader.num_channels == 2:
+            stems[i] = stems[i][:, ::-1]
+    stack = np.stack(stems)
+    return np.concatenate([stack.sum(axis=0, keepdims=True), stack]).astype(np.float32)
+
+
+def test_fully_labelled_example_draws_are_unchanged(tmp_path):
+    """Runs resumed with partial-label support draw the very examples they drew before it."""
+    import hashlib
+
+    spec = {"song0": ["a", "b", "mixture"], "song1": ["a"], "song2": ["a", "b"]}  # a silent stem, a mixture file
+    for i, (name, files) in enumerate(spec.items()):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for k, stem in enumerate(files):
+            sf.write(tmp_path / "d" / name / f"{stem}.wav", exact_noise(3000 + 500 * i, 10 * i + k), RATE, subtype="FLOAT")
+    tracks = data.folder_tracks(tmp_path / "d", stems=["a", "b"])
+    digest = hashlib.sha256()
+    for augmentation in (data.DEFAULT_AUGMENTATION, None):
+        reader = data.augment._ExampleReader(tracks, ["a", "b"], 1024, RATE, 2, augmentation, 7)
+        for index in range(24):
+            digest.update(reader(np.int64(index)).tobytes())
+    # Computed with the code before partly labelled tracks (commit 273a3ad).
+    assert digest.hexdigest() == "6c12e71efe1a891bf794c5605057a652f681e742960214e2b292cc311b54a791"
+    speedy = data.Augmentation(speed_range=(0.8, 1.2))
+    reader = data.augment._ExampleReader(tracks, ["a", "b"], 1024, RATE, 2, speedy, 3)
+    for index in range(12):
+        np.testing.assert_array_equal(reader(np.int64(index)), _old_example(reader, index))
+    assert len(data.training_dataset(tracks, stems=["a", "b"], **GEOMETRY).element_spec) == 2  # (mixture, stems)
+
+
+def write_constants(root: pathlib.Path, values: dict[str, float], num_samples: int = 4000) -> pathlib.Path:
+    """Files of one constant value each (``{"full/a": 0.1}`` -> ``root/full/a.wav``): every crop says where it came from."""
+    for name, value in values.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / f"{name}.wav", np.full((num_samples, 2), value, np.float32), RATE, subtype="FLOAT")
+    return root
+
+
+PARTS = {"full/a": 0.1, "full/b": 0.2, "full/c": 0.3, "guitar/b": 0.02, "part/a": 0.01, "part/mix": 0.5, "band/bc": 0.05}
+PARTS_CSV = (
+    "mixture_path,a_path,b_path,c_path,b+c_path\n"
+    ",full/a.wav,full/b.wav,full/c.wav,\n"  # fully labelled
+    ",,guitar/b.wav,,\n"  # a part alone: the other stems are silent (fully labelled)
+    "part/mix.wav,part/a.wav,?,,\n"  # b is in the mixture but unknown
+    ",,,,band/bc.wav\n"  # b and c known only as a sum; a is silent
+)
+
+
+def test_csv_unknown_cells_and_sum_columns(tmp_path):
+    write_constants(tmp_path, PARTS)
+    (tmp_path / "m.csv").write_text(PARTS_CSV)
+    full, guitar, part, band = data.csv_tracks(tmp_path / "m.csv", stems=["a", "b", "c"])
+    assert not full.partly_labelled and not guitar.partly_labelled
+    assert part.unknown == {"b"} and part.mixture is not None and part.labels("a") and not part.labels("b")
+    assert band.sums == {("b", "c"): (data.AudioSource(str(tmp_path / "band" / "bc.wav")),)} and not band.unknown
+    assert band.labels("a") and not band.labels("b") and not band.labels("c")
+    assert data.stem_sums([full, part, band]) == [("b", "c")] and data.sum_name(("b", "c")) == "b+c"
+    crop = data.read_crop(band, 0, 1000, sample_rate=RATE, num_channels=2, stems=["a", "b", "c"], sums=[("b", "c")])
+    np.testing.assert_allclose(crop[:, 0, 0], [0.05, 0, 0, 0, 0.05])  # mixture = the sum; silent unlabelled stems
+    crop = data.read_crop(part, 0, 1000, sample_rate=RATE, num_channels=2, stems=["a", "b", "c"], sums=[("b", "c")])
+    np.testing.assert_allclose(crop[:, 0, 0], [0.5, 0.01, 0, 0, 0])  # the mixture file
+    (tmp_path / "notes.csv").write_text("a_path,b_path,c_path,notes+remarks\nfull/a.wav,full/b.wav,full/c.wav,x\n")
+    assert not data.csv_tracks(tmp_path / "notes.csv", stems=["a", "b", "c"])[0].partly_labelled  # other columns: ignored
+
+
+@pytest.mark.parametrize(
+    ("manifest", "pattern"),
+    [
+        ("a_path,b_path,c_path\nfull/a.wav,?,full/c.wav\n", r"line 2: Track 'line 2' has unknown stems \['b'\] but no mixture file"),
+        ("mixture_path,a_path,b_path,c_path\n?,full/a.wav,full/b.wav,full/c.wav\n", "line 2: the mixture cannot be unknown"),
+        ("a_path,b_path,c_path,b+c_path\nfull/a.wav,full/b.wav,,band/bc.wav\n", "gives the 'b' stem twice"),
+        ("a_path,b+b_path\nfull/a.wav,band/bc.wav\n", "column 'b\\+b_path'; a sum column names two or more different stems"),
+        ("a_path,b+c\nfull/a.wav,band/bc.wav\n", "column 'b\\+c'; name a column of summed stems like the others, b\\+c_path"),
+        ("a_path,b+d_path\nfull/a.wav,band/bc.wav\n", "column 'b\\+d_path' for stem 'd', which no model stem takes"),
+        ("mixture_path,a_path,b_path,c_path\npart/mix.wav,?,?,?\n", "labels none of its stems"),
+    ],
+)
+def test_bad_partly_labelled_manifests_are_one_line_errors(tmp_path, manifest, pattern):
+    write_constants(tmp_path, PARTS)
+    (tmp_path / "m.csv").write_text(manifest)
+    with pytest.raises(data.DataError, match=pattern) as caught:
+        data.csv_tracks(tmp_path / "m.csv", stems=["a", "b", "c"])
+    assert "\n" not in str(caught.value)
+
+
+def test_track_checks_its_labels():
+    source = data.AudioSource("x.wav")
+    stems = {"a": (source,), "b": (), "c": ()}
+    base = {"name": "t", "num_samples": 100, "sample_rate": RATE}
+    with pytest.raises(data.DataError, match="sum of one stem"):
+        data.Track(**base, stems=stems, sums={("b",): (source,)})
+    with pytest.raises(data.DataError, match="labels 'a' with files and also puts it in the sum 'a\\+b'"):
+        data.Track(**base, stems=stems, sums={("a", "b"): (source,)})
+    with pytest.raises(data.DataError, match="puts 'b' in two sums"):
+        data.Track(**base, stems={"a": (), "b": (), "c": (), "d": ()}, sums={("a", "b"): (source,), ("b", "c"): (source,)})
+    with pytest.raises(data.DataError, match="marks 'b' unknown and also puts it in the sum"):
+        data.Track(**base, stems=stems, mixture=source, unknown={"b"}, sums={("b", "c"): (source,)})
+    with pytest.raises(data.DataError, match="marks 'z' unknown, which is not one of its stems"):
+        data.Track(**base, stems=stems, mixture=source, unknown={"z"})
+    with pytest.raises(data.DataError, match="unknown stems \\['b'\\] but no mixture file"):
+        data.Track(**base, stems=stems, unknown={"b"})
+    with pytest.raises(data.DataError, match="labels 'a' with files and also marks it unknown"):
+        data.Track(**base, stems=stems, mixture=source, unknown={"a"})
+    track = data.Track(**base, stems=stems, mixture=source, unknown={"b"})
+    assert track.partly_labelled and track.unknown == frozenset({"b"})
+    assert list(data.Track(**base, stems=stems, sums={("c", "b"): (source,)}).sums) == [("b", "c")]  # model order
+
+
+def test_folder_sum_files_and_folders_of_parts(tmp_path):
+    write_constants(tmp_path / "band", {"song/a": 0.1, "song/b+c": 0.2})
+    (track,) = data.folder_tracks(tmp_path / "band", stems=["a", "b", "c"])
+    assert list(track.sums) == [("b", "c")] and track.stems["a"]
+    write_constants(tmp_path / "guitars", {"one/b": 0.1, "two/b": 0.2})
+    with pytest.raises(data.DataError, match="No track .* has a 'a' stem"):
+        data.folder_tracks(tmp_path / "guitars", stems=["a", "b"])
+    found = data.folder_tracks(tmp_path / "guitars", stems=["a", "b"], require_every_stem=False)
+    assert [t.name for t in found] == ["one", "two"] and not found[0].stems["a"]
+
+
+def _identify(value: float, stem: str) -> str:
+    """The file a stem of a crop of PARTS (gain 1) came from, by its constant value."""
+    if value == 0:
+        return "silence"
+    (name,) = [name for name, v in PARTS.items() if np.isclose(v, value, atol=1e-6)]
+    return name
+
+
+@pytest.mark.parametrize("remix_silent_stems", [True, False])
+def test_remix_takes_each_stem_only_from_tracks_that_label_it(tmp_path, remix_silent_stems):
+    write_constants(tmp_path, PARTS)
+    (tmp_path / "m.csv").write_text(PARTS_CSV)
+    stems = ["a", "b", "c"]
+    tracks = data.csv_tracks(tmp_path / "m.csv", stems=stems)
+    augmentation = data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=1,
+                                      remix_silent_stems=remix_silent_stems)
+    reader = data.augment._ExampleReader(tracks, stems, 512, RATE, 2, augmentation, 0, data.stem_sums(tracks))
+    # The tracks labelling each stem on their own: b is never part's unknown b nor the band's (it is in a sum).
+    expected = {"a": {"full/a", "part/a", "silence"}, "b": {"full/b", "guitar/b"}, "c": {"full/c", "silence"}}
+    if not remix_silent_stems:
+        expected = {stem: files - {"silence"} for stem, files in expected.items()}
+    seen = {stem: set() for stem in stems}
+    whole = 0
+    for index in range(60):
+        example, weights = reader(np.int64(index))
+        assert example.shape == (5, 512, 2)
+        if weights.tolist() == [1, 1, 1, 0]:  # a whole track's example: remixed
+            np.testing.assert_allclose(example[0], example[1:4].sum(axis=0), atol=1e-6)
+            for i, stem in enumerate(stems, start=1):
+                seen[stem].add(_identify(example[i, 0, 0], stem))
+        else:  # a partly labelled track is used whole, with its own mixture
+            whole += 1
+            if weights.tolist() == [1, 0, 1, 0]:  # part: b unknown
+                np.testing.assert_allclose(example[:, 0, 0], [0.5, 0.01, 0, 0, 0], atol=1e-6)
+            else:  # band: b+c as a sum
+                assert weights.tolist() == [1, 0, 0, 1]
+                np.testing.assert_allclose(example[:, 0, 0], [0.05, 0, 0, 0, 0.05], atol=1e-6)
+    assert 10 < whole < 50
+    assert seen == expected
+
+
+def test_weighted_datasets_yield_sums_and_zero_weights_for_unlabelled_stems(tmp_path):
+    write_constants(tmp_path, PARTS)
+    (tmp_path / "m.csv").write_text(PARTS_CSV)
+    tracks = data.csv_tracks(tmp_path / "m.csv", stems=["a", "b", "c"])
+    validation = data.validation_dataset(tracks, stems=["a", "b", "c"], crops_per_track=1, **{**GEOMETRY, "batch_size": 4})
+    ((mixture, magnitudes, weights),) = as_arrays_weighted(validation)
+    assert sorted(magnitudes) == sorted(weights) == ["a", "b", "b.c", "c"]
+    assert weights["b"].shape == (4, 1, 1)
+    np.testing.assert_array_equal(weights["b"].ravel(), [1, 1, 0, 0])  # full, guitar, part (unknown), band (in the sum)
+    np.testing.assert_array_equal(weights["b.c"].ravel(), [0, 0, 0, 1])
+    np.testing.assert_array_equal(weights["a"].ravel(), [1, 1, 1, 1])  # the band's a is labelled silence
+    assert magnitudes["b.c"][3].max() > 0 and not magnitudes["b.c"][:3].any()
+    training = data.training_dataset(tracks, stems=["a", "b", "c"], seed=1, **GEOMETRY)
+    assert len(training.element_spec) == 3 and sorted(training.element_spec[2]) == ["a", "b", "b.c", "c"]
+    with pytest.raises(data.DataError, match="has the sum 'b\\+c', which `sums` leaves out"):
+        data.training_dataset(tracks, stems=["a", "b", "c"], sums=[], **GEOMETRY)
+
+
+def as_arrays_weighted(dataset):
+    return [(m.numpy(), {k: v.numpy() for k, v in s.items()}, {k: v.numpy() for k, v in w.items()}) for m, s, w in dataset]

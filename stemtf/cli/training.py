@@ -17,7 +17,7 @@ from stemtf.errors import OptionError, StemtfError
 @app.command()
 def train(
     config_path: str = typer.Argument(..., metavar="CONFIG", help="Model config JSON (e.g. configs/4stems.json) or a preset name (4stems).", show_default=False),
-    data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest, or a MUSDB18 folder.", show_default=False),
+    data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest (a cell ? is an unknown stem, a drums+bass_path column a sum of stems), or a MUSDB18 folder.", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
     steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
     batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step (global: over all GPUs and workers)."),
@@ -26,6 +26,7 @@ def train(
     checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
     validation_track: Optional[list[str]] = typer.Option(None, "--validation-track", help="Hold out this track for validation (repeatable; default: 10% of tracks).", show_default=False),
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="Merge files into a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
+    stem_weight: Optional[list[str]] = typer.Option(None, "--stem-weight", help="Weigh a stem's loss: STEM=WEIGHT (repeatable), e.g. vocals=2; others weigh 1.", show_default=False),
     layout: str = typer.Option("auto", "--layout", help="auto, folder, csv or musdb."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUTPUT_DIR that already holds a model or checkpoint."),
@@ -33,6 +34,7 @@ def train(
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
+    remix_silent_stems: bool = typer.Option(True, "--remix-silent-stems/--no-remix-silent-stems", help="Whether remixing across tracks may take a stem from a track where it is silent (--no-remix-silent-stems: only from tracks with a file for it, for data of parts alone)."),
     strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
     worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
     log_every: int = typer.Option(100, "--log-every", help="When stderr is not a terminal (a log, CI, nohup): a progress line every N steps."),
@@ -43,6 +45,8 @@ def train(
 
     config = load_config(config_path)
     groups = stem_groups(stem_group)
+    stem_weights = options.parse_stem_weights(stem_weight)
+    options.check_stem_weights(stem_weights, config.stems)
     options.check_training(
         steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
@@ -60,7 +64,7 @@ def train(
     from stemtf.data import Augmentation
     from stemtf.train import fit
 
-    augmentation = Augmentation(speed_range=tuple(speed_range))
+    augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems)
     progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     with progress, signals.at_callbacks():
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
@@ -79,7 +83,7 @@ def train(
 
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-            num_frames=num_frames, layout=layout, stem_groups=groups, validation_tracks=validation_track or None,
+            num_frames=num_frames, layout=layout, stem_groups=groups, stem_weights=stem_weights, validation_tracks=validation_track or None,
             seed=seed, resume=resume, overwrite=overwrite, from_model=from_model, freeze_encoder=freeze_encoder,
             checkpoint_every=checkpoint_every, augmentation=augmentation, progress=report, strategy=strategy,
             worker_timeout=worker_timeout,

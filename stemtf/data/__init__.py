@@ -20,6 +20,23 @@ Layouts:
 File stems are mapped to model stems by ``stem_groups`` (``{"other": ["other", "piano"]}`` sums two
 files into ``other``); a model stem not named there takes the file stem of its own name. An audio
 file no model stem takes is an error rather than silently left out of the mixture.
+
+Partly labelled tracks (real recordings where only some stems are known):
+
+* **unknown stems** (:attr:`Track.unknown`; a CSV cell ``?``): in the mixture but not labelled. The
+  track needs its mixture file; the loss and the SDR metric leave the stem out for its examples
+  (sample weight 0).
+* **sums of stems** (:attr:`Track.sums`; a CSV column ``drums+bass+other_path``, a file
+  ``drums+bass+other.<ext>``): stems known only together, such as a band backing under a known
+  voice. The loss adds the L1 between the sum of those stems' estimates and the sum. Through
+  ``stem_groups`` a sum of file stems that all make one model stem simply labels that stem.
+
+The datasets then yield ``(mixture, {name: magnitude}, {name: weight})`` (stems, then sums keyed
+``drums.bass.other``). Such tracks are never remixed across tracks: an example drawn from one is
+that track's crop (each labelled stem, each sum and the unknown rest of the mixture with its own
+gain). The remix takes each stem only from tracks that label it on their own, and with
+``Augmentation(remix_silent_stems=False)`` only from those with a file for it. Tracks that use
+neither give exactly the examples they gave before these existed.
 """
 
 from stemtf.data.augment import DEFAULT_AUGMENTATION, Augmentation
@@ -27,7 +44,7 @@ from stemtf.data.layouts import AUDIO_EXTENSIONS, LAYOUTS, MUSDB_SOURCES, csv_tr
 from stemtf.data.pipeline import training_dataset, validation_crops, validation_dataset
 from stemtf.data.reading import read_crop, read_segment
 from stemtf.data.split import split_tracks, training_split
-from stemtf.data.tracks import MIXTURE, AudioSource, Track
+from stemtf.data.tracks import MIXTURE, UNKNOWN, AudioSource, Track, stem_sums, sum_key, sum_name
 from stemtf.errors import DataError
 
 __all__ = [
@@ -36,6 +53,7 @@ __all__ = [
     "LAYOUTS",
     "MIXTURE",
     "MUSDB_SOURCES",
+    "UNKNOWN",
     "AudioSource",
     "Augmentation",
     "DataError",
@@ -47,6 +65,9 @@ __all__ = [
     "read_crop",
     "read_segment",
     "split_tracks",
+    "stem_sums",
+    "sum_key",
+    "sum_name",
     "training_dataset",
     "training_split",
     "validation_crops",

@@ -7,7 +7,7 @@ import os
 import pathlib
 from collections.abc import Mapping, Sequence
 
-from stemtf.data.tracks import MIXTURE, AudioSource, Track, _check_stems_found, _make_track, _stem_groups
+from stemtf.data.tracks import MIXTURE, SUM_SEPARATOR, UNKNOWN, AudioSource, Track, _check_stems_found, _make_track, _stem_groups
 from stemtf.errors import DataError, DependencyError
 
 LAYOUTS = ("auto", "folder", "csv", "musdb")
@@ -18,14 +18,23 @@ MUSDB_SOURCES = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}  # stream index
 
 
 def folder_tracks(
-    root: str | os.PathLike, *, stems: Sequence[str], stem_groups: Mapping[str, Sequence[str]] | None = None
+    root: str | os.PathLike,
+    *,
+    stems: Sequence[str],
+    stem_groups: Mapping[str, Sequence[str]] | None = None,
+    require_every_stem: bool = True,
 ) -> list[Track]:
     """Tracks of a folder laid out as ``ROOT/<track>/<stem>.<ext>``, sorted by name.
+
+    A file named ``<stem>+<stem>....<ext>`` (``drums+bass+other.wav``) is the sum of those stems,
+    which the track then labels only together (:attr:`Track.sums`).
 
     Args:
         root: The folder holding one folder per track.
         stems: The model's stems, in order.
         stem_groups: Model stem -> file stems summed into it (default: the stem's own name).
+        require_every_stem: Whether every model stem must have audio in some track (a misnamed
+            file is caught here); False allows a folder of parts, such as guitars alone.
 
     Raises:
         DataError: no tracks, a model stem no track has, an audio file no stem takes, two files
@@ -53,7 +62,8 @@ def folder_tracks(
         mixture = files.pop(MIXTURE, None)
         tracks.append(_make_track(folder.name, files, groups, mixture))
     _check_stems_found(
-        tracks, stems, f"{str(root)!r} (expected ROOT/<track>/<stem>.<ext> with stems {list(stems)})"
+        tracks, stems, f"{str(root)!r} (expected ROOT/<track>/<stem>.<ext> with stems {list(stems)})",
+        require_every_stem=require_every_stem,
     )
     return tracks
 
@@ -64,21 +74,27 @@ def csv_tracks(
     stems: Sequence[str],
     stem_groups: Mapping[str, Sequence[str]] | None = None,
     root: str | os.PathLike | None = None,
+    require_every_stem: bool = True,
 ) -> list[Track]:
     """Tracks of a Spleeter-style CSV manifest, in row order.
 
     Columns: ``mixture_path`` or ``mix_path`` (optional), one ``<stem>_path`` per file stem, and
     an optional ``duration`` in seconds that limits the usable length; other columns are ignored.
+    A ``<stem>+<stem>..._path`` column (``drums+bass+other_path``) holds the sum of those stems.
+    Cells: a path; empty for a silent stem; ``?`` for a stem present in the mixture but not
+    labelled (the row then needs its mixture, or the unknown stems' sum).
 
     Args:
         path: The CSV file.
         stems: The model's stems, in order.
         stem_groups: Model stem -> file stems (column prefixes) summed into it.
         root: Folder the paths are relative to; defaults to the CSV's folder.
+        require_every_stem: Whether every model stem must have audio in some row.
 
     Raises:
         DataError: the CSV is missing or empty, a ``<stem>_path`` column names a stem no model
-            stem takes, a file is missing, or lengths differ within a row.
+            stem takes, a file is missing, lengths differ within a row, or a row labels a stem
+            twice or has unknown stems without a mixture (see :class:`Track`).
     """
     path = pathlib.Path(path)
     root = pathlib.Path(root) if root is not None else path.parent
@@ -95,10 +111,26 @@ def csv_tracks(
         raise DataError(f"Cannot read CSV manifest {str(path)!r}: {error}.") from None
     mixture_columns = [c for c in columns if c in ("mixture_path", "mix_path")]
     stem_columns = {c[: -len("_path")]: c for c in columns if c.endswith("_path") and c not in mixture_columns}
-    unknown = sorted(set(stem_columns) - taken)
+    # Other columns are ignored, but one that names stems joined by + is surely a sum missing its suffix.
+    loose = [c for c in columns if SUM_SEPARATOR in c and c not in stem_columns.values()
+             and set(c.split(SUM_SEPARATOR)) <= taken]
+    if loose:
+        raise DataError(
+            f"CSV manifest {str(path)!r} has a column {loose[0]!r}; name a column of summed stems "
+            f"like the others, {loose[0]}_path."
+        )
+    for key, column in stem_columns.items():
+        parts = key.split(SUM_SEPARATOR)
+        if len(set(parts)) != len(parts) or not all(parts):
+            raise DataError(
+                f"CSV manifest {str(path)!r} has a column {column!r}; a sum column names two or more different "
+                f"stems, e.g. drums+bass+other_path."
+            )
+    names = {part: key for key in stem_columns for part in key.split(SUM_SEPARATOR)}
+    unknown = sorted(set(names) - taken)
     if unknown:
         raise DataError(
-            f"CSV manifest {str(path)!r} has a column {stem_columns[unknown[0]]!r} for stem {unknown[0]!r}, "
+            f"CSV manifest {str(path)!r} has a column {stem_columns[names[unknown[0]]]!r} for stem {unknown[0]!r}, "
             f"which no model stem takes (stems: {list(stems)}); rename the column or use `stem_groups`."
         )
     if not stem_columns:
@@ -106,7 +138,7 @@ def csv_tracks(
     tracks = []
     for number, row in enumerate(rows, start=2):
         def source(column: str, row: dict = row, number: int = number) -> AudioSource | None:
-            if not row.get(column):
+            if not row.get(column) or row[column] == UNKNOWN:
                 return None
             file = root / row[column]
             if not file.is_file():
@@ -114,6 +146,11 @@ def csv_tracks(
             return AudioSource(str(file))
 
         files = {stem: s for stem, column in stem_columns.items() if (s := source(column)) is not None}
+        unknown_stems = [stem for stem, column in stem_columns.items() if row.get(column) == UNKNOWN]
+        if mixture_columns and row.get(mixture_columns[0]) == UNKNOWN:
+            raise DataError(
+                f"{path.name} line {number}: the mixture cannot be unknown ({UNKNOWN}); give its file or leave the cell empty."
+            )
         mixture = source(mixture_columns[0]) if mixture_columns else None
         name = row.get(mixture_columns[0]) if mixture_columns and row.get(mixture_columns[0]) else f"line {number}"
         duration = None
@@ -124,8 +161,11 @@ def csv_tracks(
                 raise DataError(f"{path.name} line {number}: duration {row['duration']!r} is not a number.") from None
             if duration <= 0:
                 raise DataError(f"{path.name} line {number}: duration must be > 0 seconds. Received {duration}.")
-        tracks.append(_make_track(name, files, groups, mixture, max_seconds=duration))
-    _check_stems_found(tracks, stems, f"CSV manifest {str(path)!r}")
+        try:
+            tracks.append(_make_track(name, files, groups, mixture, unknown=unknown_stems, max_seconds=duration))
+        except DataError as error:
+            raise DataError(f"{path.name} line {number}: {error}") from None
+    _check_stems_found(tracks, stems, f"CSV manifest {str(path)!r}", require_every_stem=require_every_stem)
     return tracks
 
 

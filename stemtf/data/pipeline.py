@@ -10,16 +10,25 @@ import tensorflow as tf
 from stemtf import spectral
 from stemtf.data.augment import DEFAULT_AUGMENTATION, Augmentation, _ExampleReader
 from stemtf.data.reading import read_crop
-from stemtf.data.tracks import Track
+from stemtf.data.tracks import Track, stem_sums, sum_key, sum_name
 from stemtf.errors import DataError
 
 
 def _spectrogram_dataset(
-    waveforms: tf.data.Dataset, *, stems: Sequence[str], batch_size: int, n_fft: int, hop_length: int, max_bins: int
+    waveforms: tf.data.Dataset, *, stems: Sequence[str], sums: Sequence[tuple[str, ...]] | None, batch_size: int,
+    n_fft: int, hop_length: int, max_bins: int,
 ) -> tf.data.Dataset:
-    def to_magnitudes(batch: tf.Tensor):
+    def to_magnitudes(batch: tf.Tensor, weights: tf.Tensor | None = None):
         magnitude = tf.abs(spectral.stft(batch, n_fft=n_fft, hop_length=hop_length))[..., :max_bins, :]
-        return magnitude[:, 0], {stem: magnitude[:, 1 + i] for i, stem in enumerate(stems)}
+        if sums is None:
+            return magnitude[:, 0], {stem: magnitude[:, 1 + i] for i, stem in enumerate(stems)}
+        names = [*stems, *(sum_key(key) for key in sums)]
+        # Weights shaped (batch, 1, 1) to broadcast over the (batch, frames, bins) values of the L1 loss.
+        return (
+            magnitude[:, 0],
+            {name: magnitude[:, 1 + i] for i, name in enumerate(names)},
+            {name: weights[:, i, None, None] for i, name in enumerate(names)},
+        )
 
     batched = waveforms.batch(batch_size, drop_remainder=False, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return batched.map(to_magnitudes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
@@ -33,6 +42,28 @@ def _check_geometry(tracks, stems, num_frames, batch_size) -> None:
             raise DataError(f"Track {track.name!r} has stems {list(track.stems)}, expected {list(stems)}.")
     if num_frames < 1 or batch_size < 1:
         raise ValueError(f"`num_frames` and `batch_size` must be >= 1. Received {num_frames}, {batch_size}.")
+
+
+def _dataset_sums(tracks: Sequence[Track], sums: Sequence[tuple[str, ...]] | None) -> list[tuple[str, ...]] | None:
+    """The sums a dataset yields: as given (checked to cover the tracks'), else the tracks' own, else None."""
+    if sums is None:
+        return stem_sums(tracks) if any(track.partly_labelled for track in tracks) else None
+    sums = [tuple(key) for key in sums]
+    for track in tracks:
+        missing = [key for key in track.sums if key not in sums]
+        if missing:
+            raise DataError(f"Track {track.name!r} has the sum {sum_name(missing[0])!r}, which `sums` leaves out.")
+    return sums
+
+
+def _load(read, shape: tuple[int, ...], weighted: bool, *args: tf.Tensor):
+    """``read(*args)`` in the graph: waveforms of ``shape`` (mixture first), and when ``weighted`` the
+    weight of every other row."""
+    if not weighted:
+        waveforms = tf.numpy_function(read, list(args), tf.float32, stateful=False)
+        return tf.ensure_shape(waveforms, shape)
+    waveforms, weights = tf.numpy_function(read, list(args), [tf.float32, tf.float32], stateful=False)
+    return tf.ensure_shape(waveforms, shape), tf.ensure_shape(weights, (shape[0] - 1,))
 
 
 def training_dataset(
@@ -51,6 +82,7 @@ def training_dataset(
     first_example: int = 0,
     num_shards: int = 1,
     shard_index: int = 0,
+    sums: Sequence[tuple[str, ...]] | None = None,
 ) -> tf.data.Dataset:
     """An endless, deterministic dataset of augmented random crops as magnitude spectrograms.
 
@@ -75,10 +107,18 @@ def training_dataset(
         first_example: Index of the first example (to continue a run where it stopped).
         num_shards: Parts each batch is split into (the training workers); must divide ``batch_size``.
         shard_index: The part this dataset yields, in ``[0, num_shards)``.
+        sums: The sums of stems to yield, keyed by :func:`sum_key` (``drums.bass.other``), and with
+            them the sample weights. Default: None when no track is partly labelled, else every
+            sum a track has (:func:`stem_sums`). Give the same list to the training and
+            validation datasets of one model (``[]`` when only unknown stems occur).
 
     Returns:
         Batches ``(mixture, {stem: stem_magnitude})``, each float32
-        ``(batch_size // num_shards, num_frames, max_bins, num_channels)``.
+        ``(batch_size // num_shards, num_frames, max_bins, num_channels)``. With sums, batches
+        ``(mixture, {name: magnitude}, {name: weight})`` whose dicts hold the stems and then the
+        sums, each weight float32 ``(batch, 1, 1)``: 1 where the example's track labels that stem
+        or sum, 0 where it does not (unknown, only in a sum, a sum it lacks; the magnitude is then
+        silence), for Keras's per-output sample weights.
     """
     _check_geometry(tracks, stems, num_frames, batch_size)
     if num_shards < 1 or not 0 <= shard_index < num_shards or batch_size % num_shards:
@@ -87,13 +127,13 @@ def training_dataset(
             f"Received num_shards={num_shards}, shard_index={shard_index}, batch_size={batch_size}."
         )
     shard_size = batch_size // num_shards
+    sums = _dataset_sums(tracks, sums)
     num_samples = spectral.segment_samples(num_frames, n_fft=n_fft, hop_length=hop_length)
-    reader = _ExampleReader(tracks, stems, num_samples, sample_rate, num_channels, augmentation, seed)
-    shape = (1 + len(stems), num_samples, num_channels)
+    reader = _ExampleReader(tracks, stems, num_samples, sample_rate, num_channels, augmentation, seed, sums)
+    shape = (1 + len(stems) + len(sums or ()), num_samples, num_channels)
 
-    def load(index: tf.Tensor) -> tf.Tensor:
-        waveforms = tf.numpy_function(reader, [index], tf.float32, stateful=False)
-        return tf.ensure_shape(waveforms, shape)
+    def load(index: tf.Tensor):
+        return _load(reader, shape, sums is not None, index)
 
     def example_index(position: tf.Tensor) -> tf.Tensor:
         # The position-th example of this shard: step position // shard_size, slot position % shard_size.
@@ -103,7 +143,7 @@ def training_dataset(
     positions = tf.data.Dataset.range(np.iinfo(np.int64).max // 2)
     waveforms = positions.map(example_index).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _spectrogram_dataset(
-        waveforms, stems=stems, batch_size=shard_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
+        waveforms, stems=stems, sums=sums, batch_size=shard_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
     )
 
 
@@ -129,26 +169,34 @@ def validation_dataset(
     num_frames: int,
     batch_size: int,
     crops_per_track: int = 4,
+    sums: Sequence[tuple[str, ...]] | None = None,
 ) -> tf.data.Dataset:
     """A finite dataset of fixed, evenly spaced, unaugmented crops of held-out tracks.
 
-    Arguments as for :func:`training_dataset`; ``crops_per_track`` crops are spread over each track.
+    Arguments and batches as for :func:`training_dataset`; ``crops_per_track`` crops are spread
+    over each track. A partly labelled track's mixture is its mixture file, else the sum of its
+    labelled stems and sums.
     """
     _check_geometry(tracks, stems, num_frames, batch_size)
+    sums = _dataset_sums(tracks, sums)
     num_samples = spectral.segment_samples(num_frames, n_fft=n_fft, hop_length=hop_length)
     crops = validation_crops(tracks, num_samples=num_samples, sample_rate=sample_rate, crops_per_track=crops_per_track)
-    shape = (1 + len(stems), num_samples, num_channels)
+    shape = (1 + len(stems) + len(sums or ()), num_samples, num_channels)
 
-    def read(track_index: np.int64, start: np.int64) -> np.ndarray:
-        return read_crop(tracks[int(track_index)], int(start), num_samples, sample_rate=sample_rate,
-                         num_channels=num_channels, stems=stems)
+    def read(track_index: np.int64, start: np.int64):
+        track = tracks[int(track_index)]
+        crop = read_crop(track, int(start), num_samples, sample_rate=sample_rate, num_channels=num_channels, stems=stems,
+                         sums=sums or ())
+        if sums is None:
+            return crop
+        labelled = [track.labels(stem) for stem in stems] + [key in track.sums for key in sums]
+        return crop, np.asarray(labelled, np.float32)
 
-    def load(crop: tf.Tensor) -> tf.Tensor:
-        waveforms = tf.numpy_function(read, [crop[0], crop[1]], tf.float32, stateful=False)
-        return tf.ensure_shape(waveforms, shape)
+    def load(crop: tf.Tensor):
+        return _load(read, shape, sums is not None, crop[0], crop[1])
 
     positions = tf.data.Dataset.from_tensor_slices(np.asarray(crops, np.int64).reshape(-1, 2))
     waveforms = positions.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _spectrogram_dataset(
-        waveforms, stems=stems, batch_size=batch_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
+        waveforms, stems=stems, sums=sums, batch_size=batch_size, n_fft=n_fft, hop_length=hop_length, max_bins=max_bins
     )

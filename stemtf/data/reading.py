@@ -44,8 +44,12 @@ def read_crop(
     num_channels: int,
     stems: Sequence[str] | None = None,
     mixture: bool = True,
+    sums: Sequence[tuple[str, ...]] = (),
 ) -> np.ndarray:
-    """Read one crop of a track: the mixture then every stem.
+    """Read one crop of a track: the mixture, every stem, then every sum of stems asked for.
+
+    A stem the track does not label on its own (:meth:`Track.labels`) reads as silence, and so
+    does a sum the track does not have.
 
     Args:
         track: The track.
@@ -54,10 +58,12 @@ def read_crop(
         sample_rate: Rate of the crop, in Hz.
         num_channels: Channels of the crop.
         stems: Stems to read (default: all of the track's, in order).
-        mixture: Whether to put the mixture first (the mixture file, or the sum of the stems).
+        mixture: Whether to put the mixture first (the mixture file, or the sum of the stems and
+            of the track's sums).
+        sums: Sums of stems to read after the stems (keys of :attr:`Track.sums`).
 
     Returns:
-        float32 ``(int(mixture) + len(stems), num_samples, num_channels)``.
+        float32 ``(int(mixture) + len(stems) + len(sums), num_samples, num_channels)``.
     """
     stems = list(track.stems) if stems is None else list(stems)
     rate = track.sample_rate
@@ -74,9 +80,15 @@ def read_crop(
         return total
 
     waveforms = [read(track.stems[stem]) for stem in stems]
+    summed = [read(track.sums.get(tuple(key), ())) for key in sums]
     if mixture:
-        waveforms.insert(0, read([track.mixture]) if track.mixture is not None else np.sum(waveforms, axis=0))
-    stack = np.stack(waveforms)
+        if track.mixture is not None:
+            waveforms.insert(0, read([track.mixture]))
+        elif track.sums:  # the stems' labels and the sums together are the whole mixture
+            waveforms.insert(0, np.sum(waveforms, axis=0) + read([s for files in track.sums.values() for s in files]))
+        else:
+            waveforms.insert(0, np.sum(waveforms, axis=0))
+    stack = np.stack(waveforms + summed)
     if rate != sample_rate:
         resampled = [soxr.resample(w, rate, sample_rate) for w in stack]
         stack = np.stack([np.pad(w, [(0, max(0, num_samples - w.shape[0])), (0, 0)])[:num_samples] for w in resampled])

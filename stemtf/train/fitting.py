@@ -31,7 +31,7 @@ from stemtf.errors import DataError, DependencyError, ModelError, OptionError
 from stemtf.model import build_model, load_model
 from stemtf.train import distributed
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint
-from stemtf.train.objective import learning_rate_schedule, stem_losses, stem_metrics, training_model
+from stemtf.train.objective import learning_rate_schedule, loss_weights, stem_losses, stem_metrics, training_model
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 
@@ -110,6 +110,7 @@ def fit(
     num_frames: int | None = None,
     layout: str = "auto",
     stem_groups: Mapping[str, Sequence[str]] | None = None,
+    stem_weights: Mapping[str, float] | None = None,
     validation_fraction: float = 0.1,
     validation_tracks: Sequence[str] | None = None,
     validation_crops: int = 4,
@@ -132,7 +133,8 @@ def fit(
     Args:
         config: The model to train; its stems name the targets.
         data: A data folder, CSV manifest or MUSDB18 folder (see :mod:`stemtf.data`), or
-            ``(train_tracks, validation_tracks)``.
+            ``(train_tracks, validation_tracks)``. Partly labelled tracks (unknown stems, sums of
+            stems) train with per-output sample weights and one more output per sum.
         output_dir: Model directory written at every checkpoint (``config.json`` + weights), with
             ``checkpoint/`` (for ``resume``) and ``logs/`` (TensorBoard).
         steps: Total optimizer steps (a resumed run counts the steps already done).
@@ -144,6 +146,8 @@ def fit(
             default ``config.segment_frames``.
         layout: Data layout: ``auto``, ``folder``, ``csv`` or ``musdb``.
         stem_groups: Model stem -> file stems summed into it, e.g. ``{"other": ["other", "piano"]}``.
+        stem_weights: Weight of each stem's loss in the total, e.g. ``{"vocals": 2}`` (a stem not
+            named weighs 1; sums of stems weigh 1). None: every loss weighs 1.
         validation_fraction: Share of tracks held out (folder and CSV layouts; MUSDB18 uses its
             official split); 0 disables validation.
         validation_tracks: Names of the tracks to hold out instead.
@@ -187,6 +191,7 @@ def fit(
         steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
+    options.check_stem_weights(None if stem_weights is None else dict(stem_weights), config.stems)
     state = check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
     # Before any other TensorFlow work: a multi-worker strategy starts this process's server.
     cluster = distributed.make_cluster(strategy, worker_timeout=worker_timeout)
@@ -205,13 +210,16 @@ def fit(
     else:
         train_tracks, held_out = list(data[0]), list(data[1])
     start_step = 0 if state is None else int(state["step"])
+    # Partly labelled tracks anywhere: both datasets yield the same sums and sample weights.
+    every_track = [*train_tracks, *held_out]
+    sums = data_lib.stem_sums(every_track) if any(t.partly_labelled for t in every_track) else None
 
     # 2. Model and optimizer (restored from the checkpoint when resuming).
     keras.utils.set_random_seed(seed)
     model, train_model = _build(
         config, cluster.strategy, from_model=from_model if state is None else None, freeze_encoder=freeze_encoder,
         mixed_precision=mixed_precision, learning_rate=learning_rate, lr_schedule=lr_schedule, steps=steps,
-        warmup_steps=warmup_steps,
+        warmup_steps=warmup_steps, sums=sums, stem_weights=stem_weights,
     )
     if state is not None:
         with cluster.strategy.scope():  # optimizer slots are mirrored variables under a strategy
@@ -223,7 +231,7 @@ def fit(
         return _datasets(
             config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
             seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
-            num_shards=num_shards, shard_index=shard_index, shard_batch_size=shard_batch_size,
+            num_shards=num_shards, shard_index=shard_index, shard_batch_size=shard_batch_size, sums=sums,
         )
 
     # 3. Callbacks: validate + checkpoint every `checkpoint_every` steps, progress, TensorBoard.
@@ -236,6 +244,8 @@ def fit(
         "train_tracks": [t.name for t in train_tracks],
         "validation_tracks": [t.name for t in held_out],
     }
+    if state is None and stem_weights is not None:
+        new_state["stem_weights"] = {stem: float(weight) for stem, weight in stem_weights.items()}
     # Workers other than the chief write their checkpoints to a folder deleted at the end rather than
     # skip them: TensorFlow's multi-worker guide has every worker save, as saving may read variables
     # through collective operations, and it keeps the workers' steps in lockstep.
@@ -299,9 +309,14 @@ def _data_error(error: Exception) -> DataError | None:
 
 def _build(
     config: ModelConfig, strategy: tf.distribute.Strategy, *, from_model, freeze_encoder: bool, mixed_precision: bool | None, learning_rate: float,
-    lr_schedule: str, steps: int, warmup_steps: int,
+    lr_schedule: str, steps: int, warmup_steps: int, sums: Sequence[tuple[str, ...]] | None = None,
+    stem_weights: Mapping[str, float] | None = None,
 ) -> tuple[keras.Model, keras.Model]:
-    """The masks model (initialised from ``from_model`` when given) and its compiled training wrapper."""
+    """The masks model (initialised from ``from_model`` when given) and its compiled training wrapper.
+
+    With ``sums`` (partly labelled data: the datasets carry sample weights) the wrapper also outputs
+    those sums and the SDR metrics are weighted, so that unlabelled stems are left out of them.
+    """
     has_gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed_precision = has_gpu if mixed_precision is None else mixed_precision
     previous_policy = keras.config.dtype_policy()
@@ -314,11 +329,13 @@ def _build(
                 initialise_from(model, config, from_model)
             if freeze_encoder:
                 freeze_encoder_layers(model)
-            train_model = training_model(model, config.stems)
+            train_model = training_model(model, config.stems, sums or ())
             optimizer = keras.optimizers.Adam(
                 learning_rate_schedule(learning_rate, steps=steps, schedule=lr_schedule, warmup_steps=warmup_steps)
             )
-            train_model.compile(optimizer=optimizer, loss=stem_losses(config.stems), metrics=stem_metrics(config.stems))
+            metrics = {"metrics" if sums is None else "weighted_metrics": stem_metrics(config.stems)}
+            weights = loss_weights(config.stems, stem_weights, sums or ())
+            train_model.compile(optimizer=optimizer, loss=stem_losses(config.stems, sums or ()), loss_weights=weights, **metrics)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return model, train_model
@@ -327,7 +344,7 @@ def _build(
 def _datasets(
     config: ModelConfig, train_tracks, held_out, *, num_frames: int, batch_size: int, augmentation, seed: int,
     first_example: int, validation_crops: int, num_shards: int = 1, shard_index: int = 0,
-    shard_batch_size: int | None = None,
+    shard_batch_size: int | None = None, sums: Sequence[tuple[str, ...]] | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """The endless training stream (continuing at ``first_example``) and the fixed validation set (or None).
 
@@ -338,7 +355,7 @@ def _datasets(
     geometry = {
         "stems": config.stems, "sample_rate": config.sample_rate, "num_channels": config.num_channels,
         "n_fft": config.n_fft, "hop_length": config.hop_length, "max_bins": config.max_bins,
-        "num_frames": num_frames,
+        "num_frames": num_frames, "sums": sums,
     }
     shard_batch_size = shard_batch_size or batch_size // num_shards
     train_data = data_lib.training_dataset(

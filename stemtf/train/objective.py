@@ -2,15 +2,22 @@
 
 Shared by both training loops (``model.fit`` on one machine, :func:`stemtf.train.distributed.fit_loop` on several workers),
 so that loss, metric and schedule are defined once.
+
+Partly labelled data (:class:`stemtf.data.Track`) comes with per-output sample weights: a stem an
+example's track does not label has weight 0 there, so it adds nothing to the loss, its gradient or
+its SDR; a sum of stems the track labels (``drums+bass+other``) is one more training output, the sum
+of those stems' ``mask * mixture``, with its own L1.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
+
+from stemtf.data.tracks import sum_key
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -46,7 +53,9 @@ class SpectrogramSDR(keras.metrics.Mean):
     """Mean :func:`spectrogram_sdr` (dB) over examples; a Keras metric for training and validation.
 
     Examples whose reference is silent (a stem a track lacks) are left out: their SDR is minus
-    infinity up to the epsilon and would swamp the mean.
+    infinity up to the epsilon and would swamp the mean. So are examples of weight 0 (a stem their
+    track does not label), when compiled as a weighted metric; weights may be ``(batch,)`` or
+    ``(batch, 1, ...)``.
     """
 
     def __init__(self, name: str = "sdr", scale_invariant: bool = False, **kwargs: Any) -> None:
@@ -58,26 +67,51 @@ class SpectrogramSDR(keras.metrics.Mean):
         axes = tuple(range(1, len(y_true.shape)))
         audible = keras.ops.cast(keras.ops.max(keras.ops.abs(keras.ops.cast(y_true, "float32")), axis=axes) > 1e-4, "float32")
         if sample_weight is not None:
-            audible = audible * keras.ops.cast(sample_weight, "float32")
+            audible = audible * keras.ops.reshape(keras.ops.cast(sample_weight, "float32"), (-1,))
         super().update_state(values, sample_weight=audible)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale_invariant": self.scale_invariant}
 
 
-def training_model(model: keras.Model, stems: Sequence[str]) -> keras.Model:
-    """Wrap a masks model: mixture magnitude -> ``{stem: mask * mixture}`` (float32 outputs)."""
+def training_model(model: keras.Model, stems: Sequence[str], sums: Sequence[Sequence[str]] = ()) -> keras.Model:
+    """Wrap a masks model: mixture magnitude -> ``{stem: mask * mixture}`` (float32 outputs).
+
+    Every sum of stems in ``sums`` adds the output ``{sum_key: sum of its stems' mask * mixture}``
+    (keyed ``drums.bass.other``, as :func:`stemtf.data.training_dataset` yields its magnitude).
+    """
     inputs = keras.Input(shape=model.input_shape[1:], name="mixture")
     masks = model(inputs)
     outputs = {
         stem: keras.layers.Multiply(name=stem, dtype="float32")([masks[stem], inputs]) for stem in stems
     }
+    for members in sums:
+        key = sum_key(members)
+        outputs[key] = keras.layers.Add(name=key, dtype="float32")([outputs[s] for s in members])
     return keras.Model(inputs, outputs, name=f"{model.name}_training")
 
 
-def stem_losses(stems: Sequence[str]) -> dict[str, keras.losses.Loss]:
-    """Spleeter's loss per stem: L1 between ``mask * mixture`` and the stem magnitude (summed over stems by Keras)."""
-    return {stem: keras.losses.MeanAbsoluteError(name=f"{stem}_l1") for stem in stems}
+def stem_losses(stems: Sequence[str], sums: Sequence[Sequence[str]] = ()) -> dict[str, keras.losses.Loss]:
+    """Spleeter's loss per stem: L1 between ``mask * mixture`` and the stem magnitude (summed over stems by Keras).
+
+    Every sum of stems adds the L1 between the sum of its stems' ``mask * mixture`` and its magnitude.
+    With sample weights Keras still divides by the whole batch: an example whose track does not
+    label a stem counts as zero there, and every labelled one weighs what it would alone.
+    """
+    losses = {stem: keras.losses.MeanAbsoluteError(name=f"{stem}_l1") for stem in stems}
+    losses.update({sum_key(members): keras.losses.MeanAbsoluteError(name=f"{sum_key(members)}_l1") for members in sums})
+    return losses
+
+
+def loss_weights(
+    stems: Sequence[str], stem_weights: Mapping[str, float] | None, sums: Sequence[Sequence[str]] = ()
+) -> dict[str, float] | None:
+    """Keras ``loss_weights``: ``stem_weights`` (1 for a stem not named), 1 for every sum; None without ``stem_weights``."""
+    if stem_weights is None:
+        return None
+    weights = {stem: float(stem_weights.get(stem, 1.0)) for stem in stems}
+    weights.update({sum_key(members): 1.0 for members in sums})
+    return weights
 
 
 def stem_metrics(stems: Sequence[str]) -> dict[str, list[keras.metrics.Metric]]:

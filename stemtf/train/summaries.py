@@ -62,7 +62,8 @@ class ExampleSummaries(keras.callbacks.Callback):
             description = f"{self.track.name}, {length / config.sample_rate:.1f} s from {start / config.sample_rate:.1f} s"
             self._audio("audio/mixture", crop[0], description)
             for stem, reference in zip(config.stems, crop[1:]):
-                self._audio(f"reference/{stem}", reference, f"the true {stem} of {description}")
+                if self.track.labels(stem):  # an unknown stem (or one only in a sum) has no reference
+                    self._audio(f"reference/{stem}", reference, f"the true {stem} of {description}")
         self._writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -1,10 +1,10 @@
 """Training tracks from the real recordings, each stem labelled only where the label is exact.
 
-Partly labelled tracks (a guitar alone, a drum loop alone, a voice alone) are built as
-:class:`stemtf.data.Track` objects directly: ``stemtf.data.folder_tracks`` requires every model
-stem to appear in at least one track of a folder, which a folder of guitars never satisfies. A
-stem a track lacks is silence; the pipeline's cross-track remix puts these parts under other
-songs' stems, so a real guitar is heard over real drums and a real voice.
+Tracks of parts alone (a guitar alone, a drum loop alone, a voice alone) are built as
+:class:`stemtf.data.Track` objects directly (the Frets on Fire songs are not laid out as
+``ROOT/<track>/<stem>``). A stem such a track lacks is silence, which is exact; the pipeline's
+cross-track remix puts these parts under other songs' stems, so a real guitar is heard over real
+drums and a real voice.
 
 =================  =====================================  =======================================
 source             4/5-stem models                        2-stem models
@@ -12,9 +12,15 @@ source             4/5-stem models                        2-stem models
 FoF guitar.ogg     ``other`` (the backing is unlabelled)  ``accompaniment``
 FoF sectoid        guitar only                            ``accompaniment`` = guitar + backing
  (instrumental)                                            (exact: the backing has no vocals)
+FoF sectoid band   ``vocals`` silent, the sum of the      (already above)
+ (fof_band_tracks) other stems = guitar + backing
 drum loops         ``drums``                              ``accompaniment``
 vocadito           ``vocals``                             ``vocals``
 =================  =====================================  =======================================
+
+The band tracks are partly labelled (:attr:`stemtf.data.Track.sums`): the loss sees only the sum of
+the drums, bass and other estimates against the whole band, and silence for the vocals. They are
+never remixed.
 """
 
 from __future__ import annotations
@@ -29,22 +35,27 @@ from stemtf import data
 from sources import FOF_LICENCE, fof_songs
 
 
-def make_track(name: str, stem_files: Mapping[str, Sequence[pathlib.Path]], stems: Sequence[str]) -> data.Track:
-    """A track whose model stems are sums of files (stems not named are silent).
+def make_track(name: str, stem_files: Mapping[str, Sequence[pathlib.Path]], stems: Sequence[str],
+               sums: Mapping[tuple[str, ...], Sequence[pathlib.Path]] | None = None) -> data.Track:
+    """A track whose model stems are sums of files (stems not named are silent), and its sums of stems.
 
     Raises:
         SystemExit: files of different lengths or rates, or a stem the model does not have.
+        stemtf.data.DataError: a stem both in ``stem_files`` and in a sum, or a sum of one stem.
     """
-    unknown = sorted(set(stem_files) - set(stems))
+    sums = dict(sums or {})
+    unknown = sorted(set(stem_files).union(*sums) - set(stems))
     if unknown:
         raise SystemExit(f"Track {name!r}: the model has no {unknown[0]!r} stem (its stems: {list(stems)}).")
-    shapes = {(sf.info(path).frames, sf.info(path).samplerate) for files in stem_files.values() for path in files}
+    every = [path for files in [*stem_files.values(), *sums.values()] for path in files]
+    shapes = {(sf.info(path).frames, sf.info(path).samplerate) for path in every}
     if len(shapes) != 1:
         raise SystemExit(f"Track {name!r}: its files differ in length or sample rate {sorted(shapes)}.")
     num_samples, sample_rate = shapes.pop()
     return data.Track(
         name=name, num_samples=num_samples, sample_rate=sample_rate,
         stems={stem: tuple(data.AudioSource(str(p)) for p in stem_files.get(stem, ())) for stem in stems},
+        sums={key: tuple(data.AudioSource(str(p)) for p in files) for key, files in sums.items()},
     )
 
 
@@ -75,6 +86,23 @@ def fof_tracks(stems: Sequence[str], held_out: Sequence[str], fof_root: pathlib.
             files.append(song.backing)  # backing + guitar is the whole accompaniment
         tracks.append(make_track(f"fof/{song.key}", {stem: files}, stems))
     return tracks
+
+
+def fof_band_tracks(stems: Sequence[str], held_out: Sequence[str], fof_root: pathlib.Path | None = None) -> list[data.Track]:
+    """The instrumental (sectoid, MIT) FoF songs not in ``held_out`` as whole bands, for models with vocals and 3+ stems.
+
+    ``vocals`` is labelled silent and every other stem is known only in their sum, guitar + backing
+    (exact: those backings hold no vocals). 2-stem models get nothing here: :func:`fof_tracks`
+    already labels ``accompaniment`` = guitar + backing.
+    """
+    if "vocals" not in stems or len(stems) < 3:
+        return []
+    songs = fof_songs() if fof_root is None else fof_songs(fof_root)
+    band = tuple(stem for stem in stems if stem != "vocals")
+    return [
+        make_track(f"fof-band/{song.key}", {}, stems, sums={band: [song.guitar, song.backing]})
+        for song in songs if song.instrumental and song.key not in held_out
+    ]
 
 
 def folder_part_tracks(root: pathlib.Path, file_stem: str, stems: Sequence[str], prefix: str) -> list[data.Track]:
