@@ -29,6 +29,11 @@ from stemtf.errors import OptionError
 MaskPredictor = Callable[[np.ndarray], np.ndarray]
 
 
+def plan_latency(step_frames: int, lookahead_frames: int, *, n_fft: int, hop_length: int) -> int:
+    """Samples from an input sample to its final stem sample in a plan masking ``step_frames`` with ``lookahead_frames``."""
+    return (step_frames + lookahead_frames + n_fft // hop_length - 1) * hop_length
+
+
 def frames_for_latency(latency_samples: float, config: ModelConfig) -> tuple[int, int, int]:
     """``(window_frames, step_frames, lookahead_frames)`` of the best plan within a latency budget.
 
@@ -82,7 +87,7 @@ class SlidingSeparation:
         self.window_frames, self.step_frames, self.lookahead_frames = window_frames, step_frames, lookahead_frames
         n_fft, hop = config.n_fft, config.hop_length
         self._n_fft, self._hop = n_fft, hop
-        self.latency_samples = (step_frames + lookahead_frames + n_fft // hop - 1) * hop
+        self.latency_samples = plan_latency(step_frames, lookahead_frames, n_fft=n_fft, hop_length=hop)
         channels, self._num_stems = config.num_channels, len(config.stems)
         self._analysis = apply._hann(n_fft)
         denominator = np.sum(np.square(self._analysis).reshape(n_fft // hop, hop), axis=0)

@@ -11,7 +11,9 @@ Artifacts and what they compute (``L`` = chunk samples, ``C`` = the model's chan
   DFT-as-matmul STFT so that it needs builtin ops only; the caller overlap-adds chunks
   (:mod:`stemtf.litert_runner` is the reference).
 - **masks** (TFLite, ONNX): magnitudes ``(1, segment_frames, max_bins, C)`` -> ``{stem: masks}``
-  for apps that do their own STFT.
+  for apps that do their own STFT. Exported for a latency (TFLite, ``NAME_sliding.tflite``), its
+  ``segment_frames`` is the window of a stream's sliding plan (:mod:`stemtf.sliding`), recorded in
+  the JSON; :class:`stemtf.litert_runner.SlidingRunner` is the reference that runs it.
 
 Every artifact ``PATH`` gets ``PATH.json`` next to it (:class:`ExportDescription`): stems, sample
 rate, chunk length, input and output names, shapes and dtypes, quantization. Keras 3 weights are exported through

@@ -28,8 +28,11 @@ SAVEDMODEL_VERSION = "1"
 ONNX_OPSET = 17
 
 
-def check_options(fmt: str, quantize: str) -> None:
-    """Raise a one-line :class:`~stemtf.errors.OptionError` unless ``fmt`` and ``quantize`` are a valid export choice."""
+def check_options(fmt: str, quantize: str, *, latency: float | None = None) -> None:
+    """Raise a one-line :class:`~stemtf.errors.OptionError` unless ``fmt``, ``quantize`` and ``latency`` are a valid export choice.
+
+    Whether the model meets ``latency`` is :func:`stemtf.sliding.frames_for_latency`'s check.
+    """
     if fmt not in FORMATS:
         raise OptionError("fmt", f"{{option}} {fmt!r} is not supported ({{option}} must be one of {', '.join(FORMATS)}).")
     if quantize not in QUANTIZATIONS:
@@ -38,6 +41,8 @@ def check_options(fmt: str, quantize: str) -> None:
         )
     if quantize != "none" and fmt != "tflite":
         raise OptionError("quantize", f"{{option}} {quantize} applies to the tflite format only.")
+    if latency is not None and fmt != "tflite":
+        raise OptionError("latency", "{option} (the sliding window's masks model for phones) applies to the tflite format only.")
 
 
 def tensor_info(name: str, shape, dtype: str) -> dict[str, Any]:
@@ -66,6 +71,11 @@ class ExportDescription:
         signatures: Every signature's inputs and outputs (SavedModel), if any.
         wiener_iterations: Wiener filter iterations baked into the graph (SavedModel).
         opset: The ONNX opset, if ONNX.
+        window_frames, step_frames, lookahead_frames: The sliding plan of a masks model exported for a
+            latency (:mod:`stemtf.sliding`): every ``step_frames`` new STFT frames, run the model on
+            the last ``window_frames`` (= ``segment_frames``) magnitude frames and mask the
+            ``step_frames`` frames that end ``lookahead_frames`` before the window's end. None otherwise.
+        latency_samples: That plan's latency: an input sample's stems are final this many samples later.
     """
 
     format: str
@@ -90,6 +100,10 @@ class ExportDescription:
     signatures: dict | None = None
     wiener_iterations: int | None = None
     opset: int | None = None
+    window_frames: int | None = None
+    step_frames: int | None = None
+    lookahead_frames: int | None = None
+    latency_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the optional fields that are unset."""

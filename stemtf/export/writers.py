@@ -152,6 +152,21 @@ def _kind_function(model: keras.Model, config: ModelConfig, kind: str, frames: i
     return function, inputs, outputs
 
 
+def sliding_plan(config: ModelConfig, latency: float) -> dict[str, int]:
+    """The description fields of the masks model for the sliding plan within ``latency`` seconds.
+
+    Raises:
+        OptionError: (``latency``) not a positive number, or shorter than the model can meet.
+    """
+    from stemtf import sliding
+
+    window, step, lookahead = sliding.frames_for_latency(options.check_latency(latency) * config.sample_rate, config)
+    return {
+        "window_frames": window, "step_frames": step, "lookahead_frames": lookahead,
+        "latency_samples": sliding.plan_latency(step, lookahead, n_fft=config.n_fft, hop_length=config.hop_length),
+    }
+
+
 def export_tflite(
     model: keras.Model,
     config: ModelConfig,
@@ -160,6 +175,7 @@ def export_tflite(
     kind: str = "waveform",
     quantize: str = "none",
     segment_frames: int | None = None,
+    latency: float | None = None,
     overwrite: bool = False,
 ) -> pathlib.Path:
     """Write a ``.tflite`` file that needs TFLite builtin ops only, and ``PATH.json``.
@@ -173,21 +189,31 @@ def export_tflite(
         quantize: ``none`` (float32), ``float16`` (weights stored as float16) or ``int8``
             (dynamic-range: int8 weights, float activations).
         segment_frames: STFT frames per chunk (default: the config's).
+        latency: Seconds: a ``masks`` model for the sliding plan of a stream within this latency
+            (:func:`stemtf.sliding.frames_for_latency`): its ``segment_frames`` is the plan's
+            window, and the JSON records the plan (``window_frames``, ``step_frames``,
+            ``lookahead_frames``, ``latency_samples``) for :class:`stemtf.litert_runner.SlidingRunner`.
         overwrite: Replace an existing file.
 
     Returns:
         ``path``.
 
     Raises:
-        OptionError: unknown kind or quantization.
+        OptionError: unknown kind or quantization, a latency the model cannot meet, or ``latency``
+            with another kind or with ``segment_frames``.
         ModelError: the graph needs a non-builtin op.
     """
-    check_options("tflite", quantize)
+    check_options("tflite", quantize, latency=latency)
     path = pathlib.Path(path)
-    frames = segment_frames or config.segment_frames
+    plan = {}
+    if latency is not None:
+        if kind != "masks" or segment_frames is not None:
+            raise OptionError("latency", "{option} sets the window of a masks model: give it with kind='masks' and without segment_frames.")
+        plan = sliding_plan(config, latency)
+    frames = plan.get("window_frames") or segment_frames or config.segment_frames
     function, inputs, outputs = _kind_function(model, config, kind, frames)
     meta = _description(config, fmt="tflite", kind=kind, segment_frames=frames, quantization=quantize,
-                        inputs=inputs, outputs=outputs, signature="serving_default")
+                        inputs=inputs, outputs=outputs, signature="serving_default", **plan)
     with tempfile.TemporaryDirectory(prefix="stemtf-export-") as work:
         _write_archive(model, {"serving_default": function}, pathlib.Path(work) / "savedmodel")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(pathlib.Path(work) / "savedmodel"))
@@ -250,21 +276,30 @@ def export(
     output_dir: str | os.PathLike,
     quantize: str = "none",
     chunk_seconds: float | None = None,
+    latency: float | None = None,
     overwrite: bool = False,
 ) -> list[pathlib.Path]:
     """Export a model by name or directory; what ``stemtf export`` runs.
 
     Writes into ``output_dir``: ``savedmodel`` -> ``1/`` (a TF Serving model base path);
-    ``tflite`` -> ``NAME[_QUANT].tflite`` (waveform chunk) and ``NAME_masks[_QUANT].tflite``;
-    ``onnx`` -> ``NAME.onnx`` and ``NAME_masks.onnx``; each with its ``.json``.
+    ``tflite`` -> ``NAME[_QUANT].tflite`` (waveform chunk) and ``NAME_masks[_QUANT].tflite``, and
+    with ``latency`` (seconds) also ``NAME_sliding[_QUANT].tflite``: the masks model for the
+    sliding plan within that latency (see :func:`export_tflite`); ``onnx`` -> ``NAME.onnx`` and
+    ``NAME_masks.onnx``; each with its ``.json``.
 
     Returns:
         The artifact paths written.
+
+    Raises:
+        OptionError: a bad option (``latency``: not tflite, or shorter than the model can meet).
     """
+    from stemtf.config import load_model_config
     from stemtf.model import load_model
 
-    check_options(fmt, quantize)
+    check_options(fmt, quantize, latency=latency)
     options.check_chunk_seconds(chunk_seconds)
+    if latency is not None:
+        sliding_plan(load_model_config(model_name_or_path)[0], latency)  # before loading the weights
     model, config = load_model(model_name_or_path)
     frames = config.segment_frames_for(chunk_seconds)
     output_dir = pathlib.Path(output_dir)
@@ -273,6 +308,8 @@ def export(
     else:
         suffix = "" if quantize == "none" else f"_{quantize}"
         targets = {kind: output_dir / f"{config.name}{'' if kind == 'waveform' else '_masks'}{suffix}.{fmt}" for kind in KINDS}
+        if latency is not None:
+            targets["sliding"] = output_dir / f"{config.name}_sliding{suffix}.{fmt}"
     if not overwrite:  # check every target first, so a clash never leaves half an export
         for target in targets.values():
             for path in (target, description_path(target)):
@@ -280,7 +317,9 @@ def export(
                     raise OutputError(f"Output {str(path)!r} already exists; pass --overwrite to replace it.")
     written = []
     for kind, target in targets.items():
-        if fmt == "savedmodel":
+        if kind == "sliding":
+            written.append(export_tflite(model, config, target, kind="masks", quantize=quantize, latency=latency, overwrite=overwrite))
+        elif fmt == "savedmodel":
             written.append(export_savedmodel(model, config, target, segment_frames=frames, overwrite=overwrite))
         elif fmt == "tflite":
             written.append(export_tflite(model, config, target, kind=kind, quantize=quantize, segment_frames=frames, overwrite=overwrite))
