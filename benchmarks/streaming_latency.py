@@ -1,15 +1,18 @@
 """Streaming: separation quality and real-time factor against the declared latency.
 
-A stream's latency is its chunk length (``segment_frames``), so this separates the held-out song
-Caesium (``../shared/data/everything-is-free``, never trained on) with the shipped model at each
-chunk length — ``Separator`` with that chunk plan, which the tests prove equal to the stream — and
-reports cSDR per stem against the true stems, and the real-time factor of ``StreamingSeparator``
+Two plans: the chunk plan, whose latency is its chunk length (``--frames``), and the sliding plan
+of ``stemtf.sliding`` for latencies below a chunk (``--latencies`` in seconds). For each, the held-out
+song Caesium (``../shared/data/everything-is-free``, never trained on) is separated with the shipped
+model by the offline twin of the stream (``Separator`` with that chunk plan, or
+``sliding.separate_sliding`` with that window plan, which the tests prove equal to the stream), and
+scored per stem (cSDR against the true stems); the real-time factor is that of ``StreamingSeparator``
 fed 4096-sample blocks (processing seconds / audio seconds; < 1 keeps up with a live signal).
 Writes a table, optionally JSON and a PNG of the curve. Nothing is asserted; it exits 0.
 
 Usage::
 
-    .venv/bin/python benchmarks/streaming_latency.py [--model 4stems] [--frames 128 192 256 384 512] [--png docs/streaming-latency.png]
+    .venv/bin/python benchmarks/streaming_latency.py [--model 4stems] [--frames 128 192 256 384 512] \
+        [--latencies 0.25 0.4 0.65 1.0] [--png docs/streaming-latency.png]
 """
 
 from __future__ import annotations
@@ -37,11 +40,16 @@ def plot(rows: list[dict], stems, model: str, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7.2, 3.6), dpi=100)
+    rows = sorted(rows, key=lambda row: row["latency_s"])
     latencies = [row["latency_s"] for row in rows]
     for stem in stems:
         axis.plot(latencies, [row["csdr"][stem] for row in rows], marker="o", label=stem)
     axis.plot(latencies, [row["mean"] for row in rows], marker="s", color="black", linewidth=2, label="mean")
-    axis.set_xlabel("latency (s) = chunk length")
+    sliding_end = max((row["latency_s"] for row in rows if row["plan"] == "sliding"), default=None)
+    if sliding_end is not None:
+        axis.axvspan(0, sliding_end * 1.05, color="0.9", zorder=0, label="sliding window")
+    axis.set_xscale("log")
+    axis.set_xlabel("latency (s): sliding window below, chunk plan above")
     axis.set_ylabel("cSDR on Caesium (dB)")
     axis.set_title(f"stemtf stream, {model}: quality against latency")
     axis.grid(alpha=0.3)
@@ -55,6 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="4stems")
     parser.add_argument("--frames", type=int, nargs="+", default=[128, 192, 256, 384, 512])
+    parser.add_argument("--latencies", type=float, nargs="*", default=[0.25, 0.4, 0.65, 1.0], help="seconds, sliding plan")
     parser.add_argument("--runtime", default="litert", choices=["keras", "litert"], help="runtime of the real-time factor (default litert)")
     parser.add_argument("--rtf-seconds", type=float, default=30.0, help="audio streamed for the real-time factor")
     parser.add_argument("--json", type=pathlib.Path, default=None)
@@ -65,6 +74,7 @@ def main() -> int:
     from stemtf.config import load_model_config
     from stemtf.evaluate import sdr
     from stemtf.separator import Separator
+    from stemtf.sliding import separate_sliding
     from stemtf.streaming import StreamingSeparator
 
     config, _ = load_model_config(args.model)
@@ -75,21 +85,38 @@ def main() -> int:
     rows = []
     print(f"{args.model} on Caesium ({mixture.shape[0] / 44100:.0f} s), cSDR in dB; RTF with {args.runtime}; "
           f"load average {os.getloadavg()[0]:.1f}")
-    for frames in args.frames:
-        separator = Separator.from_pretrained(args.model, runtime="keras", segment_frames=frames)
-        estimates = separator.separate(mixture, 44100)
-        scores = {stem: float(sdr(references[stem][None], estimates[stem][None])[0]) for stem in config.stems}
-        streamer = StreamingSeparator(Separator.from_pretrained(args.model, runtime=args.runtime, segment_frames=frames))
+
+    def real_time_factor(streamer) -> float:
         clip = mixture[: int(args.rtf_seconds * 44100)]
         start = time.perf_counter()
         for position in range(0, clip.shape[0], 4096):
             streamer.process(clip[position : position + 4096])
         streamer.flush()
-        rtf = (time.perf_counter() - start) / (clip.shape[0] / 44100)
-        row = {"segment_frames": frames, "latency_s": streamer.latency, "csdr": scores, "mean": float(np.mean(list(scores.values()))), "rtf": rtf}
+        return (time.perf_counter() - start) / (clip.shape[0] / 44100)
+
+    def report(row: dict) -> None:
         rows.append(row)
-        print(f"latency {streamer.latency:5.2f} s ({frames} frames): " + " ".join(f"{s} {v:5.2f}" for s, v in scores.items())
-              + f" | mean {row['mean']:5.2f} | RTF {rtf:.2f}", flush=True)
+        print(f"latency {row['latency_s']:5.2f} s ({row['plan']}: {row['detail']}): "
+              + " ".join(f"{s} {v:5.2f}" for s, v in row["csdr"].items()) + f" | mean {row['mean']:5.2f} | RTF {row['rtf']:.2f}",
+              flush=True)
+
+    keras_separator = Separator.from_pretrained(args.model, runtime="keras", segment_frames=None)
+    for latency in args.latencies:
+        streamer = StreamingSeparator(Separator.from_pretrained(args.model, runtime=args.runtime), latency=latency)
+        plan = {"window_frames": streamer.window_frames, "step_frames": streamer.step_frames,
+                "lookahead_frames": streamer.lookahead_frames}
+        stems = separate_sliding(keras_separator.masks_for(streamer.window_frames), config, mixture, **plan)
+        scores = {stem: float(sdr(references[stem][None], stems[i][None])[0]) for i, stem in enumerate(config.stems)}
+        detail = f"window {plan['window_frames']}, step {plan['step_frames']}, lookahead {plan['lookahead_frames']} frames"
+        report({"plan": "sliding", **plan, "detail": detail, "latency_s": streamer.latency, "csdr": scores,
+                "mean": float(np.mean(list(scores.values()))), "rtf": real_time_factor(streamer)})
+    for frames in args.frames:
+        separator = Separator.from_pretrained(args.model, runtime="keras", segment_frames=frames)
+        estimates = separator.separate(mixture, 44100)
+        scores = {stem: float(sdr(references[stem][None], estimates[stem][None])[0]) for stem in config.stems}
+        streamer = StreamingSeparator(Separator.from_pretrained(args.model, runtime=args.runtime, segment_frames=frames))
+        report({"plan": "chunk", "segment_frames": frames, "detail": f"{frames} frames", "latency_s": streamer.latency,
+                "csdr": scores, "mean": float(np.mean(list(scores.values()))), "rtf": real_time_factor(streamer)})
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "rows": rows}, indent=2) + "\n")
     if args.png:

@@ -39,7 +39,8 @@ def frames_for_latency(latency_samples: float, config: ModelConfig) -> tuple[int
 
     The budget in frames is split a third lookahead (the network hears what follows the frames it
     masks) and two thirds step (fewer network runs); the window is the shortest the U-Net takes that
-    also leaves at least as much past context as step plus lookahead.
+    also leaves past context of at least half of step plus lookahead (measured on the held-out song:
+    a longer window costs more and does not sound better, see benchmarks/streaming_latency.py).
 
     Raises:
         OptionError: (``latency``) the budget is shorter than one frame plus the STFT's own delay.
@@ -55,7 +56,7 @@ def frames_for_latency(latency_samples: float, config: ModelConfig) -> tuple[int
     lookahead = budget // 3
     step = budget - lookahead
     multiple = config.frame_multiple
-    window = max(multiple, multiple * math.ceil(2 * budget / multiple))
+    window = max(multiple, multiple * math.ceil(1.5 * budget / multiple))
     return window, step, lookahead
 
 

@@ -99,6 +99,8 @@ def main() -> int:
     parser.add_argument("--extra-real", default=None, metavar="DIR",
                         help="add the real recordings of training/real (DIR: prepare.py's output, e.g. data-work/real)")
     parser.add_argument("--fof-weight", type=int, default=8, help="times each Frets on Fire song is listed (--extra-real)")
+    parser.add_argument("--no-remix-silent-stems", action="store_true",
+                        help="remix each stem only from tracks with a file for it (not from parts alone where it is silent)")
     parser.add_argument("--fof-band-weight", type=int, default=0,
                         help="times each instrumental FoF song is listed as a whole band, vocals silent and the other "
                              "stems known only as their sum (--extra-real; 4/5 stems; 0, the default, leaves them out)")
@@ -132,7 +134,7 @@ def main() -> int:
         warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume,
         from_model=args.from_model, freeze_encoder=args.freeze_encoder, seed=args.seed, progress=progress,
-        augmentation=data.Augmentation(speed_range=tuple(args.speed_range)),
+        augmentation=data.Augmentation(speed_range=tuple(args.speed_range), remix_silent_stems=not args.no_remix_silent_stems),
     )
     record = {
         "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),
