@@ -310,3 +310,22 @@ def test_cli_stream_with_a_short_latency(tiny_model_dir):
     too_short = subprocess.run(command[:-7] + ["--latency", "0.001", "--keep", "vocals", "--stdout"], input=b"", capture_output=True, timeout=120)
     lines = too_short.stderr.decode().strip().splitlines()
     assert too_short.returncode == 1 and len(lines) == 1 and "--latency must be at least" in lines[0], lines
+
+
+def test_sliding_plan_at_another_rate_keeps_a_constant_latency(tiny_model):
+    model, config = tiny_model
+    separator = Separator(model, config)
+    separator.masks_for = lambda window: (lambda magnitude: np.ones((3,) + magnitude.shape[1:], np.float32))
+    rate = 32_000
+    t = np.arange(rate) / rate
+    waveform = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None]
+    streamer = StreamingSeparator(separator, sample_rate=rate, num_channels=1, latency=0.03)
+    streamed = stream_through(streamer, waveform, np.random.default_rng(5).integers(1, 3000, size=100))["vocals"][:, 0]
+    assert streamer.latency == pytest.approx(streamer.latency_samples / rate) and streamer.latency < 0.03 + 0.2
+    assert streamed.shape[0] == pytest.approx(rate + streamer.latency_samples, abs=1)
+    # Identity masks: the stream is its input, resampled there and back, exactly `latency_samples`
+    # (a fraction of a sample at this rate) late.
+    n = np.arange(streamed.shape[0])
+    expected = 0.5 * np.sin(2 * np.pi * 440 * (n - streamer.latency_samples) / rate)
+    middle = slice(int(streamer.latency_samples) + 2000, rate - 2000)
+    np.testing.assert_allclose(streamed[middle], expected[middle], atol=2e-3)
