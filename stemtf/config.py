@@ -87,6 +87,9 @@ class ModelConfig:
             of the top ``extension_bins`` predicted bins) or ``edge`` (the highest predicted bin).
         extension_bins: Bins averaged by the ``average`` extension.
         segment_frames: STFT frames per inference chunk (512 frames ~ 11.8 s at 44.1 kHz).
+        mask_exponent: Inference calibration of the ratio masks: each stem's mask ``m`` becomes
+            ``m ** a / sum(m ** a)`` (below 1 softer, above 1 sharper; 1 leaves them as trained).
+            Training always uses 1; the shipped models' value is chosen on the validation collection.
         unet: The trunk's geometry.
     """
 
@@ -100,6 +103,7 @@ class ModelConfig:
     mask_extension: str = "average"
     extension_bins: int = 256
     segment_frames: int = 512
+    mask_exponent: float = 1.0
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
 
     def __post_init__(self) -> None:
@@ -132,6 +136,8 @@ class ModelConfig:
             raise ConfigError(f"`mask_extension` must be one of {list(MASK_EXTENSIONS)}. Received {self.mask_extension!r}.")
         if not 0 < self.extension_bins <= self.max_bins:
             raise ConfigError(f"`extension_bins` must be in [1, max_bins={self.max_bins}]. Received {self.extension_bins}.")
+        if not 0.05 <= self.mask_exponent <= 8:  # also rejects NaN
+            raise ConfigError(f"`mask_exponent` must be between 0.05 and 8. Received {self.mask_exponent}.")
         if self.segment_frames % stride or self.segment_frames < self.min_segment_frames:
             raise ConfigError(
                 f"`segment_frames` must be a multiple of {stride} and at least {self.min_segment_frames}. "

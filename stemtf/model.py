@@ -22,19 +22,28 @@ from stemtf.unet import build_unet
 
 
 class RatioMasks(keras.layers.Layer):
-    """Turn one sigmoid mask per stem into ratio masks that sum to one in every bin."""
+    """Turn one sigmoid mask per stem into ratio masks that sum to one in every bin.
 
-    def __init__(self, epsilon: float = 1e-7, **kwargs: Any) -> None:
+    Args:
+        epsilon: Added to every mask before the ratio (silent bins split evenly).
+        exponent: At inference each mask is raised to this power before the ratio (the config's
+            ``mask_exponent``: below 1 softer masks); in training it is always 1.
+    """
+
+    def __init__(self, epsilon: float = 1e-7, exponent: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.exponent = exponent
 
-    def call(self, masks: list) -> list:
+    def call(self, masks: list, training: bool | None = None) -> list:
         shifted = [m + self.epsilon for m in masks]
+        if self.exponent != 1.0 and not training:
+            shifted = [keras.ops.power(m, self.exponent) for m in shifted]
         total = keras.ops.sum(keras.ops.stack(shifted, axis=0), axis=0)
         return [m / total for m in shifted]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "exponent": self.exponent}
 
 
 def build_model(config: config_lib.ModelConfig) -> keras.Model:
@@ -64,7 +73,7 @@ def build_model(config: config_lib.ModelConfig) -> keras.Model:
         )(features)
         for stem in config.stems
     ]
-    masks = RatioMasks(name="ratio_masks")(heads)
+    masks = RatioMasks(exponent=config.mask_exponent, name="ratio_masks")(heads)
     outputs = {
         stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)
     }

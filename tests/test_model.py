@@ -20,6 +20,35 @@ def test_masks_have_input_shape_and_sum_to_one(tiny_model):
     np.testing.assert_allclose(sum(np.asarray(m) for m in masks.values()), 1.0, atol=1e-5)
 
 
+
+def test_mask_exponent_softens_masks_at_inference_only(tiny_model):
+    model, config = tiny_model
+    softer = build_model(config.replace(mask_exponent=0.5))
+    softer.set_weights(model.get_weights())
+    magnitude = np.random.default_rng(1).uniform(0, 3, (1, 64, config.max_bins, 2)).astype(np.float32)
+    plain = {k: np.asarray(v, np.float64) for k, v in model(magnitude, training=False).items()}
+    soft = {k: np.asarray(v, np.float64) for k, v in softer(magnitude, training=False).items()}
+    total = sum(np.sqrt(m) for m in plain.values())  # ratios of sigmoids: m^a / sum m^a is the same from either
+    for stem in config.stems:
+        np.testing.assert_allclose(soft[stem], np.sqrt(plain[stem]) / total, atol=1e-5)
+    assert max(float(np.max(np.abs(soft[s] - plain[s]))) for s in config.stems) > 0.01
+    # Training sees the masks as trained (without dropout, so that the two calls compare).
+    no_dropout = config.replace(unet={**config.to_dict()["unet"], "dropout_rate": 0.0})
+    trained, trained_soft = build_model(no_dropout), build_model(no_dropout.replace(mask_exponent=0.5))
+    trained_soft.set_weights(trained.get_weights())
+    a, b = trained(magnitude, training=True), trained_soft(magnitude, training=True)
+    for stem in config.stems:
+        np.testing.assert_allclose(np.asarray(a[stem]), np.asarray(b[stem]), atol=1e-6)
+
+
+def test_mask_exponent_is_checked():
+    from stemtf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="`mask_exponent` must be between 0.05 and 8"):
+        tiny_config(mask_exponent=0.0)
+    with pytest.raises(ConfigError, match="`mask_exponent`"):
+        tiny_config(mask_exponent=float("nan"))
+
 def test_unet_geometry_and_stable_names():
     trunk = build_unet(num_bins=64, num_channels=2, filters=(4, 8, 16), num_dropout_layers=2, output_filters=3)
     assert trunk.output_shape == (None, None, 64, 3)
