@@ -269,7 +269,7 @@ def summarise(per_track: dict[str, dict[str, dict[str, dict[str, float]]]]) -> d
 def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root: pathlib.Path = EIF_ROOT,
                    fof_root: pathlib.Path = FOF_ROOT, synth_test: pathlib.Path | None = None,
                    sources: Sequence[str] = SOURCES, max_seconds: float | None = None, with_museval: bool = False,
-                   progress: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, mask_exponent: float | None = None) -> dict:
     """Separate every item of the collection with ``model`` and score it (see the module docstring).
 
     Args:
@@ -280,6 +280,7 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
         max_seconds: Score only the first seconds of every track (quick checks; not comparable either).
         with_museval: Also BSS-eval SDR medians.
         progress: Called with a line per scored track.
+        mask_exponent: Score the model with this ``mask_exponent`` instead of its config's (to choose one).
 
     Returns:
         The JSON-ready result: model, collection, per-source tables, aggregate, seconds taken.
@@ -293,6 +294,13 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
     if unknown:
         raise QualityError(f"Unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}.")
     separator = Separator.from_pretrained(model, runtime="keras")  # TensorFlow is loaded here anyway; no LiteRT conversion per checkpoint
+    if mask_exponent is not None:
+        from stemtf.model import build_model
+
+        config = separator.config.replace(mask_exponent=mask_exponent)
+        calibrated = build_model(config)
+        calibrated.set_weights(separator.masks.model.get_weights())
+        separator = Separator(calibrated, config)
     model_stems = tuple(separator.stems)
     items = collection(model_stems, heldout=heldout, eif_root=eif_root, fof_root=fof_root, synth_test=synth_test,
                        sources=sources, max_seconds=max_seconds)
@@ -304,7 +312,8 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
             line = ", ".join(f"{g} {v['model']:.2f}" for g, v in per_track[item.source][item.name].items())
             progress(f"{item.source} / {item.name}: {line}")
     per_track = {source: tracks for source, tracks in per_track.items() if tracks}
-    result = {"model": str(model), "stems": list(model_stems), "heldout": heldout, "sources_scored": list(per_track),
+    result = {"model": str(model), "mask_exponent": separator.config.mask_exponent, "stems": list(model_stems),
+              "heldout": heldout, "sources_scored": list(per_track),
               "complete": list(per_track) == list(SOURCES) and max_seconds is None,
               "max_seconds": max_seconds, **summarise(per_track), "seconds": round(time.time() - started, 1)}
     return result
@@ -312,7 +321,7 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
 
 def format_result(result: dict) -> str:
     """Plain-text tables: per source, stems as rows, estimators as columns; then the aggregate."""
-    lines = [f"model {result['model']}  (cSDR in dB; mean over each source's tracks)"]
+    lines = [f"model {result['model']}, mask_exponent {result.get('mask_exponent', 1.0):g}  (cSDR in dB; mean over each source's tracks)"]
     museval = any(c.startswith("museval_") for s in result["sources"].values() for v in s["per_stem"].values() for c in v)
     columns = list(ESTIMATORS) + ([f"museval_{e}" for e in ESTIMATORS] if museval else [])
     header = "".join(f"{c.replace('museval_', 'bss:'):>13s}" for c in columns)
@@ -346,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fof-root", default=str(FOF_ROOT), help="Frets on Fire songs folder (Debian packages)")
     parser.add_argument("--synth-test", default=None, help="synthetic test set (default: from the held-out list)")
     parser.add_argument("--quiet", action="store_true", help="no per-track lines")
+    parser.add_argument("--mask-exponent", type=float, default=None,
+                        help="score with this mask_exponent instead of the model's (see ModelConfig)")
     args = parser.parse_args(argv)
     try:
         result = evaluate_model(
@@ -353,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             fof_root=pathlib.Path(args.fof_root), synth_test=args.synth_test and pathlib.Path(args.synth_test),
             sources=args.sources, max_seconds=args.max_seconds, with_museval=args.museval,
             progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)),
+            mask_exponent=args.mask_exponent,
         )
     except QualityError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -137,6 +137,20 @@ def test_partial_collection_is_marked_not_comparable(tiny_model_dir, collection_
     assert result["sources_scored"] == ["synth-test"] and not result["complete"]
 
 
+
+def test_a_mask_exponent_can_be_scored_without_changing_the_model(tiny_model_dir, collection_dirs, tmp_path):
+    results = {}
+    for exponent in (None, 0.3):
+        out = tmp_path / f"q{exponent}.json"
+        extra = [] if exponent is None else ["--mask-exponent", str(exponent)]
+        assert quality.main([str(tiny_model_dir), "--json", str(out), "--quiet", "--sources", "synth-test",
+                             *extra, *_args(collection_dirs)]) == 0
+        results[exponent] = json.loads(out.read_text())
+    assert results[None]["mask_exponent"] == 1.0 and results[0.3]["mask_exponent"] == 0.3
+    plain, soft = (results[e]["sources"]["synth-test"]["per_stem"] for e in (None, 0.3))
+    assert any(abs(plain[s]["model"] - soft[s]["model"]) > 1e-3 for s in plain)
+    assert all(plain[s]["uniform"] == soft[s]["uniform"] for s in plain)  # baselines do not depend on it
+
 def test_museval_medians_come_beside_csdr(tiny_model_dir, collection_dirs, tmp_path):
     pytest.importorskip("museval")
     out = tmp_path / "q.json"
