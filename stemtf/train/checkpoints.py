@@ -17,8 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from stemtf import config as config_lib
 from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from stemtf.errors import ModelError
+from stemtf.errors import ConfigError, ModelError
 from stemtf.model import save_model
 
 CHECKPOINT_DIR = "checkpoint"
@@ -45,7 +46,7 @@ def check_output_dir(output_dir: pathlib.Path, config: ModelConfig, *, resume: b
         )
     if resume and state is None:
         raise ModelError(f"Nothing to resume: {str(output_dir)!r} has no {CHECKPOINT_DIR}/{STATE_FILE}; drop --resume.")
-    if state is not None and state["config"] != config.to_dict():
+    if state is not None and not _same_config(state["config"], config):
         raise ModelError(f"The checkpoint in {str(output_dir)!r} was trained with a different config; resume with the same config.")
     holds_model = any((output_dir / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE))
     if state is None and holds_model and not overwrite:
@@ -54,6 +55,14 @@ def check_output_dir(output_dir: pathlib.Path, config: ModelConfig, *, resume: b
             "or choose another output directory (--output-dir)."
         )
     return state
+
+
+def _same_config(saved: Mapping[str, Any], config: ModelConfig) -> bool:
+    """Whether a checkpoint's stored config is ``config`` (keys added to ModelConfig since take their defaults)."""
+    try:
+        return config_lib.from_dict(dict(saved)) == config
+    except ConfigError:
+        return False
 
 
 def _write_json(path: pathlib.Path, value: Any) -> None:
