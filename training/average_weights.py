@@ -19,7 +19,8 @@ from stemtf.model import load_model, save_model
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_dirs", nargs="+", help="two or more model directories with the same config")
+    parser.add_argument("model_dirs", nargs="+",
+                        help="two or more model directories with the same config (mask_exponent: the first one's)")
     parser.add_argument("--output-dir", required=True)
     args = parser.parse_args()
     if len(args.model_dirs) < 2:
@@ -27,7 +28,8 @@ def main() -> int:
     models = [load_model(d) for d in args.model_dirs]
     first, config = models[0]
     for (_, other), name in zip(models[1:], args.model_dirs[1:]):
-        if other != config:
+        # The mask calibration is an inference setting, not part of the weights: the first model's is kept.
+        if other.replace(mask_exponent=config.mask_exponent) != config:
             parser.error(f"{name} has a different config from {args.model_dirs[0]}; only one lineage can be averaged")
     weights = [m.get_weights() for m, _ in models]
     first.set_weights([np.mean(group, axis=0).astype(group[0].dtype) for group in zip(*weights)])
