@@ -13,7 +13,7 @@ import soundfile as sf
 
 from stemtf import train
 from stemtf.errors import ModelError
-from stemtf.model import load_model
+from stemtf.model import load_model, save_model
 
 from conftest import tiny_config
 
@@ -153,6 +153,22 @@ def test_fine_tune_same_stems_continues_and_checks_geometry(trained, toy_data, t
     with pytest.raises(ModelError, match="its max_bins is 64 but the config's is 32"):
         train.fit(CONFIG.replace(max_bins=32, extension_bins=16), toy_data, output_dir=tmp_path / "bad", steps=1,
                   from_model=trained[0].output_dir, **FAST)
+
+
+def test_fine_tune_keeps_the_source_mask_calibration(trained, toy_data, tmp_path):
+    source_dir = tmp_path / "calibrated"
+    model, config = load_model(trained[0].output_dir)
+    save_model(model, config.replace(mask_exponent=0.4), source_dir)
+    kept = train.fit(CONFIG, toy_data, output_dir=tmp_path / "kept", steps=1, from_model=source_dir,
+                     tensorboard=False, validation_fraction=0, **FAST)
+    assert kept.config.mask_exponent == 0.4 and load_model(kept.output_dir)[1].mask_exponent == 0.4
+    own = train.fit(CONFIG.replace(mask_exponent=0.7), toy_data, output_dir=tmp_path / "own", steps=1,
+                    from_model=source_dir, tensorboard=False, validation_fraction=0, **FAST)
+    assert own.config.mask_exponent == 0.7
+    # Resuming with another calibration is allowed: training never uses it.
+    again = train.fit(CONFIG.replace(mask_exponent=0.5), toy_data, output_dir=tmp_path / "own", steps=2, resume=True,
+                      tensorboard=False, validation_fraction=0, **FAST)
+    assert again.step == 2 and again.config.mask_exponent == 0.5
 
 
 def test_bad_arguments(toy_data, tmp_path):

@@ -58,9 +58,10 @@ def check_output_dir(output_dir: pathlib.Path, config: ModelConfig, *, resume: b
 
 
 def _same_config(saved: Mapping[str, Any], config: ModelConfig) -> bool:
-    """Whether a checkpoint's stored config is ``config`` (keys added to ModelConfig since take their defaults)."""
+    """Whether a checkpoint's stored config is ``config`` (keys added to ModelConfig since take their
+    defaults; ``mask_exponent`` is an inference setting that training never uses, so it may differ)."""
     try:
-        return config_lib.from_dict(dict(saved)) == config
+        return config_lib.from_dict(dict(saved)).replace(mask_exponent=config.mask_exponent) == config
     except ConfigError:
         return False
 

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from stemtf import data as data_lib
 from stemtf import options
-from stemtf.config import ModelConfig
+from stemtf.config import ModelConfig, load_model_config
 from stemtf.errors import DataError, DependencyError, ModelError, OptionError
 from stemtf.model import build_model, load_model
 from stemtf.train import distributed
@@ -158,7 +158,8 @@ def fit(
         overwrite: Start again in an ``output_dir`` that already holds a model or a checkpoint
             (without ``resume`` or ``overwrite`` that is an error: a model is never replaced by accident).
         from_model: A trained model (name or directory) to start from: same stems continue
-            training, different stems keep the trunk (and the heads of shared stems).
+            training, different stems keep the trunk (and the heads of shared stems). The result
+            keeps the source's ``mask_exponent`` unless ``config`` sets one other than 1.
         freeze_encoder: Keep the trunk's encoder layers fixed (fine-tuning).
         checkpoint_every: Steps between validation + checkpoint.
         mixed_precision: float16 compute; default: only when a GPU exists.
@@ -192,6 +193,9 @@ def fit(
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
     options.check_stem_weights(None if stem_weights is None else dict(stem_weights), config.stems)
+    if from_model is not None and config.mask_exponent == 1.0:
+        # A fine-tune keeps its source's mask calibration unless the config sets its own.
+        config = config.replace(mask_exponent=load_model_config(from_model)[0].mask_exponent)
     state = check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
     # Before any other TensorFlow work: a multi-worker strategy starts this process's server.
     cluster = distributed.make_cluster(strategy, worker_timeout=worker_timeout)
