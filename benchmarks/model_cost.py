@@ -3,7 +3,12 @@
 Prints parameters and the median time of one 512-frame (11.8 s) spectrogram chunk through each
 layout on this machine, and the ratio. Random weights: the cost does not depend on their values.
 
-Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5]
+With ``--train``, instead: the cost of one training step (forward and backward, Adam, a batch of 4
+x 256 frames) for trunks of several widths and depths, against Spleeter's size measured in the same
+run, with the data pipeline's own cost per batch for scale (``benchmarks/data_pipeline.py``): how
+many more steps per CPU-hour a slimmer trunk buys.
+
+Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5] [--train]
 """
 
 from __future__ import annotations
@@ -33,12 +38,46 @@ def median_seconds(function, argument, repeats: int) -> float:
     return statistics.median(times)
 
 
+GEOMETRIES = {
+    "Spleeter size (16..512, 6 levels)": (16, 32, 64, 128, 256, 512),
+    "3/4 width (12..384, 6 levels)": (12, 24, 48, 96, 192, 384),
+    "half width (8..256, 6 levels)": (8, 16, 32, 64, 128, 256),
+    "3/4 width, 5 levels (12..192)": (12, 24, 48, 96, 192),
+}
+
+
+def train_step_costs(stems: tuple[str, ...], repeats: int) -> None:
+    """Median seconds of one training step per geometry, and the ratio to Spleeter's size."""
+    import keras
+
+    from stemtf.train import stem_losses, training_model
+
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(0, 1, (4, 256, 1024, 2)).astype(np.float32)
+    targets = {stem: rng.uniform(0, 1, inputs.shape).astype(np.float32) for stem in stems}
+    rows = []
+    for name, filters in GEOMETRIES.items():
+        model = build_model(ModelConfig(stems=stems, unet=UNetConfig(filters=filters)))
+        trainer = training_model(model, stems)
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-4), loss=stem_losses(stems))
+        seconds = median_seconds(lambda batch, t=trainer: tf.constant(t.train_on_batch(*batch)), (inputs, targets), repeats)
+        rows.append((name, model.count_params(), seconds))
+    baseline = rows[0][2]
+    print(f"{'trunk':40s} {'params':>9s} {'s/step':>7s} {'examples/s':>11s} {'steps/h vs Spleeter size':>25s}")
+    for name, params, seconds in rows:
+        print(f"{name:40s} {params / 1e6:8.2f}M {seconds:7.2f} {4 / seconds:11.2f} {baseline / seconds:24.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stems", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train", action="store_true", help="training step cost per trunk geometry")
     args = parser.parse_args()
     stems = tuple(f"stem{i}" for i in range(args.stems))
+    if args.train:
+        train_step_costs(stems, args.repeats)
+        return
     magnitude = tf.constant(np.random.default_rng(0).uniform(0, 1, (1, 512, 1024, 2)).astype(np.float32))
     rows = []
     for head_filters in (1, 8, 16):
