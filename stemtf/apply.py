@@ -14,6 +14,10 @@ Everything that turns a mixture into stems goes through here, once:
 - **the model's format**: resampling and channel conversion in and out
   (:func:`to_model_format`, :func:`from_model_format`).
 
+A live stream below a chunk's latency uses :mod:`stemtf.sliding`: the same STFT window, mask
+extension and overlap-add, computed frame by frame as the frames complete (a test pins it to
+:func:`stft_numpy` / :func:`istft_numpy`).
+
 ``stemtf.litert_runner`` keeps a dependency-free copy of the chunk plan and cross-fade on purpose
 (it is the code a phone app ports); a test pins it to this one.
 

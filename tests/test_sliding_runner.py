@@ -101,7 +101,7 @@ def test_cli_export_writes_the_window_model_and_its_plan(exported, tiny_model):
     assert (meta["step_frames"], meta["lookahead_frames"]) == (step, lookahead)
     assert meta["latency_samples"] == (step + lookahead + 3) * 64 <= LATENCY * SAMPLE_RATE
     assert meta["inputs"][0]["shape"] == [1, window, config.max_bins, 2]
-    assert "sliding plan: window 40 frames, step 12, lookahead 5" in printed
+    assert f"sliding plan: window {window} frames, step {step}, lookahead {lookahead}" in printed
     # The other models carry no plan, and a description without these keys (older exports) still reads.
     assert "window_frames" not in json.loads((root / "tiny_masks.tflite.json").read_text())
     with pytest.raises(ValueError, match="has no sliding plan; export it with"):
