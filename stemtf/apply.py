@@ -312,7 +312,13 @@ def separate_chunk_numpy(
         estimates = wiener_numpy(spectrogram, spectrogram[None] * extended(masks), iterations=wiener_iterations)
         return synthesize(estimates)
     # One stem at a time: never every stem's full-band spectrogram at once (memory stays flat in stems).
-    return np.stack([synthesize(spectrogram * extended(mask)) for mask in masks])
+    if np.max(np.abs(masks.sum(axis=0) - 1.0)) > 1e-4:
+        return np.stack([synthesize(spectrogram * extended(mask)) for mask in masks])
+    # Ratio masks (every stemtf model's) sum to one in every bin, the extension keeps that, and the STFT
+    # pair gives back its input: the last stem is the chunk minus the others. One inverse STFT fewer
+    # (7% of a chunk's time with 4 stems), and the stems add up to the chunk exactly.
+    others = [synthesize(spectrogram * extended(mask)) for mask in masks[:-1]]
+    return np.stack([*others, np.asarray(waveform, np.float32) - np.sum(others, axis=0)])
 
 
 # ----------------------------------------------------------------------------------------------------------

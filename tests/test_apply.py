@@ -107,3 +107,25 @@ def test_model_format_round_trip_keeps_shape_and_length(rate, channels):
 def test_more_than_two_channels_is_a_clear_error():
     with pytest.raises(Exception, match="6 channels; stemtf separates mono or stereo"):
         apply.to_model_format(np.zeros((100, 6), np.float32), 44100, model_rate=44100, model_channels=2)
+
+
+def test_last_stem_is_the_chunk_minus_the_others_only_for_ratio_masks():
+    from conftest import music_like, tiny_config
+
+    config = tiny_config()
+    waveform = music_like(config.chunk_samples, seed=7)
+    rng = np.random.default_rng(7)
+    raw = rng.uniform(0.01, 1, (3, config.segment_frames, config.max_bins, 2)).astype(np.float32)
+    spectrogram = apply.stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
+
+    def explicit(masks):
+        full = [apply.extend_masks_numpy(m, num_bins=config.num_bins, how=config.mask_extension,
+                                         extension_bins=config.extension_bins) for m in masks]
+        return np.stack([apply.istft_numpy(spectrogram * m, n_fft=config.n_fft, hop_length=config.hop_length,
+                                           num_samples=waveform.shape[0]) for m in full])
+
+    for masks in (raw / raw.sum(axis=0), raw):  # ratio masks; masks that do not sum to one
+        stems = apply.separate_chunk_numpy(lambda magnitude, m=masks: m, config, waveform)
+        np.testing.assert_allclose(stems, explicit(masks), atol=2e-6)
+    ratio = apply.separate_chunk_numpy(lambda magnitude: raw / raw.sum(axis=0), config, waveform)
+    np.testing.assert_allclose(ratio.sum(axis=0), waveform, atol=1e-6)
