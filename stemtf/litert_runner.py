@@ -55,6 +55,17 @@ def _open(path: pathlib.Path, signature: str | None, input_name: str, num_thread
     return lambda value: runner(**{input_name: value})
 
 
+def _description(path: pathlib.Path, kind: str, needed: str):
+    """The JSON description next to ``path``, which must describe a ``kind`` model (``ValueError`` otherwise)."""
+    try:
+        description = read_description(path)
+    except StemtfError as error:
+        raise ValueError(str(error)) from error
+    if description.kind != kind:
+        raise ValueError(f"{str(path)!r} is a {description.kind!r} model; {needed}.")
+    return description
+
+
 class ChunkModel:
     """An exported waveform chunk model (``.tflite`` or ``.onnx``) and its JSON description.
 
@@ -69,12 +80,7 @@ class ChunkModel:
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
         path = pathlib.Path(path)
-        try:
-            self.description = read_description(path)
-        except StemtfError as error:
-            raise ValueError(str(error)) from error
-        if self.description.kind != "waveform":
-            raise ValueError(f"{str(path)!r} is a {self.description.kind!r} model; the runner needs a waveform chunk model.")
+        self.description = _description(path, "waveform", "the runner needs a waveform chunk model")
         self.stems: list[str] = list(self.description.stems)
         self.sample_rate: int = self.description.sample_rate
         self.num_channels: int = self.description.num_channels
@@ -203,12 +209,7 @@ class MasksModel:
 
     def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None) -> None:
         path = pathlib.Path(path)
-        try:
-            self.description = read_description(path)
-        except StemtfError as error:
-            raise ValueError(str(error)) from error
-        if self.description.kind != "masks":
-            raise ValueError(f"{str(path)!r} is a {self.description.kind!r} model; this needs a masks model.")
+        self.description = _description(path, "masks", "this needs a masks model")
         self.path = path
         self.stems: list[str] = list(self.description.stems)
         self.window_frames: int = self.description.segment_frames

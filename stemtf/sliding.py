@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from stemtf import apply
+from stemtf import apply, options
 from stemtf.config import ModelConfig
 from stemtf.errors import OptionError
 
@@ -58,6 +58,15 @@ def frames_for_latency(latency_samples: float, config: ModelConfig) -> tuple[int
     multiple = config.frame_multiple
     window = max(multiple, multiple * math.ceil(1.5 * budget / multiple))
     return window, step, lookahead
+
+
+def plan_for_latency(latency: float, config: ModelConfig) -> tuple[int, int, int]:
+    """:func:`frames_for_latency` for a latency in seconds, checked first (finite and > 0).
+
+    Raises:
+        OptionError: (``latency``) not a positive number, or shorter than the model can meet.
+    """
+    return frames_for_latency(options.check_latency(latency) * config.sample_rate, config)
 
 
 class SlidingSeparation:

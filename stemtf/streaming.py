@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from stemtf import apply, audio, options, sliding
+from stemtf import apply, audio, sliding
 from stemtf.errors import AudioError
 
 
@@ -123,8 +123,7 @@ class StreamingSeparator:
             self._core = _ChunkPlan(separator)
         else:
             self.plan = "sliding"
-            budget = options.check_latency(latency) * model_rate
-            window, step, lookahead = sliding.frames_for_latency(budget, separator.config)
+            window, step, lookahead = sliding.plan_for_latency(latency, separator.config)
             self.window_frames, self.step_frames, self.lookahead_frames = window, step, lookahead
             self._core = sliding.SlidingSeparation(
                 separator.masks_for(window), separator.config, window_frames=window, step_frames=step,

@@ -52,7 +52,7 @@ def export_command(
     if latency is not None:
         from stemtf import sliding
 
-        sliding.frames_for_latency(options.check_latency(latency) * config.sample_rate, config)  # a latency the model cannot meet
+        sliding.plan_for_latency(latency, config)  # a latency the model cannot meet
     output_dir = output_dir or output or pathlib.Path(options.DEFAULT_EXPORT_DIR) / _export_name(config.name, directory)
 
     import_tensorflow_quietly()

@@ -52,7 +52,7 @@ def stream(
     if latency is not None:
         from stemtf import sliding
 
-        sliding.frames_for_latency(options.check_latency(latency) * config.sample_rate, config)  # before any loading
+        sliding.plan_for_latency(latency, config)  # before any loading
     frames = options.check_segment_frames(segment_frames, config) if latency is None else config.min_segment_frames
     if source != "-":
         options.check_input_file(source)

@@ -160,7 +160,7 @@ def sliding_plan(config: ModelConfig, latency: float) -> dict[str, int]:
     """
     from stemtf import sliding
 
-    window, step, lookahead = sliding.frames_for_latency(options.check_latency(latency) * config.sample_rate, config)
+    window, step, lookahead = sliding.plan_for_latency(latency, config)
     return {
         "window_frames": window, "step_frames": step, "lookahead_frames": lookahead,
         "latency_samples": sliding.plan_latency(step, lookahead, n_fft=config.n_fft, hop_length=config.hop_length),
