@@ -8,7 +8,13 @@ x 256 frames) for trunks of several widths and depths, against Spleeter's size m
 run, with the data pipeline's own cost per batch for scale (``benchmarks/data_pipeline.py``): how
 many more steps per CPU-hour a slimmer trunk buys.
 
-Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5] [--train]
+With ``--litert``, instead: one chunk of a model's masks network on LiteRT (float32, XNNPACK, every
+core) in the form it is trained (strided transposed convolutions, one head per stem) against the
+inference form the TFLite exports and ``stemtf separate`` use (``stemtf.export.inference``: sub-pixel
+convolutions, one merged head), both converted in this run from the same weights; the masks of the two
+are compared too.
+
+Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5] [--train | --litert [--model 4stems]]
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ def median_seconds(function, argument, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), function(argument))
+        tf.nest.map_structure(np.asarray, function(argument))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -68,13 +74,59 @@ def train_step_costs(stems: tuple[str, ...], repeats: int) -> None:
         print(f"{name:40s} {params / 1e6:8.2f}M {seconds:7.2f} {4 / seconds:11.2f} {baseline / seconds:24.2f}x")
 
 
+def litert_forms(model_name: str, frames: int, repeats: int) -> None:
+    """Median seconds of one chunk on LiteRT: the training form vs the inference form of the same weights."""
+    import pathlib
+    import tempfile
+
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stemtf.export.graphs import masks_function
+    from stemtf.export.inference import inference_model
+    from stemtf.model import load_model
+
+    model, config = load_model(model_name)
+    magnitude = np.random.default_rng(0).uniform(0, 1, (1, frames, config.max_bins, config.num_channels)).astype(np.float32)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="stemtf-bench-") as work:
+        for form, network in (("as trained (transposed convolutions, a head per stem)", model),
+                              ("inference form (sub-pixel convolutions, one head)", inference_model(model, config))):
+            archive = keras.export.ExportArchive()
+            archive.track(network)
+            archive.add_endpoint("serving_default", masks_function(network, config, segment_frames=frames))
+            saved = pathlib.Path(work) / f"form{len(results)}"
+            archive.write_out(str(saved), verbose=False)
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            interpreter = Interpreter(model_content=converter.convert(), num_threads=os.cpu_count())
+            interpreter.allocate_tensors()
+            runner = interpreter.get_signature_runner("serving_default")
+            run = lambda x, r=runner: r(magnitude=x)
+            seconds = median_seconds(run, magnitude, repeats)
+            results[form] = (seconds, run(magnitude))
+    (base_name, (base, base_masks)), (_, (fast, fast_masks)) = results.items()
+    worst = max(float(np.max(np.abs(base_masks[stem] - fast_masks[stem]))) for stem in config.stems)
+    print(f"{model_name}: one chunk of {frames} frames, LiteRT float32, {os.cpu_count()} threads, median of {repeats}")
+    print(f"{'form':55s} {'s/chunk':>8s} {'vs as trained':>14s}")
+    for form, (seconds, _) in results.items():
+        print(f"{form:55s} {seconds:8.3f} {seconds / base:13.2f}x")
+    print(f"largest difference between the two forms' masks: {worst:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stems", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train", action="store_true", help="training step cost per trunk geometry")
+    parser.add_argument("--litert", action="store_true", help="LiteRT chunk cost: training form vs inference form")
+    parser.add_argument("--model", default="4stems", help="model for --litert (name or directory; default 4stems)")
+    parser.add_argument("--frames", type=int, default=512, help="chunk length in frames for --litert (default 512)")
     args = parser.parse_args()
     stems = tuple(f"stem{i}" for i in range(args.stems))
+    if args.litert:
+        litert_forms(args.model, args.frames, args.repeats)
+        return
     if args.train:
         train_step_costs(stems, args.repeats)
         return

@@ -51,8 +51,29 @@ def _open(path: pathlib.Path, signature: str | None, input_name: str, num_thread
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    runner = interpreter.get_signature_runner(signature or "serving_default")
-    return lambda value: runner(**{input_name: value})
+    return signature_function(interpreter, signature or "serving_default", input_name)
+
+
+def signature_function(interpreter, signature: str, input_name: str) -> Callable[[np.ndarray], dict]:
+    """``input -> {output name: array}`` of a LiteRT interpreter's signature, its tensors allocated once.
+
+    LiteRT's ``SignatureRunner`` resizes and re-allocates every tensor on every call (20 ms per chunk of
+    the 4stems model, 6% of it); the input shape of an exported model is fixed, so this allocates once
+    and then only sets, invokes and reads.
+    """
+    interpreter.allocate_tensors()  # before the runner exists (it holds views of the interpreter's data)
+    runner = interpreter.get_signature_runner(signature)
+    if getattr(runner, "_subgraph_index", 0) != 0:  # not the main graph: let the runner choose it
+        return lambda value: runner(**{input_name: value})
+    input_index = runner.get_input_details()[input_name]["index"]
+    outputs = {name: details["index"] for name, details in runner.get_output_details().items()}
+
+    def run(value: np.ndarray) -> dict:
+        interpreter.set_tensor(input_index, value)
+        interpreter.invoke()
+        return {name: interpreter.get_tensor(index) for name, index in outputs.items()}
+
+    return run
 
 
 def _description(path: pathlib.Path, kind: str, needed: str):
@@ -273,6 +294,7 @@ class SlidingRunner:
         self._analysis = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
         denominator = np.sum(np.square(self._analysis).reshape(n_fft // hop_length, hop_length), axis=0)
         self._synthesis = self._analysis / np.tile(denominator, n_fft // hop_length)
+        self._scaled_analysis = self._analysis * np.float32(n_fft)
         self._input = np.zeros((n_fft - hop_length, num_channels), np.float32)  # input not yet in a frame, after the front padding
         self._spectra: list[np.ndarray] = []  # complex (bins, C) frames not yet masked, from frame self._masked on
         self._magnitudes = np.zeros((window_frames, max_bins, num_channels), np.float32)  # frames self._first on
@@ -309,7 +331,10 @@ class SlidingRunner:
         if not count:
             return
         windows = np.lib.stride_tricks.sliding_window_view(self._input, n_fft, axis=0)[::hop][:count]  # (count, C, n_fft)
-        spectra = np.fft.rfft(windows * self._analysis, axis=-1).transpose(0, 2, 1).astype(np.complex64)  # (count, bins, C)
+        # norm="forward" with the window scaled by n_fft: the same spectra as the default norm, 3.5x faster
+        # in numpy 2 (whose default passes an int factor down a slow path)
+        spectra = np.fft.rfft(windows * self._scaled_analysis, axis=-1, norm="forward")
+        spectra = spectra.transpose(0, 2, 1).astype(np.complex64)  # (count, bins, C)
         self._spectra.extend(spectra)
         self._magnitudes = np.concatenate([self._magnitudes, np.abs(spectra[:, : self._max_bins, :])])
         self._computed += count
@@ -342,7 +367,7 @@ class SlidingRunner:
             masks = self._extend(masks[:, window - lookahead - step : window - lookahead - step + count])
             frames = np.stack(self._spectra[:count])  # (count, bins, C)
             del self._spectra[:count]
-            signal = np.fft.irfft(np.swapaxes(frames[None] * masks, -1, -2), n=self._n_fft, axis=-1).astype(np.float32)
+            signal = np.fft.irfft(np.ascontiguousarray(np.swapaxes(frames[None] * masks, -1, -2)), n=self._n_fft, axis=-1).astype(np.float32)
             signal *= self._synthesis  # (stems, count, C, n_fft)
             out.append(self._overlap_add(np.swapaxes(signal, -1, -2)))
             self._masked += count

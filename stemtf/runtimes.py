@@ -39,6 +39,7 @@ PRECISIONS = ("float32", "float16", "int8")
 # float32 keeps the LiteRT path indistinguishable from Keras; int8 is there for those who choose it.
 DEFAULT_PRECISION = "float32"
 CACHE_ENV = "STEMTF_CACHE"
+LITERT_GRAPH = "subpixel-decoder-1"
 _QUANTIZE = {"float32": "none", "float16": "float16", "int8": "int8"}
 
 
@@ -113,6 +114,7 @@ class LiteRTMasks:
         from ai_edge_litert.interpreter import Interpreter
 
         from stemtf.export.artifacts import read_description
+        from stemtf.litert_runner import signature_function
 
         self.path = pathlib.Path(path)
         self.description = read_description(self.path)
@@ -124,21 +126,22 @@ class LiteRTMasks:
             raise ModelError(f"{str(self.path)!r} has no {missing[0]!r} stem; export it again.")
         with quiet_native_stderr():  # the XNNPACK delegate is created (and announced) when tensors are allocated
             interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
-            interpreter.allocate_tensors()
-        self._runner = interpreter.get_signature_runner(self.description.signature or "serving_default")
-        self._input = self.description.inputs[0]["name"]
+            self._run = signature_function(
+                interpreter, self.description.signature or "serving_default", self.description.inputs[0]["name"]
+            )
 
     def __call__(self, magnitude):
         import numpy as np
 
-        outputs = self._runner(**{self._input: np.ascontiguousarray(magnitude, dtype=np.float32)})
+        outputs = self._run(np.ascontiguousarray(magnitude, dtype=np.float32))
         return np.stack([outputs[stem][0] for stem in self.stems])
 
 
 def litert_cache_path(directory: pathlib.Path, config: ModelConfig, *, segment_frames: int, precision: str) -> pathlib.Path:
     """Where the masks model of the model in ``directory`` is cached; the name changes when anything it depends on does."""
     digest = hashlib.sha256()
-    for part in (__version__, precision, str(segment_frames), (directory / CONFIG_FILE).read_bytes()):
+    # LITERT_GRAPH names the form of the exported graph (stemtf.export.inference): a new form, a new file
+    for part in (__version__, LITERT_GRAPH, precision, str(segment_frames), (directory / CONFIG_FILE).read_bytes()):
         digest.update(part.encode() if isinstance(part, str) else part)
     with open(directory / WEIGHTS_FILE, "rb") as weights:
         for block in iter(lambda: weights.read(1 << 20), b""):
