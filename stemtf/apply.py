@@ -218,7 +218,7 @@ def _hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
 
 
-_POOL: list = []  # one thread pool for the FFTs, created on first use
+_POOL: dict = {}  # {process id: the FFT thread pool}, created on first use (a forked child makes its own)
 
 
 def _in_frame_blocks(function: Callable[[int, int], None], num_frames: int) -> None:
@@ -232,12 +232,14 @@ def _in_frame_blocks(function: Callable[[int, int], None], num_frames: int) -> N
     if workers < 2 or num_frames < 64:
         function(0, num_frames)
         return
-    if not _POOL:
+    pool = _POOL.get(os.getpid())
+    if pool is None:  # the first call in this process: a parent's pool has no threads in a forked child
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="stemtf-fft"))
+        _POOL.clear()
+        pool = _POOL[os.getpid()] = ThreadPoolExecutor(workers, thread_name_prefix="stemtf-fft")
     bounds = np.linspace(0, num_frames, workers + 1).astype(int)
-    for future in [_POOL[0].submit(function, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]:
+    for future in [pool.submit(function, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]:
         future.result()
 
 

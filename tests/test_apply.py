@@ -1,5 +1,8 @@
 """The one home of the separation math: chunk plan, cross-fade, masks -> stems, format conversion."""
 
+import os
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -129,3 +132,30 @@ def test_last_stem_is_the_chunk_minus_the_others_only_for_ratio_masks():
         np.testing.assert_allclose(stems, explicit(masks), atol=2e-6)
     ratio = apply.separate_chunk_numpy(lambda magnitude: raw / raw.sum(axis=0), config, waveform)
     np.testing.assert_allclose(ratio.sum(axis=0), waveform, atol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or (os.cpu_count() or 1) < 2, reason="needs fork and two cores (the FFT threads)")
+def test_numpy_stft_pair_runs_in_a_forked_child():
+    """The FFT thread pool of a parent has no threads in a forked child: the child must make its own, not hang."""
+    waveform = music_like(SAMPLE_RATE)
+    expected = apply.stft_numpy(waveform, n_fft=256, hop_length=64)  # >= 64 frames: the pool exists now
+    assert expected.shape[0] >= 64
+    pid = os.fork()
+    if pid == 0:  # the child: both transforms through the pool, then report by exit status
+        status = 1
+        try:
+            spectrogram = apply.stft_numpy(waveform, n_fft=256, hop_length=64)
+            back = apply.istft_numpy(spectrogram, n_fft=256, hop_length=64, num_samples=waveform.shape[0])
+            status = 0 if np.array_equal(spectrogram, expected) and np.allclose(back, waveform, atol=1e-5) else 1
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in the numpy STFT")
