@@ -89,6 +89,26 @@ def test_fof_band_tracks_label_the_band_as_a_sum_under_silent_vocals(fof_root):
     assert tracks.fof_band_tracks(("vocals", "accompaniment"), [], fof_root) == []  # fof_tracks labels it already
 
 
+def test_lmms_songs_are_fully_labelled_tracks_and_share_alike_is_optional(tmp_path):
+    root = tmp_path / "lmms-songs"
+    for song, licence, parts in (("Artistic", "Artistic-2.0", ("drums", "piano")), ("Shared", "CC-BY-SA-3.0", ("bass",))):
+        for part in parts:
+            _write(root / song / f"{part}.flac", music_like(6000, seed=len(part)))
+        (root / song / "mapping.json").write_text(json.dumps({"song": song, "licence": licence}))
+    stems = ("vocals", "drums", "bass", "other")
+    found = {t.name: t for t in tracks.lmms_tracks(root, stems, {"other": ["other", "piano"]})}
+    assert sorted(found) == ["Artistic", "Shared"]
+    artistic = found["Artistic"]
+    assert [pathlib.Path(s.path).name for s in artistic.stems["other"]] == ["piano.flac"]  # piano is part of other
+    assert [pathlib.Path(s.path).name for s in artistic.stems["drums"]] == ["drums.flac"]
+    assert artistic.stems["vocals"] == artistic.stems["bass"] == ()  # rendered songs: a missing part is silence
+    assert not artistic.unknown and not artistic.sums
+    clean = tracks.lmms_tracks(root, stems, {"other": ["other", "piano"]}, share_alike=False)
+    assert [t.name for t in clean] == ["Artistic"]
+    with pytest.raises(SystemExit, match="lmms_render.py"):
+        tracks.lmms_tracks(tmp_path / "nothing", stems, {})
+
+
 def test_make_track_refuses_mismatched_files_and_unknown_stems(tmp_path):
     a = _write(tmp_path / "a.wav", music_like(1000))
     b = _write(tmp_path / "b.wav", music_like(1200))

@@ -107,7 +107,10 @@ def main() -> int:
     parser.add_argument("--loops-weight", type=int, default=1, help="times each drum loop is listed (--extra-real)")
     parser.add_argument("--vocals-weight", type=int, default=4, help="times each vocadito take is listed (--extra-real)")
     parser.add_argument("--no-share-alike", action="store_true",
-                        help="leave out the CC BY-SA songs of --extra-real (muldjord); see training/DATA_SOURCES.md")
+                        help="leave out the CC BY-SA songs of --extra-real (muldjord) and --lmms; see training/DATA_SOURCES.md")
+    parser.add_argument("--lmms", default=None, metavar="DIR",
+                        help="add the LMMS demo songs rendered per track by training/real/lmms_render.py --out DIR")
+    parser.add_argument("--lmms-weight", type=int, default=2, help="times each LMMS song is listed (--lmms)")
     args = parser.parse_args()
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
@@ -117,6 +120,12 @@ def main() -> int:
         train_tracks += extra_real_tracks(config.stems, pathlib.Path(args.extra_real), fof_weight=args.fof_weight,
                                           loops_weight=args.loops_weight, vocals_weight=args.vocals_weight,
                                           share_alike=not args.no_share_alike, fof_band_weight=args.fof_band_weight)
+    if args.lmms:
+        sys.path.insert(0, str(REPO / "training" / "real"))
+        import tracks as real_tracks  # training/real/tracks.py (a recipe module, not a package)
+
+        train_tracks += real_tracks.lmms_tracks(pathlib.Path(args.lmms), config.stems, STEM_GROUPS[args.preset],
+                                                share_alike=not args.no_share_alike) * args.lmms_weight
     unique = {t.name: t for t in train_tracks}.values()
     seconds = sum(t.num_samples / t.sample_rate for t in unique)
     print(f"training on {len(unique)} tracks ({seconds / 60:.1f} min; real songs listed {args.real_weight}x), validating on "

@@ -14,6 +14,8 @@ FoF sectoid        guitar only                            ``accompaniment`` = gu
  (instrumental)                                            (exact: the backing has no vocals)
 FoF sectoid band   ``vocals`` silent, the sum of the      (already above)
  (fof_band_tracks) other stems = guitar + backing
+LMMS demo songs    ``drums``, ``bass``, ``other`` (+      ``accompaniment`` (every part)
+ (lmms_tracks)     ``piano``); ``vocals`` silent
 drum loops         ``drums``                              ``accompaniment``
 vocadito           ``vocals``                             ``vocals``
 =================  =====================================  =======================================
@@ -114,3 +116,27 @@ def folder_part_tracks(root: pathlib.Path, file_stem: str, stems: Sequence[str],
     if not paths:
         raise SystemExit(f"No {file_stem}.flac under {root}: run `training/real/prepare.py --out {root.parent}`.")
     return [make_track(f"{prefix}/{p.parent.name}", {stem: [p]}, stems) for p in paths]
+
+
+def lmms_tracks(root: pathlib.Path, stems: Sequence[str], stem_groups: Mapping[str, Sequence[str]], *,
+                share_alike: bool = True) -> list[data.Track]:
+    """The LMMS demo songs rendered by ``lmms_render.py`` (``root/<song>/{drums,bass,other,piano}.flac``).
+
+    Every track of a song is rendered, so a part the song lacks (its vocals: none has any) is silence,
+    which is exact. Songs whose ``mapping.json`` licence is CC BY-SA are left out unless ``share_alike``.
+
+    Raises:
+        SystemExit: ``root`` holds no rendered song.
+    """
+    import json
+
+    songs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        mapping = folder / "mapping.json"
+        licence = json.loads(mapping.read_text()).get("licence", "") if mapping.is_file() else ""
+        if share_alike or "SA" not in licence.upper():
+            songs.append(folder.name)
+    if not songs:
+        raise SystemExit(f"No rendered LMMS song under {root}: run `training/real/lmms_render.py --out {root}`.")
+    tracks = data.folder_tracks(root, stems=stems, stem_groups=stem_groups, require_every_stem=False)
+    return [track for track in tracks if track.name in songs]
