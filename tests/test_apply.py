@@ -81,6 +81,33 @@ def test_both_stft_pairs_give_the_same_stems(tiny_model):
         apply.separate_chunk(model, config, waveform, transform=apply.transform_for(config, portable=True), wiener_iterations=1)
 
 
+def test_ratio_mask_models_take_the_last_stem_as_the_chunk_minus_the_others(tiny_model):
+    model, config = tiny_model
+    waveform = tf.constant(music_like(config.chunk_samples))
+
+    class Counting(apply.ComplexTransform):
+        calls = 0
+
+        def synthesize(self, spectrogram, num_samples):
+            Counting.calls += 1
+            return super().synthesize(spectrogram, num_samples)
+
+    stems = apply.separate_chunk(model, config, waveform, transform=Counting(n_fft=config.n_fft, hop_length=config.hop_length))
+    assert Counting.calls == len(config.stems) - 1  # one inverse STFT fewer
+    np.testing.assert_array_equal(stems[-1].numpy(), (waveform - tf.add_n(stems[:-1])).numpy())
+    transform = apply.transform_for(config)
+    spectrogram = transform.analyze(waveform)
+    masks = apply.predict_masks(model, transform.magnitude(spectrogram), config)
+    full = apply.masks_to_stems(transform, spectrogram, masks, num_samples=config.chunk_samples)
+    np.testing.assert_allclose(stems[-1].numpy(), full[-1].numpy(), atol=1e-5)  # the same stem, one transform fewer
+
+    # A network without ratio masks (masks need not sum to one) gets every inverse STFT.
+    Counting.calls = 0
+    plain = lambda magnitude, training=False: {stem: tf.ones_like(magnitude) * 0.5 for stem in config.stems}
+    apply.separate_chunk(plain, config, waveform, transform=Counting(n_fft=config.n_fft, hop_length=config.hop_length))
+    assert Counting.calls == len(config.stems)
+
+
 def test_oracle_goes_through_the_same_masking():
     config = tiny_config()
     references = np.stack([music_like(4000, seed=1), music_like(4000, seed=2) * 0.5])
