@@ -269,7 +269,8 @@ def summarise(per_track: dict[str, dict[str, dict[str, dict[str, float]]]]) -> d
 def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root: pathlib.Path = EIF_ROOT,
                    fof_root: pathlib.Path = FOF_ROOT, synth_test: pathlib.Path | None = None,
                    sources: Sequence[str] = SOURCES, max_seconds: float | None = None, with_museval: bool = False,
-                   progress: Callable[[str], None] | None = None, mask_exponent: float | None = None) -> dict:
+                   progress: Callable[[str], None] | None = None, mask_exponent: float | None = None,
+                   segment_frames: int | None = None) -> dict:
     """Separate every item of the collection with ``model`` and score it (see the module docstring).
 
     Args:
@@ -281,6 +282,7 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
         with_museval: Also BSS-eval SDR medians.
         progress: Called with a line per scored track.
         mask_exponent: Score the model with this ``mask_exponent`` instead of its config's (to choose one).
+        segment_frames: Separate in chunks of this many STFT frames instead of the config's.
 
     Returns:
         The JSON-ready result: model, collection, per-source tables, aggregate, seconds taken.
@@ -293,14 +295,15 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
         raise QualityError(f"Unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}.")
-    separator = Separator.from_pretrained(model, runtime="keras")  # TensorFlow is loaded here anyway; no LiteRT conversion per checkpoint
+    # TensorFlow is loaded here anyway; no LiteRT conversion per checkpoint
+    separator = Separator.from_pretrained(model, runtime="keras", segment_frames=segment_frames)
     if mask_exponent is not None:
         from stemtf.model import build_model
 
         config = separator.config.replace(mask_exponent=mask_exponent)
         calibrated = build_model(config)
         calibrated.set_weights(separator.masks.model.get_weights())
-        separator = Separator(calibrated, config)
+        separator = Separator(calibrated, config, segment_frames=segment_frames)
     model_stems = tuple(separator.stems)
     items = collection(model_stems, heldout=heldout, eif_root=eif_root, fof_root=fof_root, synth_test=synth_test,
                        sources=sources, max_seconds=max_seconds)
@@ -312,7 +315,7 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
             line = ", ".join(f"{g} {v['model']:.2f}" for g, v in per_track[item.source][item.name].items())
             progress(f"{item.source} / {item.name}: {line}")
     per_track = {source: tracks for source, tracks in per_track.items() if tracks}
-    result = {"model": str(model), "mask_exponent": separator.config.mask_exponent, "stems": list(model_stems),
+    result = {"model": str(model), "mask_exponent": separator.config.mask_exponent, "segment_frames": segment_frames or separator.config.segment_frames, "stems": list(model_stems),
               "heldout": heldout, "sources_scored": list(per_track),
               "complete": list(per_track) == list(SOURCES) and max_seconds is None,
               "max_seconds": max_seconds, **summarise(per_track), "seconds": round(time.time() - started, 1)}
@@ -357,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no per-track lines")
     parser.add_argument("--mask-exponent", type=float, default=None,
                         help="score with this mask_exponent instead of the model's (see ModelConfig)")
+    parser.add_argument("--segment-frames", type=int, default=None,
+                        help="separate in chunks of this many STFT frames instead of the model's (512 ~ 11.8 s)")
     args = parser.parse_args(argv)
     try:
         result = evaluate_model(
@@ -364,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             fof_root=pathlib.Path(args.fof_root), synth_test=args.synth_test and pathlib.Path(args.synth_test),
             sources=args.sources, max_seconds=args.max_seconds, with_museval=args.museval,
             progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)),
-            mask_exponent=args.mask_exponent,
+            mask_exponent=args.mask_exponent, segment_frames=args.segment_frames,
         )
     except QualityError as error:
         print(f"error: {error}", file=sys.stderr)
