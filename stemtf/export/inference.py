@@ -82,7 +82,8 @@ def subpixel_weights(kernel: np.ndarray, bias: np.ndarray | None) -> tuple[np.nd
 
 
 def _subpixel(layer: keras.layers.Conv2DTranspose, x):
-    if tuple(layer.strides) != (STRIDE, STRIDE) or layer.padding != "same" or tuple(layer.dilation_rate) != (1, 1):
+    if (tuple(layer.strides) != (STRIDE, STRIDE) or layer.padding != "same" or tuple(layer.dilation_rate) != (1, 1)
+            or layer.output_padding is not None or layer.data_format != "channels_last"):
         return layer(x)  # not the U-Net's geometry: keep the transposed convolution
     weights = layer.get_weights()
     kernel, bias, before, after = subpixel_weights(weights[0], weights[1] if layer.use_bias else None)
@@ -122,17 +123,21 @@ def inference_model(model: keras.Model, config: ModelConfig) -> keras.Model:
     features = tensors[id(trunk.output)]
     heads = [model.get_layer(f"head_{stem}") for stem in config.stems]
     first = heads[0]
-    merged = keras.layers.Conv2D(
-        sum(head.filters for head in heads), first.kernel_size, dilation_rate=first.dilation_rate,
-        padding=first.padding, activation=first.activation, name="heads",
-    )
-    stacked = merged(features)
-    merged.set_weights([
-        np.concatenate([head.get_weights()[0] for head in heads], axis=-1),
-        np.concatenate([head.get_weights()[1] for head in heads]),
-    ])
-    bounds = np.cumsum([0] + [head.filters for head in heads])
-    masks = [stacked[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    shared = ("kernel_size", "strides", "dilation_rate", "padding", "activation", "use_bias")
+    if all(getattr(head, key) == getattr(first, key) for head in heads for key in shared) and first.use_bias:
+        merged = keras.layers.Conv2D(
+            sum(head.filters for head in heads), first.kernel_size, strides=first.strides,
+            dilation_rate=first.dilation_rate, padding=first.padding, activation=first.activation, name="heads",
+        )
+        stacked = merged(features)
+        merged.set_weights([
+            np.concatenate([head.get_weights()[0] for head in heads], axis=-1),
+            np.concatenate([head.get_weights()[1] for head in heads]),
+        ])
+        bounds = np.cumsum([0] + [head.filters for head in heads])
+        masks = [stacked[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    else:  # heads of different shapes: each keeps its own convolution
+        masks = [head(features) for head in heads]
     ratio = model.get_layer("ratio_masks")
     masks = RatioMasks(epsilon=ratio.epsilon, exponent=ratio.exponent, name="ratio_masks")(masks)
     outputs = {stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)}
