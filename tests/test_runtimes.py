@@ -73,6 +73,14 @@ def test_cache_key_follows_the_weights(tiny_model_dir, tiny_model, tmp_path):
     assert first.parent == pathlib.Path(os.environ[runtimes.CACHE_ENV]) / "litert"
 
 
+def test_cache_key_follows_the_exported_graph_form(tiny_model_dir, tiny_model, monkeypatch):
+    """A new form of the exported graph (stemtf.export.inference) must not reuse models cached in the old one."""
+    _, config = tiny_model
+    before = runtimes.litert_cache_path(tiny_model_dir, config, segment_frames=64, precision="float32")
+    monkeypatch.setattr(runtimes, "LITERT_GRAPH", runtimes.LITERT_GRAPH + "-next")
+    assert runtimes.litert_cache_path(tiny_model_dir, config, segment_frames=64, precision="float32") != before
+
+
 def test_litert_process_never_imports_tensorflow(tiny_model_dir, tmp_path):
     Separator.from_pretrained(tiny_model_dir, runtime="litert")  # fills the cache (this process has TensorFlow)
     song = tmp_path / "song.wav"
