@@ -324,9 +324,8 @@ def istft_numpy(
         if mask is not None:
             part = mask[..., start:stop, :, :]
             max_bins = part.shape[-2]
-            fill = extend_masks_numpy(part, num_bins=max_bins + 1, how=mask_extension, extension_bins=extension_bins)
             block[..., :max_bins] *= np.swapaxes(part, -1, -2)
-            block[..., max_bins:] *= np.swapaxes(fill[..., max_bins:, :], -1, -2)
+            block[..., max_bins:] *= np.swapaxes(mask_fill_numpy(part, how=mask_extension, extension_bins=extension_bins), -1, -2)
         target = frames[..., start:stop, :, :]
         np.fft.irfft(block, n=n_fft, axis=-1, out=target)
         target *= scaled_window
@@ -348,17 +347,22 @@ def istft_numpy(
     return np.ascontiguousarray(np.swapaxes(signal[..., front : front + num_samples], -1, -2))
 
 
+def mask_fill_numpy(masks: np.ndarray, *, how: str = "average", extension_bins: int = 256) -> np.ndarray:
+    """The value :func:`extend_masks_numpy` gives every bin above ``max_bins``: ``(..., T, max_bins, C)`` -> ``(..., T, 1, C)``."""
+    max_bins = masks.shape[-2]
+    if how == "average":
+        return masks[..., max_bins - extension_bins :, :].mean(axis=-2, keepdims=True)
+    if how == "edge":
+        return masks[..., max_bins - 1 :, :]
+    raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
+
+
 def extend_masks_numpy(masks: np.ndarray, *, num_bins: int, how: str = "average", extension_bins: int = 256) -> np.ndarray:
     """:func:`stemtf.spectral.extend_mask` in numpy: ``(..., T, max_bins, C)`` -> ``(..., T, num_bins, C)``."""
     max_bins = masks.shape[-2]
     if num_bins == max_bins:
         return masks
-    if how == "average":
-        fill = masks[..., max_bins - extension_bins :, :].mean(axis=-2, keepdims=True)
-    elif how == "edge":
-        fill = masks[..., max_bins - 1 :, :]
-    else:
-        raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
+    fill = mask_fill_numpy(masks, how=how, extension_bins=extension_bins)
     shape = masks.shape[:-2] + (num_bins - max_bins, masks.shape[-1])
     return np.concatenate([masks, np.broadcast_to(fill, shape)], axis=-2)
 

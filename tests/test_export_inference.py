@@ -18,10 +18,10 @@ def test_subpixel_convolution_equals_the_transposed_convolution(kernel_size, use
     rng = np.random.default_rng(kernel_size)
     inputs = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)  # odd, unequal sizes: the borders count
     transposed = keras.layers.Conv2DTranspose(4, kernel_size, strides=2, padding="same", use_bias=use_bias)
-    expected = np.asarray(transposed(inputs))
-    if use_bias:
+    transposed.build(inputs.shape)
+    if use_bias:  # a non-zero bias (it starts at zero)
         transposed.set_weights([transposed.get_weights()[0], rng.standard_normal(4).astype(np.float32)])
-        expected = np.asarray(transposed(inputs))
+    expected = np.asarray(transposed(inputs))
     weights = transposed.get_weights()
     kernel, bias, before, after = subpixel_weights(weights[0], weights[1] if use_bias else None)
     padded = np.pad(inputs, ((0, 0), (before, after), (before, after), (0, 0)))
