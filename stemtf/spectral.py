@@ -9,8 +9,12 @@ first 3072 samples).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
+import numpy as np
 import tensorflow as tf
 
 from stemtf import config
@@ -125,28 +129,49 @@ def extend_mask(mask: tf.Tensor, *, num_bins: int, how: str = "average", extensi
 # The STFT as framing + matrix products, for exports (TFLite builtin ops, ONNX).
 #
 # tf.signal's FFT kernels become Flex ops in TFLite and RFFT nodes that onnxruntime rejects; a DFT
-# written as two real matrix products converts to builtin ops everywhere. The cos/sin basis is
-# computed from integer ranges when the graph runs, so a converter stores a few ops, not
-# ``n_fft x (n_fft // 2 + 1)`` constants (33 MB each at n_fft=4096) that int8 quantization would ruin.
-# Real and imaginary parts are separate float32 tensors: no complex dtype anywhere.
+# written as matrix products converts to builtin ops everywhere. It is factored (Cooley-Tukey,
+# ``n_fft = n1 * n2``, 64 x 64 at 4096) into two stages of small matrix products with twiddle
+# factors between them, and it uses the symmetry of real signals' spectra directly (half the
+# second stage of the forward DFT and of the first stage of the inverse), so no reversals or
+# interleavings of bins are needed: on LiteRT those element shuffles cost more than the products.
+# The bases are small constants (64 x 64), which LiteRT's XNNPACK packs once; an int8 export, whose
+# quantizer would round every constant matrix to 8 bits, computes them when the graph runs instead
+# (:func:`basis_computed_at_run_time`). Real and imaginary parts are separate float32 tensors: no
+# complex dtype anywhere.
+
+_BASIS_AT_RUN_TIME = contextvars.ContextVar("stemtf_basis_at_run_time", default=False)
+
+
+@contextlib.contextmanager
+def basis_computed_at_run_time() -> Iterator[None]:
+    """Graphs traced inside compute their DFT bases from integer ranges when they run.
+
+    For int8 (dynamic-range) TFLite exports: the quantizer turns constant matrices into int8,
+    which would cut the STFT's precision to ~30 dB; values computed at run time stay float32.
+    """
+    token = _BASIS_AT_RUN_TIME.set(True)
+    try:
+        yield
+    finally:
+        _BASIS_AT_RUN_TIME.reset(token)
 
 
 def _runtime_zero(like: tf.Tensor) -> tf.Tensor:
-    """An int32 zero that converters cannot constant-fold: it depends on the values of ``like``.
-
-    Converters fold every op whose inputs are constants; without this, the basis below would be
-    stored in the file (2 x 33 MB at n_fft=4096) and int8 quantization would quantize the STFT.
-    """
+    """An int32 zero that converters cannot constant-fold: it depends on the values of ``like``."""
     first = tf.reshape(like, [-1])[0]
     return tf.minimum(tf.cast(tf.equal(first, first), tf.int32), 0)  # 0 for any value, NaN included
 
 
 def _dft_pair(size: int, columns: int, period: int, like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``cos`` and ``sin`` of ``2 pi i k / period`` for ``i < size``, ``k < columns``, float32, computed at run time.
+    """``cos`` and ``sin`` of ``2 pi i k / period`` for ``i < size``, ``k < columns``, float32 ``(size, columns)``.
 
     ``i k`` is reduced modulo ``period`` in integers first, so the angle is exact to float32.
-    ``like`` is any non-empty tensor of the graph's input (see :func:`_runtime_zero`).
+    Constants, or computed when the graph runs inside :func:`basis_computed_at_run_time` (``like``
+    is any non-empty tensor of the graph's input; see :func:`_runtime_zero`).
     """
+    if not _BASIS_AT_RUN_TIME.get():
+        angle = np.outer(np.arange(size), np.arange(columns)) % period * (2 * np.pi / period)
+        return tf.constant(np.cos(angle), tf.float32), tf.constant(np.sin(angle), tf.float32)
     i = (tf.range(size, dtype=tf.int32) + _runtime_zero(like))[:, None]
     k = tf.range(columns, dtype=tf.int32)[None, :]
     angle = tf.cast(tf.math.floormod(i * k, period), tf.float32) * (2.0 * 3.141592653589793 / period)
@@ -154,111 +179,84 @@ def _dft_pair(size: int, columns: int, period: int, like: tf.Tensor) -> tuple[tf
 
 
 def _factors(n_fft: int) -> tuple[int, int]:
-    """``(n1, n2)`` with ``n1 * n2 == n_fft`` as close to square as powers of two allow (64 x 64 for 4096)."""
+    """``(n1, n2)`` with ``n1 * n2 == n_fft``, ``n1 <= n2``, as close to square as powers of two allow (64 x 64 for 4096)."""
     n1 = 2 ** (int(math.log2(n_fft)) // 2)
     return n1, n_fft // n1
 
 
-def _dft(real: tf.Tensor, imag: tf.Tensor | None, n_fft: int, *, real_output: bool = False):
-    """The DFT over the last axis in two stages of small matrix products (Cooley-Tukey, ``n_fft = n1 * n2``).
-
-    A dense ``n_fft``-point DFT as one matrix product costs ``n_fft**2`` multiply-adds per frame
-    (16.8 M at 4096); two stages of ``n1``- and ``n2``-point DFTs with twiddle factors between them
-    cost ``n_fft * (n1 + n2)`` (0.5 M), still with builtin ops only (reshape, transpose, matmul).
-    Input index ``n = n2 * i1 + i2``, output index ``k = k1 + n1 * k2``.
-
-    Args:
-        real, imag: float32 ``(..., n_fft)``; ``imag`` None for a real input.
-        real_output: Return only the real part (what an inverse of a real signal needs).
-
-    Returns:
-        ``(real, imag)`` (or ``real`` alone), float32 ``(..., n_fft)``.
-    """
-    n1, n2 = _factors(n_fft)
-    outer = tf.shape(real)[:-1]
-
-    def split(x):  # (..., n_fft) -> (..., i2, i1)
-        return tf.linalg.matrix_transpose(tf.reshape(x, tf.concat([outer, [n1, n2]], axis=0)))
-
-    c1, s1 = _dft_pair(n1, n1, n1, real)
-    x_re = split(real)
-    if imag is None:
-        a_re, a_im = _matmul_last(x_re, c1), -_matmul_last(x_re, s1)
-    else:
-        x_im = split(imag)
-        a_re = _matmul_last(x_re, c1) + _matmul_last(x_im, s1)
-        a_im = _matmul_last(x_im, c1) - _matmul_last(x_re, s1)
-    tc, ts = _dft_pair(n2, n1, n_fft, real)  # twiddle factors exp(-2 pi i i2 k1 / n_fft), (i2, k1)
-    b_re = tf.linalg.matrix_transpose(a_re * tc + a_im * ts)  # (..., k1, i2)
-    b_im = tf.linalg.matrix_transpose(a_im * tc - a_re * ts)
-    c2, s2 = _dft_pair(n2, n2, n2, real)
-
-    def merge(x):  # (..., k1, k2) -> (..., n_fft) with k = k1 + n1 * k2
-        return tf.reshape(tf.linalg.matrix_transpose(x), tf.concat([outer, [n_fft]], axis=0))
-
-    out_re = merge(_matmul_last(b_re, c2) + _matmul_last(b_im, s2))
-    if real_output:
-        return out_re
-    return out_re, merge(_matmul_last(b_im, c2) - _matmul_last(b_re, s2))
-
-
-def _half_spectrum_twiddle(n_fft: int, like: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``cos`` and ``sin`` of ``2 pi k / n_fft`` for ``k = 0 .. n_fft / 2``, float32 ``(n_fft // 2 + 1,)``."""
-    cos, sin = _dft_pair(n_fft // 2 + 1, 2, n_fft, like)  # column k = 1: angle 2 pi i / n_fft
-    return cos[:, 1], sin[:, 1]
+def _swap_last(x: tf.Tensor) -> tf.Tensor:
+    """Transpose the last two axes."""
+    return tf.linalg.matrix_transpose(x)
 
 
 def _rfft(frames: tf.Tensor, n_fft: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The real DFT of ``(..., n_fft)`` frames: ``(real, imag)`` of bins ``0 .. n_fft / 2``.
 
-    The usual trick for real input: the even and odd samples are the real and imaginary parts of
-    one complex signal of half the length, whose DFT (:func:`_dft`) is then split into the even and
-    odd samples' spectra and recombined with one twiddle per bin. Half the work of a complex DFT.
+    Input index ``n = n2 * i1 + i2``, output index ``k = k1 + n1 * k2``: an ``n1``-point DFT over
+    ``i1`` (real input: two real products), twiddle factors ``exp(-2 pi i i2 k1 / n_fft)``, then an
+    ``n2``-point DFT over ``i2`` computed only for ``k2 <= n2 / 2`` (the bins up to ``n_fft / 2``).
+    ``n_fft * (n1 + n2)`` multiply-adds per frame instead of the dense DFT's ``n_fft**2 / 2``.
     """
-    half = n_fft // 2
-    pairs = tf.reshape(frames, tf.concat([tf.shape(frames)[:-1], [half, 2]], axis=0))
-    z_re, z_im = _dft(pairs[..., 0], pairs[..., 1], half)
-    # Z[k] and Z[(half - k) mod half] for k = 0 .. half.
-    a_re, a_im = tf.concat([z_re, z_re[..., :1]], axis=-1), tf.concat([z_im, z_im[..., :1]], axis=-1)
-    b_re = tf.concat([z_re[..., :1], tf.reverse(z_re[..., 1:], axis=[-1]), z_re[..., :1]], axis=-1)
-    b_im = tf.concat([z_im[..., :1], tf.reverse(z_im[..., 1:], axis=[-1]), z_im[..., :1]], axis=-1)
-    even_re, even_im = (a_re + b_re) / 2, (a_im - b_im) / 2
-    odd_re, odd_im = (a_im + b_im) / 2, (b_re - a_re) / 2
-    cos, sin = _half_spectrum_twiddle(n_fft, frames)  # exp(-2 pi i k / n_fft) = cos - i sin
-    return even_re + cos * odd_re + sin * odd_im, even_im + cos * odd_im - sin * odd_re
+    n1, n2 = _factors(n_fft)
+    columns = n2 // 2 + 1  # k2 values that reach bin n_fft / 2
+    outer = tf.shape(frames)[:-1]
+    x = _swap_last(tf.reshape(frames, tf.concat([outer, [n1, n2]], axis=0)))  # (..., i2, i1)
+    cos1, sin1 = _dft_pair(n1, n1, n1, frames)
+    a_re, a_im = _matmul_last(x, cos1), -_matmul_last(x, sin1)  # (..., i2, k1)
+    cos_t, sin_t = _dft_pair(n2, n1, n_fft, frames)  # exp(-2 pi i i2 k1 / n_fft) = cos - i sin
+    b_re = _swap_last(a_re * cos_t + a_im * sin_t)  # (..., k1, i2)
+    b_im = _swap_last(a_im * cos_t - a_re * sin_t)
+    cos2, sin2 = _dft_pair(n2, columns, n2, frames)
+
+    def bins(x):  # (..., k1, k2) -> (..., n_fft / 2 + 1) with k = k1 + n1 * k2
+        return tf.reshape(_swap_last(x), tf.concat([outer, [n1 * columns]], axis=0))[..., : n_fft // 2 + 1]
+
+    return (bins(_matmul_last(b_re, cos2) + _matmul_last(b_im, sin2)),
+            bins(_matmul_last(b_im, cos2) - _matmul_last(b_re, sin2)))
 
 
 def _irfft(real: tf.Tensor, imag: tf.Tensor, n_fft: int) -> tf.Tensor:
     """The inverse of :func:`_rfft`: bins ``(..., n_fft / 2 + 1)`` -> real frames ``(..., n_fft)``.
 
-    The even and odd output samples come out as the real and imaginary parts of one complex inverse
-    DFT of half the length (the imaginary parts of the first and last bins are ignored, as irfft does).
+    ``x[n] = Re(sum over k <= n_fft / 2 of w_k X[k] exp(2 pi i k n / n_fft)) / n_fft`` with ``w_k``
+    2 but 1 at the first and last bins (whose imaginary parts are ignored, as irfft does). Bin index
+    ``k = k1 + n1 * k2``, output index ``n = a + n2 * b``: an ``n2``-point inverse DFT over the
+    ``n2 / 2 + 1`` values of ``k2``, twiddle factors ``exp(2 pi i k1 a / n_fft)``, then the real part
+    of an ``n1``-point inverse DFT over ``k1``.
     """
+    n1, n2 = _factors(n_fft)
     half = n_fft // 2
-    # X[k] and conj(X[half - k]) for k = 0 .. half - 1.
-    b_re, b_im = tf.reverse(real[..., 1:], axis=[-1]), -tf.reverse(imag[..., 1:], axis=[-1])
-    a_re, a_im = real[..., :half], imag[..., :half]
-    cos, sin = _half_spectrum_twiddle(n_fft, real)
-    cos, sin = cos[:half], sin[:half]  # exp(+2 pi i k / n_fft) = cos + i sin
-    even_re, even_im = (a_re + b_re) / 2, (a_im + b_im) / 2
-    diff_re, diff_im = (a_re - b_re) / 2, (a_im - b_im) / 2
-    odd_re, odd_im = diff_re * cos - diff_im * sin, diff_re * sin + diff_im * cos
-    z_re, z_im = even_re - odd_im, even_im + odd_re  # Z = E + i O
-    # The inverse DFT of Z is conj(DFT(conj Z)) / half.
-    out_re, out_im = _dft(z_re, -z_im, half)
-    samples = tf.stack([out_re, -out_im], axis=-1) / half  # (..., half, 2): even and odd samples
-    return tf.reshape(samples, tf.concat([tf.shape(real)[:-1], [n_fft]], axis=0))
+    rows = n2 // 2 + 1  # k2 values up to bin half
+    outer = tf.shape(real)[:-1]
+    weights = np.full(half + 1, 2.0 / n_fft, np.float32)
+    weights[0] = weights[-1] = 1.0 / n_fft
+    padding = tf.concat([tf.zeros([len(real.shape) - 1, 2], tf.int32), [[0, n1 * rows - (half + 1)]]], axis=0)
+
+    def blocks(x):  # (..., half + 1) -> (..., k1, k2), zero bins after half
+        x = tf.pad(x * weights, padding)
+        return _swap_last(tf.reshape(x, tf.concat([outer, [rows, n1]], axis=0)))
+
+    y_re, y_im = blocks(real), blocks(imag)
+    cos1, sin1 = _dft_pair(rows, n2, n2, real)  # exp(+2 pi i k2 a / n2) = cos + i sin
+    b_re = _matmul_last(y_re, cos1) - _matmul_last(y_im, sin1)  # (..., k1, a)
+    b_im = _matmul_last(y_re, sin1) + _matmul_last(y_im, cos1)
+    cos_t, sin_t = _dft_pair(n1, n2, n_fft, real)  # exp(+2 pi i k1 a / n_fft)
+    t_re = _swap_last(b_re * cos_t - b_im * sin_t)  # (..., a, k1)
+    t_im = _swap_last(b_re * sin_t + b_im * cos_t)
+    cos2, sin2 = _dft_pair(n1, n1, n1, real)
+    samples = _matmul_last(t_re, cos2) - _matmul_last(t_im, sin2)  # (..., a, b)
+    return tf.reshape(_swap_last(samples), tf.concat([outer, [n_fft]], axis=0))
 
 
-def _matmul_last(x: tf.Tensor, matrix: tf.Tensor, *, transpose_b: bool = False) -> tf.Tensor:
+def _matmul_last(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
     """``x @ matrix`` over the last axis, as one 2-D MatMul.
 
     A rank-4 BatchMatMul with a batch dimension of 1 in the middle (e.g. ``(3, 1, T, N) @ (N, K)``)
-    segfaults in TF 2.21's oneDNN kernel; flattening also makes the TFLite op a FULLY_CONNECTED.
+    segfaults in TF 2.21's oneDNN kernel; flattening also makes the TFLite op a FULLY_CONNECTED
+    (with a constant matrix, one that XNNPACK packs once).
     """
-    columns = tf.shape(matrix)[0 if transpose_b else 1]
-    flat = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), matrix, transpose_b=transpose_b)
-    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [columns]], axis=0))
+    flat = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), matrix)
+    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], [matrix.shape[1]]], axis=0))
 
 
 def _hann_window(n_fft: int) -> tf.Tensor:

@@ -17,7 +17,7 @@ from stemtf.cli import main
 from stemtf.errors import OutputError, StemtfError
 from stemtf.separator import Separator
 
-from conftest import EXAMPLE, SAMPLE_RATE, music_like
+from conftest import EXAMPLE, SAMPLE_RATE, music_like, tiny_config
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -168,6 +168,27 @@ def test_tflite_waveform_chunk_matches_keras_with_builtin_ops_only(exports, tiny
         assert outputs[stem].shape == chunk.shape
         assert snr_db(expected[index], outputs[stem]) >= TFLITE_SNR_GOALS[quantize], stem
     assert meta["quantization"] == quantize and meta["kind"] == "waveform"
+
+
+def test_tflite_int8_keeps_the_stft_bases_float(tmp_path):
+    """The waveform models' DFT bases are constants (XNNPACK packs them once), except in int8 exports, whose
+    quantizer would round a 64 x 64 constant matrix to 8 bits (~30 dB): there they are computed at run time."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stemtf.model import build_model
+
+    keras.utils.set_random_seed(0)
+    config = tiny_config(n_fft=4096, hop_length=1024, max_bins=64, segment_frames=16)
+    model = build_model(config)
+
+    def matrices(quantize):
+        path = export.export_tflite(model, config, tmp_path / f"{quantize}.tflite", quantize=quantize)
+        details = Interpreter(model_path=str(path)).get_tensor_details()
+        return {(d["dtype"].__name__, tuple(int(n) for n in d["shape"])) for d in details if len(d["shape"]) == 2}
+
+    assert ("float32", (64, 64)) in matrices("none")  # the bases, stored
+    assert not {shape for dtype, shape in matrices("int8") if dtype == "int8"}
 
 
 @pytest.mark.parametrize("quantize", export.QUANTIZATIONS)

@@ -77,3 +77,25 @@ def test_matmul_stft_batched_and_rejects_bad_hop():
     np.testing.assert_allclose(spectral.istft_matmul(real, imag, n_fft=256, hop_length=64, num_samples=5000), batch, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of `hop_length`"):
         spectral.stft_matmul(batch, n_fft=256, hop_length=96)
+
+
+@pytest.mark.parametrize(("n_fft", "hop_length"), [(16, 4), (32, 16), (512, 128), (4096, 1024)])
+def test_matmul_pair_exact_with_either_basis(n_fft, hop_length):
+    """The factored real DFTs at the extremes of their factorisation (4 x 4, 4 x 8, 16 x 32, 64 x 64),
+    with constant bases and with bases computed at run time (int8 exports): the same transform."""
+    waveform = np.random.default_rng(n_fft).uniform(-1, 1, (3 * n_fft + 5, 2)).astype(np.float32)
+    reference = spectral.stft(waveform, n_fft=n_fft, hop_length=hop_length).numpy()
+    scale = np.abs(reference).max()
+    constant = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop_length)
+    with spectral.basis_computed_at_run_time():
+        computed = spectral.stft_matmul(waveform, n_fft=n_fft, hop_length=hop_length)
+        restored = spectral.istft_matmul(*computed, n_fft=n_fft, hop_length=hop_length, num_samples=len(waveform))
+    for real, imag in (constant, computed):
+        np.testing.assert_allclose(real / scale, reference.real / scale, atol=1e-5)
+        np.testing.assert_allclose(imag / scale, reference.imag / scale, atol=1e-5)
+    np.testing.assert_allclose(restored, waveform, atol=1e-5)
+    # The inverse takes irfft's view of the first and last bins: their imaginary parts do not count.
+    real, imag = (np.array(part) for part in constant)
+    imag[:, [0, -1]] += 3.0
+    np.testing.assert_allclose(spectral.istft_matmul(real, imag, n_fft=n_fft, hop_length=hop_length, num_samples=len(waveform)),
+                               waveform, atol=1e-5)

@@ -11,7 +11,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from stemtf import __version__, options
+from stemtf import __version__, options, spectral
 from stemtf.config import ModelConfig
 from stemtf.errors import DependencyError, ModelError, OptionError, OutputError
 from stemtf.outputs import place
@@ -217,7 +217,9 @@ def export_tflite(
     meta = _description(config, fmt="tflite", kind=kind, segment_frames=frames, quantization=quantize,
                         inputs=inputs, outputs=outputs, signature="serving_default", **plan)
     with tempfile.TemporaryDirectory(prefix="stemtf-export-") as work:
-        _write_archive(model, {"serving_default": function}, pathlib.Path(work) / "savedmodel")
+        # int8: the STFT's DFT bases computed when the graph runs, or the quantizer would round them to 8 bits.
+        with spectral.basis_computed_at_run_time() if quantize == "int8" else contextlib.nullcontext():
+            _write_archive(model, {"serving_default": function}, pathlib.Path(work) / "savedmodel")
         converter = tf.lite.TFLiteConverter.from_saved_model(str(pathlib.Path(work) / "savedmodel"))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
