@@ -27,6 +27,7 @@ prepared by ``training/real/install-data.sh`` and ``training/real/prepare.py`` a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -111,9 +112,13 @@ def main() -> int:
     parser.add_argument("--lmms", default=None, metavar="DIR",
                         help="add the LMMS demo songs rendered per track by training/real/lmms_render.py --out DIR")
     parser.add_argument("--lmms-weight", type=int, default=2, help="times each LMMS song is listed (--lmms)")
+    parser.add_argument("--unet-filters", type=int, nargs="+", default=None, metavar="N",
+                        help="filters of each encoder level, e.g. 8 16 32 64 128 256 (half width; default: the preset's, Spleeter's)")
     args = parser.parse_args()
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
+    if args.unet_filters:  # another trunk geometry (from scratch, or resuming a run that used it)
+        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, filters=tuple(args.unet_filters)))
     synth_roots = [pathlib.Path(p) for p in (args.synth or [REPO / "data-work" / "synth-v1"]) if p != "none"]
     train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs, args.real_weight)
     if args.extra_real:
