@@ -301,6 +301,13 @@ def check_speed_range(speed_range: tuple[float, float]) -> None:
         raise OptionError("speed_range", f"{{option}} must be (low, high) with 0.5 <= low <= high <= 2. Received {low:g} {high:g}.")
 
 
+def check_eq_reverb_probability(probability: float) -> None:
+    """The equaliser-and-room augmentation's probability per stem: a number in [0, 1]."""
+    _finite("eq_reverb_probability", probability)
+    if not 0.0 <= probability <= 1.0:
+        raise OptionError("eq_reverb_probability", f"{{option}} must be in [0, 1]. Received {probability:g}.")
+
+
 # Evaluation
 
 

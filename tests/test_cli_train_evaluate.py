@@ -26,7 +26,8 @@ def run(capsys, *args):
 def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_path):
     output = tmp_path / "run"
     common = ["train", tiny_config_file, "--data", stem_folder, "-o", output, "--batch-size", "2", "--num-frames", "64",
-              "--checkpoint-every", "2", "--stem-group", "other=other,piano", "--validation-track", "three", "--speed-range", "0.9", "1.1", "-q"]
+              "--checkpoint-every", "2", "--stem-group", "other=other,piano", "--validation-track", "three", "--speed-range", "0.9", "1.1",
+              "--eq-reverb-probability", "0.5", "-q"]
     code, _, err = run(capsys, *common, "--steps", "2")
     assert code == 0, err
     assert (output / "config.json").is_file() and (output / "model.weights.h5").is_file()
@@ -69,6 +70,7 @@ def test_train_on_a_partly_labelled_csv(capsys, stem_folder, tiny_config_file, t
         (["train", "{config}", "--data", "{data}", "--steps", "0"], "--steps must be >= 1"),
         (["train", "{config}", "--data", "{data}", "--freeze-encoder"], "--freeze-encoder needs --from"),
         (["train", "{config}", "--data", "{data}", "--speed-range", "1.2", "1.1"], "--speed-range must be .*0.5 <= low <= high <= 2"),
+        (["train", "{config}", "--data", "{data}", "--eq-reverb-probability", "2"], "--eq-reverb-probability must be in \\[0, 1\\]"),
         (["train", "{config}", "--data", "{data}", "--stem-group", "other"], "must look like STEM=FILE_STEM"),
         (["train", "{config}", "--data", "{data}", "--stem-weight", "vocals"], "--stem-weight 'vocals' must look like STEM=WEIGHT"),
         (["train", "{config}", "--data", "{data}", "--stem-weight", "guitar=2"], "--stem-weight names 'guitar', which is not one of"),

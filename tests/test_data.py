@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 import subprocess
 
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -510,3 +512,63 @@ def test_weighted_datasets_yield_sums_and_zero_weights_for_unlabelled_stems(tmp_
 
 def as_arrays_weighted(dataset):
     return [(m.numpy(), {k: v.numpy() for k, v in s.items()}, {k: v.numpy() for k, v in w.items()}) for m, s, w in dataset]
+
+
+def test_colour_equalises_and_adds_a_room():
+    rate = 44100
+    t = np.arange(rate) / rate
+    tones = {f: np.stack([np.sin(2 * np.pi * f * t)] * 2, axis=1).astype(np.float32) for f in (100.0, 3000.0, 12000.0)}
+    room = np.random.default_rng(0).standard_normal(4410) * np.exp(-np.arange(4410) / 600)
+    room /= np.sqrt(np.sum(room**2))
+    flat = {"gains_db": [0, 0, 0, 0], "room": room}
+    # Flat and dry: unchanged.
+    np.testing.assert_allclose(data.augment.colour(tones[3000.0], rate, wet=0.0, **flat), tones[3000.0], atol=1e-5)
+    # The equaliser: the tones at its frequencies get its gains (steady part, past the edges).
+    gains = [6.0, 0.0, -3.0, -6.0]
+    for frequency, gain in ((100.0, 6.0), (3000.0, -3.0), (12000.0, -6.0)):
+        out = data.augment.colour(tones[frequency], rate, gains_db=gains, room=room, wet=0.0)
+        level = 20 * np.log10(np.std(out[4000:-4000]) / np.std(tones[frequency][4000:-4000]))
+        assert abs(level - gain) < 0.2, (frequency, level)
+    # The room: an impulse becomes a causal decaying tail, the same in both channels.
+    impulse = np.zeros((rate, 2), np.float32)
+    impulse[1000] = 1.0
+    wet = data.augment.colour(impulse, rate, wet=1.0, **flat)
+    assert wet.shape == impulse.shape and wet.dtype == np.float32
+    np.testing.assert_allclose(wet[:, 0], wet[:, 1])
+    assert np.abs(wet[:990]).max() < 1e-6
+    np.testing.assert_allclose(wet[1000:5410, 0], room, atol=1e-5)
+
+
+def test_eq_reverb_draws_within_its_ranges():
+    rate = 8000
+    noise = np.random.default_rng(0).standard_normal((8000, 2)).astype(np.float32)
+    for seed in range(5):
+        out = data.augment.eq_reverb(noise, np.random.default_rng(seed), rate, eq_db=6.0)
+        assert out.shape == noise.shape and np.isfinite(out).all()
+        level = 20 * np.log10(np.std(out) / np.std(noise))
+        assert -7.0 < level < 7.0
+        assert not np.allclose(out, noise, atol=1e-3)
+    np.testing.assert_array_equal(data.augment.eq_reverb(noise, np.random.default_rng(1), rate),
+                                  data.augment.eq_reverb(noise, np.random.default_rng(1), rate))  # from the seed alone
+
+
+def test_eq_reverb_probability_changes_stems_not_the_mixture_relation(tmp_path):
+    spec = {"song0": ["a", "b"], "song1": ["a", "b"]}
+    for i, (name, files) in enumerate(spec.items()):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for k, stem in enumerate(files):
+            sf.write(tmp_path / "d" / name / f"{stem}.wav", exact_noise(6000, 10 * i + k), RATE, subtype="FLOAT")
+    tracks = data.folder_tracks(tmp_path / "d", stems=["a", "b"])
+    plain = data.Augmentation(gain_range=(1, 1), channel_swap_probability=0, remix_probability=0)
+    coloured = dataclasses.replace(plain, eq_reverb_probability=1.0)
+    changed = 0
+    for index in range(6):
+        before = data.augment._ExampleReader(tracks, ["a", "b"], 2048, RATE, 2, plain, 3)(np.int64(index))
+        after = data.augment._ExampleReader(tracks, ["a", "b"], 2048, RATE, 2, coloured, 3)(np.int64(index))
+        np.testing.assert_allclose(after[0], after[1:].sum(axis=0), atol=1e-5)  # the mixture is still the sum
+        changed += not np.allclose(before, after, atol=1e-3)
+    assert changed == 6
+    with pytest.raises(ValueError, match="eq_reverb_probability"):
+        data.Augmentation(eq_reverb_probability=1.5)
+    with pytest.raises(ValueError, match="eq_db"):
+        data.Augmentation(eq_db=-1)

@@ -39,6 +39,7 @@ def test_options_load_without_tensorflow():
         (lambda: options.check_training(steps=0, batch_size=1, learning_rate=1e-3, checkpoint_every=1), "steps", "--steps"),
         (lambda: options.check_training(steps=1, batch_size=1, learning_rate=math.nan, checkpoint_every=1), "learning_rate", "--learning-rate"),
         (lambda: options.check_speed_range((1.2, 1.1)), "speed_range", "--speed-range"),
+        (lambda: options.check_eq_reverb_probability(1.5), "eq_reverb_probability", "--eq-reverb-probability"),
         (lambda: options.check_stem_weights({"vocals": math.inf}, ("vocals", "drums")), "stem_weights", "--stem-weight"),
         (lambda: options.parse_stem_weights(["vocals=loud"]), "stem_weights", "--stem-weight"),
         (lambda: options.check_baseline("ideal"), "baseline", "--baseline"),

@@ -112,6 +112,8 @@ def main() -> int:
     parser.add_argument("--lmms", default=None, metavar="DIR",
                         help="add the LMMS demo songs rendered per track by training/real/lmms_render.py --out DIR")
     parser.add_argument("--lmms-weight", type=int, default=2, help="times each LMMS song is listed (--lmms)")
+    parser.add_argument("--eq-reverb-probability", type=float, default=0.0,
+                        help="colour each stem with this probability: a random equaliser and room (default 0: off)")
     parser.add_argument("--unet-filters", type=int, nargs="+", default=None, metavar="N",
                         help="filters of each encoder level, e.g. 8 16 32 64 128 256 (half width; default: the preset's, Spleeter's)")
     args = parser.parse_args()
@@ -148,7 +150,8 @@ def main() -> int:
         warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume,
         from_model=args.from_model, freeze_encoder=args.freeze_encoder, seed=args.seed, progress=progress,
-        augmentation=data.Augmentation(speed_range=tuple(args.speed_range), remix_silent_stems=not args.no_remix_silent_stems),
+        augmentation=data.Augmentation(speed_range=tuple(args.speed_range), remix_silent_stems=not args.no_remix_silent_stems,
+                                       eq_reverb_probability=args.eq_reverb_probability),
     )
     record = {
         "preset": args.preset, "step": result.step, "seconds_this_run": round(time.time() - started),

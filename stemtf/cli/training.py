@@ -34,6 +34,7 @@ def train(
     freeze_encoder: bool = typer.Option(False, "--freeze-encoder", help="Keep the encoder's weights fixed (with --from)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline, split and initialisation."),
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH], tempo and pitch together (e.g. 0.85 1.15); 1 1 is off."),
+    eq_reverb_probability: float = typer.Option(0.0, "--eq-reverb-probability", metavar="P", help="Colour each stem with probability P like another recording: a random equaliser (up to +-6 dB) and a random room reverb (0.1-1.2 s); 0 is off."),
     remix_silent_stems: bool = typer.Option(True, "--remix-silent-stems/--no-remix-silent-stems", help="Whether remixing across tracks may take a stem from a track where it is silent (--no-remix-silent-stems: only from tracks with a file for it, for data of parts alone)."),
     strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
     worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
@@ -52,6 +53,7 @@ def train(
         from_model=from_model, freeze_encoder=freeze_encoder, num_frames=num_frames, config=config,
     )
     options.check_speed_range(speed_range)
+    options.check_eq_reverb_probability(eq_reverb_probability)
     if log_every < 1:
         raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
     if not data.exists():
@@ -64,7 +66,8 @@ def train(
     from stemtf.data import Augmentation
     from stemtf.train import fit
 
-    augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems)
+    augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems,
+                                eq_reverb_probability=eq_reverb_probability)
     progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     with progress, signals.at_callbacks():
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
