@@ -96,7 +96,7 @@ def plot(curves: dict[str, list[dict]], path: pathlib.Path, *, reference: dict |
     axis.set_xlabel("training time (hours, this run's CPU share)")
     axis.set_ylabel("validation aggregate cSDR (dB)")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="best", fontsize=8)
     if title:
         axis.set_title(title)
     return plots.save_figure(figure, path)

@@ -92,12 +92,30 @@ def colour(waveform: np.ndarray, sample_rate: int, *, gains_db, room: np.ndarray
     crop is cut, as a crop of a longer reverberant recording would be.
     """
     num_samples = waveform.shape[0]
-    size = 1 << (num_samples + len(room) - 1).bit_length()
+    size = _fft_size(num_samples + len(room) - 1)
     frequencies = np.fft.rfftfreq(size, 1.0 / sample_rate)
     curve_db = np.interp(np.log(np.maximum(frequencies, 20.0)), np.log(EQ_FREQUENCIES), np.asarray(gains_db, float))
-    response = 10.0 ** (curve_db / 20.0) * ((1.0 - wet) + wet * np.fft.rfft(room, size))
-    spectrum = np.fft.rfft(waveform, size, axis=0) * response[:, None]
-    return np.fft.irfft(spectrum, size, axis=0)[:num_samples].astype(np.float32)
+    room_response = np.fft.rfft(np.asarray(room, np.float32), size, norm="forward") * size
+    response = (10.0 ** (curve_db / 20.0) * ((1.0 - wet) + wet * room_response)).astype(np.complex64)
+    # Channels as contiguous rows, float32, norm="forward" both ways (the same round trip): numpy's
+    # FFT is several times faster like this than along axis 0 in float64 with the default norm.
+    channels = np.ascontiguousarray(np.asarray(waveform, np.float32).T)
+    spectrum = np.fft.rfft(channels, size, norm="forward") * response
+    return np.ascontiguousarray(np.fft.irfft(spectrum, size, norm="forward")[:, :num_samples].T, dtype=np.float32)
+
+
+def _fft_size(length: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= length``: sizes numpy's FFT transforms fast, less padding than a power of two."""
+    best = 1 << max(0, length - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            size = power35 * (1 << max(0, math.ceil(math.log2(length / power35))))
+            best = min(best, max(size, power35))
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 class _ExampleReader:
