@@ -7,8 +7,8 @@ For each run directory, every scored snapshot ``RUN-at<step>`` (its ``benchmarks
 ``--quality-dir``, named ``<run>-at<step>.json``) becomes a point: the training seconds spent up to
 that step (the ``seconds_this_run`` of each segment in ``RUN/runs.jsonl``, scoring excluded) and the
 validation aggregate. Prints a Markdown table (one row per point, one column per source) and, with
-``--png``, plots the aggregate against training hours with the mixture and uniform-mask baselines
-and an optional reference model (e.g. the shipped one) as horizontal lines. Compare runs that were
+``--png``, plots the aggregate against training hours with the uniform-mask baseline and an
+optional reference model (e.g. the shipped one) as horizontal lines. Compare runs that were
 trained on the same CPU share: the curve's x axis is their own wall-clock training time.
 """
 
@@ -43,7 +43,7 @@ def training_seconds(run: pathlib.Path) -> dict[int, float]:
 
 
 def curve(run: pathlib.Path, quality_dir: pathlib.Path) -> list[dict]:
-    """The scored points of one run, by step: ``{step, seconds, aggregate, sources: {name: mean}}``."""
+    """The scored points of one run, by step: ``{step, seconds, aggregate, uniform, sources: {name: mean}}``."""
     seconds = training_seconds(run)
     points = []
     for path in quality_dir.glob(f"{run.name}-at*.json"):
@@ -56,7 +56,6 @@ def curve(run: pathlib.Path, quality_dir: pathlib.Path) -> list[dict]:
             "step": step,
             "seconds": seconds.get(step),
             "aggregate": result["aggregate"]["model"],
-            "mixture": result["aggregate"]["mixture"],
             "uniform": result["aggregate"]["uniform"],
             "sources": {name: source["mean"]["model"] for name, source in result["sources"].items()},
         })
@@ -76,20 +75,19 @@ def table(curves: dict[str, list[dict]]) -> str:
 
 
 def plot(curves: dict[str, list[dict]], path: pathlib.Path, *, reference: dict | None = None, title: str = "") -> pathlib.Path:
-    """Aggregate against training hours, one line per run, baselines as horizontal lines."""
+    """Aggregate against training hours, one line per run; the uniform-mask baseline and ``reference`` as horizontal lines."""
     from stemtf import plots
 
-    plots.check_available()
-    figure = plots._figure(8, 4.5)
+    figure = plots._figure(8, 4.5)  # raises the one-line missing-matplotlib error
     axis = figure.add_subplot()
-    baselines = None
+    uniform = None
     for name, points in curves.items():
         timed = [p for p in points if p["seconds"] is not None]
         if timed:
             axis.plot([p["seconds"] / 3600 for p in timed], [p["aggregate"] for p in timed], marker="o", label=name)
-            baselines = baselines or (timed[0]["uniform"], timed[0]["mixture"])
-    if baselines:
-        axis.axhline(baselines[0], color="gray", linestyle="--", linewidth=1, label=f"uniform masks ({baselines[0]:.2f})")
+            uniform = timed[0]["uniform"] if uniform is None else uniform
+    if uniform is not None:
+        axis.axhline(uniform, color="gray", linestyle="--", linewidth=1, label=f"uniform masks ({uniform:.2f})")
     if reference is not None:
         axis.axhline(reference["aggregate"]["model"], color="black", linestyle=":", linewidth=1,
                      label=f"{reference.get('label', 'reference')} ({reference['aggregate']['model']:.2f})")

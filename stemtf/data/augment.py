@@ -106,13 +106,15 @@ def colour(waveform: np.ndarray, sample_rate: int, *, gains_db, room: np.ndarray
 
 def _fft_size(length: int) -> int:
     """The smallest ``2^a 3^b 5^c >= length``: sizes numpy's FFT transforms fast, less padding than a power of two."""
-    best = 1 << max(0, length - 1).bit_length()
+    best = 1 << max(0, length - 1).bit_length()  # the power of two
     power5 = 1
     while power5 < best:
-        power35 = power5
+        power35 = power5  # 3^b 5^c
         while power35 < best:
-            size = power35 * (1 << max(0, math.ceil(math.log2(length / power35))))
-            best = min(best, max(size, power35))
+            size = power35
+            while size < length:
+                size *= 2
+            best = min(best, size)
             power35 *= 3
         power5 *= 5
     return best
