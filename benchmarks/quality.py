@@ -269,7 +269,7 @@ def summarise(per_track: dict[str, dict[str, dict[str, dict[str, float]]]]) -> d
 def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root: pathlib.Path = EIF_ROOT,
                    fof_root: pathlib.Path = FOF_ROOT, synth_test: pathlib.Path | None = None,
                    sources: Sequence[str] = SOURCES, max_seconds: float | None = None, with_museval: bool = False,
-                   progress: Callable[[str], None] | None = None, mask_exponent: float | None = None,
+                   progress: Callable[[str], None] | None = None, mask_exponent: float | dict | None = None,
                    segment_frames: int | None = None) -> dict:
     """Separate every item of the collection with ``model`` and score it (see the module docstring).
 
@@ -281,7 +281,8 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
         max_seconds: Score only the first seconds of every track (quick checks; not comparable either).
         with_museval: Also BSS-eval SDR medians.
         progress: Called with a line per scored track.
-        mask_exponent: Score the model with this ``mask_exponent`` instead of its config's (to choose one).
+        mask_exponent: Score the model with this ``mask_exponent`` (a number, or ``{stem: number}``)
+            instead of its config's (to choose one).
         segment_frames: Separate in chunks of this many STFT frames instead of the config's.
 
     Returns:
@@ -315,7 +316,7 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
             line = ", ".join(f"{g} {v['model']:.2f}" for g, v in per_track[item.source][item.name].items())
             progress(f"{item.source} / {item.name}: {line}")
     per_track = {source: tracks for source, tracks in per_track.items() if tracks}
-    result = {"model": str(model), "mask_exponent": separator.config.mask_exponent, "segment_frames": segment_frames or separator.config.segment_frames, "stems": list(model_stems),
+    result = {"model": str(model), "mask_exponent": separator.config.to_dict()["mask_exponent"], "segment_frames": segment_frames or separator.config.segment_frames, "stems": list(model_stems),
               "heldout": heldout, "sources_scored": list(per_track),
               "complete": list(per_track) == list(SOURCES) and max_seconds is None,
               "max_seconds": max_seconds, **summarise(per_track), "seconds": round(time.time() - started, 1)}
@@ -324,7 +325,12 @@ def evaluate_model(model: str, *, heldout_path: pathlib.Path = HELDOUT, eif_root
 
 def format_result(result: dict) -> str:
     """Plain-text tables: per source, stems as rows, estimators as columns; then the aggregate."""
-    lines = [f"model {result['model']}, mask_exponent {result.get('mask_exponent', 1.0):g}  (cSDR in dB; mean over each source's tracks)"]
+    exponent = result.get("mask_exponent", 1.0)
+    if isinstance(exponent, dict):
+        exponent = ",".join(f"{stem}={value:g}" for stem, value in exponent.items())
+    else:
+        exponent = f"{exponent:g}"
+    lines = [f"model {result['model']}, mask_exponent {exponent}  (cSDR in dB; mean over each source's tracks)"]
     museval = any(c.startswith("museval_") for s in result["sources"].values() for v in s["per_stem"].values() for c in v)
     columns = list(ESTIMATORS) + ([f"museval_{e}" for e in ESTIMATORS] if museval else [])
     header = "".join(f"{c.replace('museval_', 'bss:'):>13s}" for c in columns)
@@ -346,6 +352,19 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_mask_exponent(text: str) -> float | dict[str, float]:
+    """``--mask-exponent``: ``0.35`` for every stem, or ``vocals=0.35,drums=0.5,...`` per stem."""
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [part.split("=") for part in text.split(",")]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError
+        return {stem.strip(): float(value) for stem, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or STEM=NUMBER,STEM=NUMBER,...") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model name (4stems) or model directory")
@@ -358,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fof-root", default=str(FOF_ROOT), help="Frets on Fire songs folder (Debian packages)")
     parser.add_argument("--synth-test", default=None, help="synthetic test set (default: from the held-out list)")
     parser.add_argument("--quiet", action="store_true", help="no per-track lines")
-    parser.add_argument("--mask-exponent", type=float, default=None,
-                        help="score with this mask_exponent instead of the model's (see ModelConfig)")
+    parser.add_argument("--mask-exponent", type=parse_mask_exponent, default=None,
+                        help="score with this mask_exponent instead of the model's (see ModelConfig): "
+                             "one number, or one per stem as vocals=0.35,drums=0.5,...")
     parser.add_argument("--segment-frames", type=int, default=None,
                         help="separate in chunks of this many STFT frames instead of the model's (512 ~ 11.8 s)")
     args = parser.parse_args(argv)

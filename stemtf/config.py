@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import types
 import typing
 from typing import Any
 
@@ -89,7 +90,10 @@ class ModelConfig:
         segment_frames: STFT frames per inference chunk (512 frames ~ 11.8 s at 44.1 kHz).
         mask_exponent: Inference calibration of the ratio masks: each stem's mask ``m`` becomes
             ``m ** a / sum(m ** a)`` (below 1 softer, above 1 sharper; 1 leaves them as trained).
-            Training always uses 1; the shipped models' value is chosen on the validation collection.
+            One number for every stem, or one per stem: in JSON an object ``{"vocals": 0.35, ...}``
+            naming every stem (or a list in stem order); stored as a tuple in stem order, or as one
+            float when all stems share it. Training always uses 1; the shipped models' values are
+            chosen on the validation collection.
         unet: The trunk's geometry.
     """
 
@@ -103,7 +107,7 @@ class ModelConfig:
     mask_extension: str = "average"
     extension_bins: int = 256
     segment_frames: int = 512
-    mask_exponent: float = 1.0
+    mask_exponent: float | tuple[float, ...] = 1.0
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
 
     def __post_init__(self) -> None:
@@ -136,13 +140,18 @@ class ModelConfig:
             raise ConfigError(f"`mask_extension` must be one of {list(MASK_EXTENSIONS)}. Received {self.mask_extension!r}.")
         if not 0 < self.extension_bins <= self.max_bins:
             raise ConfigError(f"`extension_bins` must be in [1, max_bins={self.max_bins}]. Received {self.extension_bins}.")
-        if not 0.05 <= self.mask_exponent <= 8:  # also rejects NaN
-            raise ConfigError(f"`mask_exponent` must be between 0.05 and 8. Received {self.mask_exponent}.")
+        object.__setattr__(self, "mask_exponent", _per_stem_exponents(self.mask_exponent, self.stems))
         if self.segment_frames % stride or self.segment_frames < self.min_segment_frames:
             raise ConfigError(
                 f"`segment_frames` must be a multiple of {stride} and at least {self.min_segment_frames}. "
                 f"Received {self.segment_frames}."
             )
+
+    @property
+    def stem_mask_exponents(self) -> tuple[float, ...]:
+        """``mask_exponent`` of every stem, in stem order."""
+        exponent = self.mask_exponent
+        return exponent if isinstance(exponent, tuple) else (exponent,) * len(self.stems)
 
     @property
     def num_bins(self) -> int:
@@ -190,12 +199,37 @@ class ModelConfig:
         return max(self.min_segment_frames, int(round(frames / self.frame_multiple)) * self.frame_multiple)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready nested dicts and lists."""
-        return _to_jsonable(dataclasses.asdict(self))
+        """The config as JSON-ready nested dicts and lists (per-stem exponents as ``{stem: exponent}``)."""
+        data = _to_jsonable(dataclasses.asdict(self))
+        if isinstance(self.mask_exponent, tuple):
+            data["mask_exponent"] = dict(zip(self.stems, self.mask_exponent))
+        return data
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with ``changes`` applied (validated like a loaded config)."""
         return from_dict({**self.to_dict(), **_to_jsonable(changes)})
+
+
+def _per_stem_exponents(value: Any, stems: tuple[str, ...]) -> float | tuple[float, ...]:
+    """``mask_exponent`` given as a number, ``{stem: number}`` or a list in stem order, checked and normalised."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(stems))
+        missing = [stem for stem in stems if stem not in value]
+        if unknown or missing:
+            problem = f"names unknown stem {unknown[0]!r}" if unknown else f"misses stem {missing[0]!r}"
+            raise ConfigError(f"`mask_exponent` {problem}: give one number, or one per stem of {list(stems)}.")
+        value = [value[stem] for stem in stems]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(stems):
+            raise ConfigError(f"`mask_exponent` must have one value per stem ({len(stems)}). Received {list(value)!r}.")
+        values = tuple(value)
+    else:
+        values = (value,)
+    for number in values:
+        if not _is_type(number, float) or not 0.05 <= number <= 8:  # also rejects NaN
+            raise ConfigError(f"`mask_exponent` must be between 0.05 and 8. Received {number!r}.")
+    values = tuple(float(number) for number in values)
+    return values[0] if len(set(values)) == 1 else values
 
 
 def segment_samples(num_frames: int, *, n_fft: int, hop_length: int) -> int:
@@ -228,6 +262,10 @@ def _coerce(cls: type, data: Any, where: str) -> Any:
         name = f"{where}{key}"
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _coerce(hint, value, f"{name}.")
+        elif isinstance(hint, types.UnionType):  # ModelConfig.mask_exponent: its __post_init__ checks it
+            if not (_is_type(value, float) or isinstance(value, (dict, list))):
+                raise ConfigError(f"`{name}` must be a number, or one per stem. Received {value!r}.")
+            kwargs[key] = value
         elif typing.get_origin(hint) is tuple:
             item_type = typing.get_args(hint)[0]
             if not isinstance(value, list) or not all(_is_type(v, item_type) for v in value):

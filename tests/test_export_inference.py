@@ -38,7 +38,8 @@ def test_subpixel_convolution_equals_the_transposed_convolution(kernel_size, use
     [
         {},
         {"stems": ("vocals", "accompaniment"), "num_channels": 1, "mask_exponent": 0.5},
-        {"unet": UNetConfig(filters=(4, 8, 16, 32), kernel_size=4, head_filters=3), "mask_exponent": 0.35},
+        {"unet": UNetConfig(filters=(4, 8, 16, 32), kernel_size=4, head_filters=3),
+         "mask_exponent": {"vocals": 0.35, "drums": 0.5, "other": 1.0}},
         {"unet": UNetConfig(filters=(4, 8), kernel_size=3, head_filters=2, num_dropout_layers=1), "max_bins": 32},
     ],
     ids=["tiny", "mono-2stems", "kernel-4", "kernel-3"],

@@ -48,6 +48,44 @@ def test_mask_exponent_is_checked():
         tiny_config(mask_exponent=0.0)
     with pytest.raises(ConfigError, match="`mask_exponent`"):
         tiny_config(mask_exponent=float("nan"))
+    with pytest.raises(ConfigError, match="`mask_exponent` misses stem 'drums'"):
+        tiny_config(mask_exponent={"vocals": 0.5, "other": 0.5})
+    with pytest.raises(ConfigError, match="`mask_exponent` names unknown stem 'bass'"):
+        tiny_config(mask_exponent={"vocals": 0.5, "drums": 0.5, "other": 0.5, "bass": 0.5})
+    with pytest.raises(ConfigError, match="one value per stem"):
+        tiny_config(mask_exponent=[0.5, 0.5])
+    with pytest.raises(ConfigError, match="between 0.05 and 8. Received 9"):
+        tiny_config(mask_exponent={"vocals": 0.5, "drums": 9, "other": 0.5})
+
+
+def test_mask_exponent_per_stem_round_trips_and_collapses():
+    from stemtf.config import from_dict
+
+    config = tiny_config(mask_exponent={"other": 1, "drums": 0.5, "vocals": 0.25})
+    assert config.mask_exponent == (0.25, 0.5, 1.0) and config.stem_mask_exponents == (0.25, 0.5, 1.0)
+    assert config.to_dict()["mask_exponent"] == {"vocals": 0.25, "drums": 0.5, "other": 1.0}
+    assert from_dict(config.to_dict()) == config == tiny_config(mask_exponent=[0.25, 0.5, 1])
+    same = tiny_config(mask_exponent={"vocals": 0.5, "drums": 0.5, "other": 0.5})
+    assert same.mask_exponent == 0.5 and same == tiny_config(mask_exponent=0.5)
+    assert same.to_dict()["mask_exponent"] == 0.5 and tiny_config().stem_mask_exponents == (1.0, 1.0, 1.0)
+
+
+def test_per_stem_mask_exponents_calibrate_each_stem(tiny_model):
+    model, config = tiny_model
+    import keras
+
+    exponents = {"vocals": 0.25, "drums": 2.0, "other": 1.0}
+    calibrated = build_model(config.replace(mask_exponent=exponents))
+    calibrated.set_weights(model.get_weights())
+    magnitude = np.random.default_rng(2).uniform(0, 3, (1, 64, config.max_bins, 2)).astype(np.float32)
+    # each stem's own exponent applies to its sigmoid head (so it is not a power of the uniform ratio)
+    heads = keras.Model(model.input, [model.get_layer(f"head_{stem}").output for stem in config.stems])
+    sigmoids = [np.asarray(h, np.float64) + 1e-7 for h in heads(magnitude, training=False)]
+    got = {k: np.asarray(v, np.float64) for k, v in calibrated(magnitude, training=False).items()}
+    powered = {stem: s ** exponents[stem] for stem, s in zip(config.stems, sigmoids)}
+    total = sum(powered.values())
+    for stem in config.stems:
+        np.testing.assert_allclose(got[stem], powered[stem] / total, atol=1e-5)
 
 def test_unet_geometry_and_stable_names():
     trunk = build_unet(num_bins=64, num_channels=2, filters=(4, 8, 16), num_dropout_layers=2, output_filters=3)

@@ -140,16 +140,30 @@ def test_partial_collection_is_marked_not_comparable(tiny_model_dir, collection_
 
 def test_a_mask_exponent_can_be_scored_without_changing_the_model(tiny_model_dir, collection_dirs, tmp_path):
     results = {}
-    for exponent in (None, 0.3):
-        out = tmp_path / f"q{exponent}.json"
-        extra = [] if exponent is None else ["--mask-exponent", str(exponent)]
+    per_stem = "vocals=0.3,drums=0.5,other=1"
+    for exponent in (None, "0.3", per_stem):
+        out = tmp_path / f"q{len(results)}.json"
+        extra = [] if exponent is None else ["--mask-exponent", exponent]
         assert quality.main([str(tiny_model_dir), "--json", str(out), "--quiet", "--sources", "synth-test",
                              *extra, *_args(collection_dirs)]) == 0
         results[exponent] = json.loads(out.read_text())
-    assert results[None]["mask_exponent"] == 1.0 and results[0.3]["mask_exponent"] == 0.3
-    plain, soft = (results[e]["sources"]["synth-test"]["per_stem"] for e in (None, 0.3))
+    assert results[None]["mask_exponent"] == 1.0 and results["0.3"]["mask_exponent"] == 0.3
+    assert results[per_stem]["mask_exponent"] == {"vocals": 0.3, "drums": 0.5, "other": 1.0}
+    assert "mask_exponent vocals=0.3,drums=0.5,other=1 " in quality.format_result(results[per_stem])
+    plain, soft, mixed = (results[e]["sources"]["synth-test"]["per_stem"] for e in results)
     assert any(abs(plain[s]["model"] - soft[s]["model"]) > 1e-3 for s in plain)
+    assert any(abs(mixed[s]["model"] - soft[s]["model"]) > 1e-3 for s in plain)
     assert all(plain[s]["uniform"] == soft[s]["uniform"] for s in plain)  # baselines do not depend on it
+
+
+def test_a_bad_mask_exponent_is_one_line_error(tiny_model_dir, collection_dirs, capsys):
+    args = [str(tiny_model_dir), "--quiet", "--sources", "synth-test", *_args(collection_dirs)]
+    assert quality.main([*args, "--mask-exponent", "vocals=0.3,bass=0.5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "`mask_exponent` names unknown stem 'bass'" in err and "\n" not in err
+    with pytest.raises(SystemExit):
+        quality.main([*args, "--mask-exponent", "vocals:0.3"])
+    assert "is not a number or STEM=NUMBER" in capsys.readouterr().err
 
 def test_museval_medians_come_beside_csdr(tiny_model_dir, collection_dirs, tmp_path):
     pytest.importorskip("museval")

@@ -152,14 +152,15 @@ def test_missing_input_fails_before_any_model_loads(capsys, tmp_path):
     assert result.stderr.strip() == f"stemtf: error: Input {str(tmp_path / 'missing.mp3')!r} does not exist; check the path."
 
 
-def test_litert_matches_keras_with_a_mask_exponent(tiny_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("exponent", [0.4, {"vocals": 0.35, "drums": 0.5, "other": 0.25}], ids=["one", "per-stem"])
+def test_litert_matches_keras_with_a_mask_exponent(exponent, tiny_model, tmp_path, monkeypatch):
     from stemtf.model import build_model, save_model
 
     monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))
     model, config = tiny_model
-    soft = build_model(config.replace(mask_exponent=0.4))
+    soft = build_model(config.replace(mask_exponent=exponent))
     soft.set_weights(model.get_weights())
-    directory = save_model(soft, config.replace(mask_exponent=0.4), tmp_path / "soft")
+    directory = save_model(soft, config.replace(mask_exponent=exponent), tmp_path / "soft")
     waveform = music_like(2 * SAMPLE_RATE, seed=4)
     keras_stems = Separator.from_pretrained(directory, runtime="keras").separate(waveform, SAMPLE_RATE)
     litert_stems = Separator.from_pretrained(directory, runtime="litert").separate(waveform, SAMPLE_RATE)

@@ -171,6 +171,19 @@ def test_fine_tune_keeps_the_source_mask_calibration(trained, toy_data, tmp_path
     assert again.step == 2 and again.config.mask_exponent == 0.5
 
 
+def test_per_stem_calibration_carries_to_a_fine_tune_with_other_stems():
+    from stemtf.config import from_dict
+    from stemtf.train.fitting import inherited_mask_exponent
+
+    source = from_dict({"stems": ["vocals", "drums", "bass", "other"],
+                        "mask_exponent": {"vocals": 0.35, "drums": 0.5, "bass": 0.25, "other": 0.4}})
+    target = from_dict({"stems": ["vocals", "drums", "bass", "piano", "other"]})
+    inherited = inherited_mask_exponent(source, target.stems)
+    assert inherited == {"vocals": 0.35, "drums": 0.5, "bass": 0.25, "piano": 0.375, "other": 0.4}
+    assert target.replace(mask_exponent=inherited).stem_mask_exponents == (0.35, 0.5, 0.25, 0.375, 0.4)
+    assert inherited_mask_exponent(source.replace(mask_exponent=0.5), target.stems) == 0.5
+
+
 def test_bad_arguments(toy_data, tmp_path):
     with pytest.raises(ValueError, match="multiple of 8"):
         train.fit(CONFIG, toy_data, output_dir=tmp_path / "x", steps=1, **{**FAST, "num_frames": 12})

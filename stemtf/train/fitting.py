@@ -97,6 +97,16 @@ class TrainingResult:
     history: list[dict[str, float]]
 
 
+def inherited_mask_exponent(source: ModelConfig, stems: Sequence[str]) -> float | dict[str, float]:
+    """The mask calibration a fine-tune with ``stems`` takes from ``source``: a stem the source has keeps
+    its exponent; a new stem takes the mean of the source's."""
+    if not isinstance(source.mask_exponent, tuple):
+        return source.mask_exponent
+    own = dict(zip(source.stems, source.mask_exponent))
+    mean = round(sum(own.values()) / len(own), 4)
+    return {stem: own.get(stem, mean) for stem in stems}
+
+
 def fit(
     config: ModelConfig,
     data: str | os.PathLike | tuple[Sequence[data_lib.Track], Sequence[data_lib.Track]],
@@ -159,7 +169,8 @@ def fit(
             (without ``resume`` or ``overwrite`` that is an error: a model is never replaced by accident).
         from_model: A trained model (name or directory) to start from: same stems continue
             training, different stems keep the trunk (and the heads of shared stems). The result
-            keeps the source's ``mask_exponent`` unless ``config`` sets one other than 1.
+            keeps the source's ``mask_exponent`` unless ``config`` sets one other than 1 (per stem:
+            see :func:`inherited_mask_exponent`).
         freeze_encoder: Keep the trunk's encoder layers fixed (fine-tuning).
         checkpoint_every: Steps between validation + checkpoint.
         mixed_precision: float16 compute; default: only when a GPU exists.
@@ -195,7 +206,7 @@ def fit(
     options.check_stem_weights(None if stem_weights is None else dict(stem_weights), config.stems)
     if from_model is not None and config.mask_exponent == 1.0:
         # A fine-tune keeps its source's mask calibration unless the config sets its own.
-        config = config.replace(mask_exponent=load_model_config(from_model)[0].mask_exponent)
+        config = config.replace(mask_exponent=inherited_mask_exponent(load_model_config(from_model)[0], config.stems))
     state = check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)
     # Before any other TensorFlow work: a multi-worker strategy starts this process's server.
     cluster = distributed.make_cluster(strategy, worker_timeout=worker_timeout)
