@@ -25,6 +25,7 @@ import importlib.util
 import os
 import pathlib
 from collections.abc import Callable
+from typing import Any
 
 
 from stemtf import __version__
@@ -135,6 +136,28 @@ class LiteRTMasks:
 
         outputs = self._run(np.ascontiguousarray(magnitude, dtype=np.float32))
         return np.stack([outputs[stem][0] for stem in self.stems])
+
+
+class DeferredMasks:
+    """A mask predictor made by ``load`` on its first use (call or attribute), e.g. a LiteRT model
+    converted only if it is needed: a stream's sliding plan runs :meth:`Separator.masks_for` models only."""
+
+    def __init__(self, load: Callable[[], Any], runtime: str) -> None:
+        self._load, self._masks = load, None
+        self.runtime = runtime
+
+    def _loaded(self) -> Any:
+        if self._masks is None:
+            self._masks = self._load()
+        return self._masks
+
+    def __call__(self, magnitude):
+        return self._loaded()(magnitude)
+
+    def __getattr__(self, name: str) -> Any:  # only for names this object does not have itself
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._loaded(), name)
 
 
 def litert_cache_path(directory: pathlib.Path, config: ModelConfig, *, segment_frames: int, precision: str) -> pathlib.Path:

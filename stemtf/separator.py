@@ -82,6 +82,7 @@ class Separator:
         precision: str = runtimes.DEFAULT_PRECISION,
         num_threads: int | None = None,
         on_status: Callable[[str], None] | None = None,
+        defer_loading: bool = False,
         **kwargs,
     ) -> "Separator":
         """Load a shipped model by name (``2stems``, ``4stems``, ``5stems``, ...) or a model directory.
@@ -94,6 +95,8 @@ class Separator:
                 (65-74 dB) or ``int8`` (faster, 22-37 dB from Keras).
             num_threads: LiteRT interpreter threads (default: every core).
             on_status: Called with a line when the model is converted to LiteRT (once per model).
+            defer_loading: LiteRT: convert and load the chunk model on its first use instead of now
+                (a stream with a sliding plan only uses :meth:`masks_for` models).
             **kwargs: :class:`Separator` options (``overlap``, ``wiener_iterations``, ``segment_frames``).
         """
         from stemtf.config import load_model_config
@@ -106,7 +109,11 @@ class Separator:
                 path = runtimes.cached_masks_model(directory, config, segment_frames=window, precision=precision, on_status=on_status)
                 return runtimes.LiteRTMasks(path, config.stems, num_threads=num_threads)
 
-            separator = cls(litert_masks(frames), config, **kwargs)
+            if defer_loading:
+                masks = runtimes.DeferredMasks(lambda: litert_masks(frames), runtime="litert")
+            else:
+                masks = litert_masks(frames)
+            separator = cls(masks, config, **kwargs)
             separator._masks_for = litert_masks
             return separator
         from stemtf.model import load_model

@@ -59,6 +59,27 @@ def test_litert_runtime_matches_keras_and_converts_once(tiny_model_dir, tiny_mod
         assert snr(filtered["keras"][stem], filtered["litert"][stem]) > 50
 
 
+def test_deferred_litert_chunk_model_converts_only_when_used(tiny_model_dir, tmp_path, monkeypatch):
+    """``stemtf stream --latency``: the sliding window's model is converted, the unused chunk model is not."""
+    from stemtf.streaming import StreamingSeparator
+
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))
+    cached = lambda: sorted((tmp_path / "cache").rglob("*.tflite"))  # noqa: E731
+    lines = []
+    separator = Separator.from_pretrained(tiny_model_dir, runtime="litert", defer_loading=True, on_status=lines.append)
+    assert separator.runtime == "litert" and cached() == [] and lines == []
+    waveform = music_like(SAMPLE_RATE // 2)
+    streamer = StreamingSeparator(separator, latency=0.04)
+    streamer.process(waveform)
+    streamer.flush()
+    assert len(cached()) == 1 and len(lines) == 1
+    offline = separator.separate(waveform, SAMPLE_RATE)  # now the chunk model is needed: converted on first use
+    assert len(cached()) == 2 and len(lines) == 2 and separator.masks.path in cached()
+    eager = Separator.from_pretrained(tiny_model_dir, runtime="litert").separate(waveform, SAMPLE_RATE)
+    for stem in offline:
+        np.testing.assert_array_equal(offline[stem], eager[stem])
+
+
 def test_cache_key_follows_the_weights(tiny_model_dir, tiny_model, tmp_path):
     _, config = tiny_model
     copy = tmp_path / "copy"

@@ -1,6 +1,7 @@
 """Streaming separation: block by block, the separator's own numbers, an exact declared latency."""
 
 import io
+import os
 import subprocess
 import sys
 import wave
@@ -310,6 +311,18 @@ def test_cli_stream_with_a_short_latency(tiny_model_dir):
     too_short = subprocess.run(command[:-7] + ["--latency", "0.001", "--keep", "vocals", "--stdout"], input=b"", capture_output=True, timeout=120)
     lines = too_short.stderr.decode().strip().splitlines()
     assert too_short.returncode == 1 and len(lines) == 1 and "--latency must be at least" in lines[0], lines
+
+
+def test_cli_stream_with_a_latency_converts_only_the_window_model(tiny_model_dir, tmp_path):
+    from stemtf import runtimes
+
+    env = {**os.environ, runtimes.CACHE_ENV: str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "stemtf.cli", "stream", "-", "--model", str(tiny_model_dir), "--latency", "0.04",
+               "--keep", "vocals", "--stdout", "--runtime", "litert"]
+    result = subprocess.run(command, input=_wav_bytes(music_like(SAMPLE_RATE // 4)), capture_output=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr.decode()[-1000:]
+    assert len(list((tmp_path / "cache").rglob("*.tflite"))) == 1
+    assert result.stderr.decode().count("to LiteRT") == 1
 
 
 def test_sliding_plan_at_another_rate_keeps_a_constant_latency(tiny_model):

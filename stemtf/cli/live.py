@@ -73,7 +73,9 @@ def stream(
         from stemtf.streaming import StreamingSeparator
 
         status = load_status(runtime, quiet=False)
-        separator = Separator.from_pretrained(model, runtime=runtime, segment_frames=frames, on_status=status)
+        # with --latency only the sliding window's masks model runs: the chunk one is never converted
+        separator = Separator.from_pretrained(model, runtime=runtime, segment_frames=frames, on_status=status,
+                                              defer_loading=latency is not None)
         streamer = StreamingSeparator(separator, sample_rate=pcm.sample_rate, num_channels=pcm.num_channels, latency=latency)
         plan = (f"chunks of {separator.chunk_samples} samples" if streamer.plan == "chunk" else
                 f"sliding window of {streamer.window_frames} frames, {streamer.step_frames} masked per run, "
