@@ -27,7 +27,6 @@ prepared by ``training/real/install-data.sh`` and ``training/real/prepare.py`` a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -120,7 +119,7 @@ def main() -> int:
 
     config = load_config(REPO / "configs" / f"{args.preset}.json")
     if args.unet_filters:  # another trunk geometry (from scratch, or resuming a run that used it)
-        config = dataclasses.replace(config, unet=dataclasses.replace(config.unet, filters=tuple(args.unet_filters)))
+        config = config.replace(unet={**config.to_dict()["unet"], "filters": args.unet_filters})
     synth_roots = [pathlib.Path(p) for p in (args.synth or [REPO / "data-work" / "synth-v1"]) if p != "none"]
     train_tracks, validation = tracks_for(args.preset, config.stems, synth_roots, args.validation_songs, args.real_weight)
     if args.extra_real:
