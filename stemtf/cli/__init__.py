@@ -1,7 +1,7 @@
 """The ``stemtf`` command line. Every command parses, calls one library function and reports.
 
 One module per group of commands (:mod:`~stemtf.cli.separating`, :mod:`~stemtf.cli.live`,
-:mod:`~stemtf.cli.training`, :mod:`~stemtf.cli.exporting`) registers them on the app of
+:mod:`~stemtf.cli.training`, :mod:`~stemtf.cli.exporting`, :mod:`~stemtf.cli.serving`) registers them on the app of
 :mod:`~stemtf.cli.app`; :func:`main` runs it and turns user errors into one line.
 
 TensorFlow is imported inside the commands that need it, so ``stemtf --help`` is instant.
@@ -17,7 +17,7 @@ import threading
 
 import typer
 
-from stemtf.cli import exporting, live, separating, training  # noqa: F401 (importing registers the commands)
+from stemtf.cli import exporting, live, separating, serving, training  # noqa: F401 (importing registers the commands)
 from stemtf.cli.app import app, report_error, signals
 from stemtf.errors import OptionError, StemtfError
 from stemtf.interrupts import STOP_SIGNALS, Interrupted

@@ -1,18 +1,14 @@
-"""``stemtf export`` and ``stemtf serve``."""
+"""``stemtf export``."""
 
 from __future__ import annotations
 
 import pathlib
-import signal
-import threading
 from typing import Optional
 
 import typer
 
 from stemtf.cli.app import app, import_tensorflow_quietly
 from stemtf import options
-from stemtf.errors import StemtfError
-from stemtf.interrupts import Interrupted
 
 
 def _export_name(name: str, directory: pathlib.Path) -> str:
@@ -72,61 +68,3 @@ def export_command(
                            f"{meta.lookahead_frames}; latency {meta.latency_samples / meta.sample_rate:.3f} s "
                            f"({meta.latency_samples} samples)")
         typer.echo(f"Exported model {config.name!r} as {fmt}" + (f" ({quantize})." if quantize != "none" else "."))
-
-
-@app.command("serve")
-def serve_command(
-    model: str = typer.Argument(options.DEFAULT_MODEL, help="Model for TF Serving's REST API and the page: an exported SavedModel (folder or TF Serving base path), or a model name/directory."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated models the page offers, e.g. 2stems,4stems,5stems (default: MODEL).", show_default=False),
-    host: str = typer.Option(options.DEFAULT_HOST, "--host", help="Interface to bind (loopback by default)."),
-    port: int = typer.Option(options.DEFAULT_PORT, "--port", "-p", help="TCP port (TF Serving's REST port by default)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name in URLs (default: the model's name).", show_default=False),
-    max_upload_mb: float = typer.Option(options.DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest request body or upload in MB."),
-    max_duration: float = typer.Option(options.DEFAULT_MAX_DURATION, "--max-duration", help="Longest audio accepted, in seconds."),
-    max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="TF Serving API separations run at the same time."),
-    cache_dir: Optional[pathlib.Path] = typer.Option(None, "--cache-dir", help="Folder for the page's uploads and stems (default: ~/.cache/stemtf/web).", show_default=False),
-    cache_quota_mb: float = typer.Option(2000.0, "--cache-quota-mb", help="Most MB of stems kept; the oldest are deleted first."),
-    expiry_minutes: float = typer.Option(60.0, "--expiry-minutes", help="Minutes the stems of a job are kept."),
-    queue_length: int = typer.Option(8, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
-    workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
-    read_timeout: float = typer.Option(options.DEFAULT_READ_TIMEOUT, "--read-timeout", help="Seconds an upload may go without a byte arriving; then 408 and the connection is closed."),
-    max_connections: int = typer.Option(options.DEFAULT_MAX_CONNECTIONS, "--max-connections", help="Connections served at the same time; one more gets 503."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing, not even the URL."),
-) -> None:
-    """Serve the web page (upload a song, listen to its stems), its job API, and TF Serving's REST API; prints the URL to open."""
-    from stemtf.config import load_model_config
-    from stemtf.serve.jobs import check_options
-    from stemtf.serve.served_model import find_savedmodel
-
-    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
-                          read_timeout=read_timeout, max_connections=max_connections)
-    check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
-    page_models = None
-    if models is not None:
-        page_models = [item.strip() for item in models.split(",") if item.strip()]
-        if not page_models:
-            raise StemtfError("--models must name at least one model, e.g. --models 2stems,4stems.")
-        for item in page_models:
-            load_model_config(item)
-    if find_savedmodel(model) is None:
-        load_model_config(model)  # neither an export nor a model: fail before the TensorFlow import
-    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
-        raise StemtfError(f"--cache-dir {str(cache_dir)!r} is a file; give a folder.")
-
-    import_tensorflow_quietly()
-    from stemtf.serve import serve
-
-    def status(line: str) -> None:
-        if not quiet:
-            typer.echo(line)
-
-    if threading.current_thread() is threading.main_thread():
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM only: a hang-up is turned into a SIGTERM.
-        signal.signal(signal.SIGHUP, lambda signum, frame: signal.raise_signal(signal.SIGTERM))
-    try:
-        serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
-              max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
-              quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
-              read_timeout=read_timeout, max_connections=max_connections, on_status=status)
-    except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
-        pass
