@@ -1,0 +1,49 @@
+"""``stemtf separate-batch``: many files on Apache Beam."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from stemtf.cli.app import app, report_error
+from stemtf import options, runtimes
+from stemtf.runtimes import DEFAULT_PRECISION
+
+
+@app.command("separate-batch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def separate_batch(
+    context: typer.Context,
+    inputs: str = typer.Argument(..., metavar="INPUT_GLOB_OR_LIST", help="A glob (songs/*.mp3, gs://bucket/in/*.flac) or a .txt/.lst file of paths.", show_default=False),
+    output_dir: str = typer.Option(..., "--output-dir", "-o", help="Root of the outputs (local or any Beam filesystem).", show_default=False),
+    model: str = typer.Option(options.DEFAULT_MODEL, "--model", "-m", help="Model name or directory."),
+    fmt: str = typer.Option(options.DEFAULT_FORMAT, "--format", "-f", help="Output format: wav, flac, ogg or mp3."),
+    bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32."),
+    bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
+    filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template; fields {track} {stem} {ext} {model}."),
+    runtime: str = typer.Option("auto", "--runtime", help="Mask runtime on the workers: auto, keras or litert."),
+    runner: str = typer.Option("DirectRunner", "--runner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the failures."),
+) -> None:
+    """Separate many files on Apache Beam (one model per worker); pass Beam options after `--`."""
+    from stemtf.config import load_model_config
+
+    options.check_output(fmt, bit_depth, bitrate)
+    options.check_filename(filename)
+    runtimes.check_runtime(runtime, DEFAULT_PRECISION)
+    load_model_config(model)
+
+    from stemtf import beam
+
+    summary = beam.run(
+        inputs, output_dir=output_dir, model=model, runtime=runtime, filename=filename, fmt=fmt, bit_depth=bit_depth,
+        bitrate=bitrate, pipeline_args=[f"--runner={runner}", *context.args],
+    )
+    for path, reason in summary.failures:
+        report_error(f"{path}: {reason}")
+    if not quiet:
+        speed = f"; {summary.separate_seconds / summary.audio_seconds:.2f} s per second of audio" if summary.audio_seconds else ""
+        typer.echo(f"Separated {summary.done} file(s), skipped {summary.skipped} already done, {summary.failed} failed{speed}."
+                   + (f" Failures are listed in {summary.dead_letter}." if summary.failed else ""))
+    if summary.failed:
+        raise typer.Exit(1)
