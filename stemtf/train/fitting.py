@@ -34,6 +34,7 @@ from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, chec
 from stemtf.train.objective import learning_rate_schedule, loss_weights, stem_losses, stem_metrics, training_model
 
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
+TargetsFunction = Callable[[tf.Tensor], Mapping[str, tf.Tensor]]
 
 
 def initialise_from(model: keras.Model, config: ModelConfig, source: str | os.PathLike) -> list[str]:
@@ -137,6 +138,7 @@ def fit(
     progress: ProgressCallback | None = None,
     strategy: str = "auto",
     worker_timeout: float = distributed.DEFAULT_WORKER_TIMEOUT,
+    targets: TargetsFunction | None = None,
 ) -> TrainingResult:
     """Train (or fine-tune, or resume training) a separation model.
 
@@ -185,6 +187,10 @@ def fit(
             chief (the ``chief`` task, else worker 0) writes there. Create no other TensorFlow
             state in the process before, and call ``fit`` once per process.
         worker_timeout: Seconds a worker waits for the others before failing (``multi-worker``).
+        targets: Distillation (:mod:`stemtf.train.distill`): a function from a batch of mixture
+            magnitudes to the training targets ``{stem: magnitude}`` (a teacher's stems), which then
+            replace the training data's stems; every example counts in full. The validation data
+            keep their own stems, so validation still scores against the truth.
 
     Returns:
         A :class:`TrainingResult`.
@@ -247,6 +253,7 @@ def fit(
             config, train_tracks, held_out, num_frames=num_frames, batch_size=batch_size, augmentation=augmentation,
             seed=seed, first_example=start_step * batch_size, validation_crops=validation_crops,
             num_shards=num_shards, shard_index=shard_index, shard_batch_size=shard_batch_size, sums=sums,
+            targets=targets,
         )
 
     # 3. Callbacks: validate + checkpoint every `checkpoint_every` steps, progress, TensorBoard.
@@ -360,6 +367,7 @@ def _datasets(
     config: ModelConfig, train_tracks, held_out, *, num_frames: int, batch_size: int, augmentation, seed: int,
     first_example: int, validation_crops: int, num_shards: int = 1, shard_index: int = 0,
     shard_batch_size: int | None = None, sums: Sequence[tuple[str, ...]] | None = None,
+    targets: TargetsFunction | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
     """The endless training stream (continuing at ``first_example``) and the fixed validation set (or None).
 
@@ -377,6 +385,10 @@ def _datasets(
         train_tracks, augmentation=augmentation, seed=seed, first_example=first_example, batch_size=batch_size,
         num_shards=num_shards, shard_index=shard_index, **geometry,
     )
+    if targets is not None:
+        train_data = train_data.map(lambda mixture, stems, *weights: (
+            mixture, targets(mixture), *[{k: tf.ones_like(w) for k, w in weight.items()} for weight in weights]
+        ))
     if shard_batch_size != batch_size // num_shards:
         train_data = train_data.rebatch(shard_batch_size)  # split between this worker's GPUs, in order
     validation_data = None
