@@ -1,0 +1,93 @@
+"""``stemtf distill``."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from stemtf.cli.app import app, import_tensorflow_quietly, names, progress_bar, signals, stem_groups
+from stemtf import options
+from stemtf.errors import OptionError, StemtfError
+
+
+@app.command()
+def distill(
+    teacher: str = typer.Argument(..., help="The model to imitate: a name (see `stemtf models`) or a model directory.", show_default=False),
+    audio: list[str] = typer.Option(..., "--audio", help="Unlabelled music to learn from: a file, a folder (searched recursively) or a glob such as 'music/**/*.mp3' (repeatable).", show_default=False),
+    output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"The student's model directory (default {options.DEFAULT_RUNS_DIR}/TEACHER-lite).", show_default=False),
+    trunk_width: float = typer.Option(0.5, "--trunk-width", help="The student's share of the teacher's filters per U-Net level (0.5: about a quarter of the cost)."),
+    filters: Optional[str] = typer.Option(None, "--filters", help="The student's filters per U-Net level instead, e.g. 8,16,32,64,128,256.", show_default=False),
+    name: Optional[str] = typer.Option(None, "--name", help="The student's name (default TEACHER-lite).", show_default=False),
+    validation_data: Optional[pathlib.Path] = typer.Option(None, "--validation-data", help="Labelled tracks (a stems folder, CSV or MUSDB18) scored against their real stems at every checkpoint.", show_default=False),
+    stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="How the validation files make a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
+    steps: int = typer.Option(20_000, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
+    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step."),
+    learning_rate: float = typer.Option(3e-4, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
+    checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
+    speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH] (e.g. 0.85 1.15); 1 1 is off."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline and initialisation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT_DIR/checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again in an OUTPUT_DIR that already holds a model or checkpoint."),
+    log_every: int = typer.Option(100, "--log-every", help="When stderr is not a terminal (a log, CI, nohup): a progress line every N steps."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Train a smaller, faster model to reproduce a teacher's stems on unlabelled music (no stems needed)."""
+    from stemtf.config import load_model_config
+
+    teacher_config, _ = load_model_config(teacher)  # an unknown teacher fails before the TensorFlow import
+    groups = stem_groups(stem_group)
+    student_filters = None
+    if filters is not None:
+        try:
+            student_filters = [int(value) for value in names(filters)]
+        except ValueError:
+            raise OptionError("filters", f"{{option}} must be integers separated by commas, e.g. 8,16,32. Received {filters!r}.") from None
+    options.check_training(
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+        from_model=None, freeze_encoder=False, num_frames=None, config=teacher_config,
+    )
+    options.check_speed_range(speed_range)
+    if log_every < 1:
+        raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
+    if validation_data is not None and not validation_data.exists():
+        raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
+
+    from stemtf.train.distill import audio_tracks, student_config
+
+    config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, name=name)
+    audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before TensorFlow
+    output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
+
+    import_tensorflow_quietly()
+    from rich.progress import TextColumn
+
+    from stemtf.data import Augmentation
+    from stemtf.train.distill import distill as run_distillation
+
+    progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
+    with progress, signals.at_callbacks():
+        task = progress.add_task(f"distilling {teacher_config.name} into {config.name}", total=steps, loss="")
+        log_lines = not quiet and not sys.stderr.isatty()
+        started = time.monotonic()
+
+        def report(step: int, total: int, logs) -> None:
+            signals.check()  # a stop signal ends the run here, between two steps
+            loss = logs.get("loss")
+            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+            if log_lines and (step % log_every == 0 or step == total):
+                shown = "" if loss is None else f"  loss {float(loss):.4f}"
+                typer.echo(f"step {step}/{total}{shown}  {time.monotonic() - started:.0f} s", err=True)
+
+        result = run_distillation(
+            teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, name=name,
+            validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
+            learning_rate=learning_rate, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
+            overwrite=overwrite, augmentation=Augmentation(speed_range=tuple(speed_range)), progress=report,
+        )
+    if not quiet:
+        typer.echo(f"Distilled {teacher_config.name!r} into {config.name!r} (filters {list(config.unet.filters)}) "
+                   f"to step {result.step}; model written to {result.output_dir}")

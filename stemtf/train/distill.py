@@ -1,0 +1,188 @@
+"""Distillation: a smaller student network learns a teacher model's stems from unlabelled music.
+
+A teacher is any model a user can name (a shipped preset, a fine-tune, an imported Spleeter model).
+Its masks label any recording, so the student needs no stems to train: :func:`distill` runs the
+ordinary training loop (:func:`stemtf.train.fit`: augmentation, checkpoints, ``resume``,
+TensorBoard) with the teacher's stems as the targets, and validates on labelled tracks against
+the truth, so that what the student loses against real stems is measured as it trains.
+
+The student has stemtf's own layout (one shared U-Net trunk and a sigmoid mask head per stem)
+with the teacher's signal geometry and stems; its trunk is the teacher's filters scaled by
+``trunk_width`` (or ``filters``). The targets are the teacher's stems as a user hears them: its masks
+after its calibration (``mask_exponent``) or Spleeter's mask formula, times the mixture. The
+student therefore learns the calibrated masks and ships with ``mask_exponent`` 1, and its full-band
+extension is the teacher's.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from stemtf import data as data_lib
+from stemtf import options
+from stemtf.config import ModelConfig, UNetConfig, load_model_config
+from stemtf.errors import DataError, OptionError
+from stemtf.model import load_model
+from stemtf.train.fitting import ProgressCallback, TargetsFunction, TrainingResult, fit
+
+DEFAULT_TRUNK_WIDTH = 0.5
+
+
+def student_config(
+    teacher: ModelConfig, *, trunk_width: float = DEFAULT_TRUNK_WIDTH, filters: Sequence[int] | None = None, name: str | None = None
+) -> ModelConfig:
+    """The student of ``teacher``: its stems and signal geometry on stemtf's shared trunk, narrower.
+
+    Args:
+        teacher: The teacher's config.
+        trunk_width: Each trunk level gets this share of the teacher's filters (at least one), e.g. 0.5
+            for half width: about a quarter of the convolutions' cost.
+        filters: The student's filters per level instead (its depth may differ from the teacher's).
+        name: The student's name (default ``TEACHER-lite``).
+
+    Raises:
+        OptionError: ``trunk_width`` outside (0, 4], or ``filters`` empty or not positive.
+    """
+    if filters is None:
+        if not 0 < trunk_width <= 4:  # also rejects NaN
+            raise OptionError("trunk_width", f"{{option}} must be in (0, 4]. Received {trunk_width!r}.")
+        filters = [max(1, round(f * trunk_width)) for f in teacher.unet.filters]
+    filters = tuple(int(f) for f in filters)
+    if not filters or any(f < 1 for f in filters):
+        raise OptionError("filters", f"{{option}} must be positive integers, one per U-Net level. Received {list(filters)}.")
+    unet = UNetConfig(filters=filters, head_filters=UNetConfig.head_filters)
+    return teacher.replace(
+        name=name or f"{teacher.name}-lite", unet=unet, trunk="shared", masks="ratio", mask_exponent=1.0,
+        max_bins=teacher.max_bins - teacher.max_bins % 2 ** len(filters),
+    )
+
+
+def audio_tracks(sources: Sequence[str | os.PathLike], *, stems: Sequence[str]) -> list[data_lib.Track]:
+    """Every audio file named by ``sources`` (files, folders searched recursively, or globs) as a training track.
+
+    An unlabelled recording enters the data pipeline as a track whose first stem is the whole
+    recording and whose other stems are silent: the pipeline's mixture is then that recording with
+    the pipeline's augmentation (gain, channel swap, speed, equaliser and room), and the teacher
+    supplies the stems.
+
+    Raises:
+        DataError: nothing matches a source, no audio file is found, or a file cannot be read.
+    """
+    paths: list[pathlib.Path] = []
+    for source in sources:
+        text = str(source)
+        matches = [pathlib.Path(p) for p in sorted(glob.glob(text, recursive=True))] if glob.has_magic(text) else [pathlib.Path(text)]
+        if not matches or not all(p.exists() for p in matches):
+            raise DataError(f"Audio source {text!r} does not exist; give audio files, folders or a glob such as 'music/**/*.mp3'.")
+        for match in matches:
+            if match.is_dir():
+                paths.extend(p for p in sorted(match.rglob("*")) if p.is_file() and p.suffix.lower() in data_lib.AUDIO_EXTENSIONS)
+            elif match.suffix.lower() in data_lib.AUDIO_EXTENSIONS:
+                paths.append(match)
+    paths = list(dict.fromkeys(p.resolve() for p in paths))
+    if not paths:
+        raise DataError(f"No audio files in {', '.join(map(str, sources))} (looked for {', '.join(sorted(data_lib.AUDIO_EXTENSIONS))}).")
+    from stemtf import audio
+
+    tracks = []
+    for path in paths:
+        info = audio.probe_audio(path)  # AudioError (a DataError's sibling) names the file
+        if not info.num_samples:
+            raise DataError(f"Audio file {str(path)!r} is empty or its length is unknown; convert it to WAV or FLAC.")
+        files = {stem: (data_lib.AudioSource(str(path)),) if i == 0 else () for i, stem in enumerate(stems)}
+        tracks.append(data_lib.Track(name=str(path), num_samples=info.num_samples, sample_rate=info.sample_rate, stems=files))
+    return tracks
+
+
+def labelled_tracks(
+    data: str | os.PathLike, *, stems: Sequence[str], stem_groups: Mapping[str, Sequence[str]] | None = None,
+    layout: str = "auto",
+) -> list[data_lib.Track]:
+    """Every track of a labelled data set (folder, CSV or MUSDB18's test subset), for validation."""
+    layout = data_lib.detect_layout(data) if layout == "auto" else layout
+    if layout == "csv":
+        return data_lib.csv_tracks(data, stems=stems, stem_groups=stem_groups)
+    if layout == "musdb":
+        return data_lib.musdb_tracks(data, stems=stems, stem_groups=stem_groups, subset="test")
+    return data_lib.folder_tracks(data, stems=stems, stem_groups=stem_groups)
+
+
+def teacher_targets(teacher: keras.Model, stems: Sequence[str], *, max_bins: int) -> TargetsFunction:
+    """A function from a batch of mixture magnitudes to the teacher's stems ``{stem: mask * mixture}``.
+
+    The student may see fewer bins than the teacher (``max_bins``: a deeper student needs a
+    multiple of its own stride); the teacher always sees its own bins, zero-padded.
+    """
+
+    def targets(mixture: tf.Tensor) -> dict[str, tf.Tensor]:
+        teacher_bins = teacher.input_shape[2]
+        padded = mixture if teacher_bins == max_bins else tf.pad(mixture, [[0, 0], [0, 0], [0, teacher_bins - max_bins], [0, 0]])
+        masks = teacher(padded, training=False)
+        return {stem: tf.cast(masks[stem][:, :, :max_bins], tf.float32) * mixture for stem in stems}
+
+    return targets
+
+
+def distill(
+    teacher: str | os.PathLike,
+    audio: Sequence[str | os.PathLike],
+    *,
+    output_dir: str | os.PathLike,
+    trunk_width: float = DEFAULT_TRUNK_WIDTH,
+    filters: Sequence[int] | None = None,
+    name: str | None = None,
+    validation_data: str | os.PathLike | None = None,
+    stem_groups: Mapping[str, Sequence[str]] | None = None,
+    steps: int = 20_000,
+    batch_size: int = options.DEFAULT_BATCH_SIZE,
+    learning_rate: float = 3e-4,
+    augmentation: data_lib.Augmentation | None = data_lib.DEFAULT_AUGMENTATION,
+    checkpoint_every: int = options.DEFAULT_CHECKPOINT_EVERY,
+    validation_crops: int = 4,
+    seed: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    tensorboard: bool | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainingResult:
+    """Train a smaller student to reproduce ``teacher``'s stems on unlabelled ``audio``.
+
+    Args:
+        teacher: The teacher model (name or directory).
+        audio: Unlabelled music: files, folders (searched recursively) or globs.
+        output_dir: The student's model directory, written at every checkpoint (``resume`` continues it).
+        trunk_width: The student's share of the teacher's filters per trunk level (see :func:`student_config`).
+        filters: The student's filters per level instead of ``trunk_width``.
+        name: The student's name (default ``TEACHER-lite``).
+        validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
+            at every checkpoint (``val_<stem>_sdr``); None: no validation.
+        stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
+        steps, batch_size, learning_rate, augmentation, checkpoint_every, validation_crops, seed,
+        resume, overwrite, tensorboard, progress: as for :func:`stemtf.train.fit`.
+
+    Returns:
+        The :class:`~stemtf.train.TrainingResult` of the student.
+
+    Raises:
+        ModelError: unknown teacher, or ``output_dir`` holds a model and neither ``resume`` nor ``overwrite``.
+        DataError: no audio, unreadable audio, or bad validation data.
+        OptionError: a bad argument.
+    """
+    teacher_config, _ = load_model_config(teacher)
+    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, name=name)
+    train_tracks = audio_tracks(audio, stems=config.stems)
+    held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
+    teacher_model, _ = load_model(teacher)
+    teacher_model.trainable = False
+    return fit(
+        config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
+        learning_rate=learning_rate, augmentation=augmentation, checkpoint_every=checkpoint_every,
+        validation_crops=validation_crops, seed=seed, resume=resume, overwrite=overwrite, tensorboard=tensorboard,
+        progress=progress, targets=teacher_targets(teacher_model, config.stems, max_bins=config.max_bins),
+    )

@@ -1,0 +1,127 @@
+"""Distillation: the student's config, unlabelled audio as tracks, the teacher's targets, and `stemtf distill`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SAMPLE_RATE, music_like, tiny_config
+from stemtf.errors import DataError, OptionError
+
+
+@pytest.fixture
+def music_folder(tmp_path):
+    """Two unlabelled 1.5 s songs, one in a sub-folder, and a text file that is not audio."""
+    root = tmp_path / "music"
+    (root / "album").mkdir(parents=True)
+    sf.write(root / "a.wav", music_like(int(1.5 * SAMPLE_RATE), seed=1), SAMPLE_RATE)
+    sf.write(root / "album" / "b.flac", music_like(int(1.5 * SAMPLE_RATE), seed=2), SAMPLE_RATE)
+    (root / "notes.txt").write_text("not audio")
+    return root
+
+
+def test_student_config_narrows_the_trunk_and_keeps_the_geometry():
+    from stemtf.train.distill import student_config
+
+    teacher = tiny_config(mask_exponent={"vocals": 0.35, "drums": 0.5, "other": 0.25}, mask_extension="edge")
+    student = student_config(teacher, trunk_width=0.5)
+    assert student.unet.filters == (2, 4, 8) and student.name == "tiny-lite"
+    assert (student.stems, student.n_fft, student.hop_length, student.max_bins, student.segment_frames) == (
+        teacher.stems, teacher.n_fft, teacher.hop_length, teacher.max_bins, teacher.segment_frames)
+    # The targets are the teacher's calibrated stems: the student ships uncalibrated, with the teacher's extension.
+    assert student.mask_exponent == 1.0 and student.mask_extension == "edge"
+    assert student.trunk == "shared" and student.masks == "ratio"
+    assert student_config(teacher, filters=[3, 5, 7], name="mine").unet.filters == (3, 5, 7)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"trunk_width": 0}, "trunk_width"), ({"trunk_width": float("nan")}, "trunk_width"),
+                                            ({"filters": [4, 0, 8]}, "filters"), ({"filters": []}, "filters")])
+def test_student_config_rejects_bad_sizes(kwargs, match):
+    from stemtf.train.distill import student_config
+
+    with pytest.raises(OptionError, match=match):
+        student_config(tiny_config(), **kwargs)
+
+
+def test_audio_tracks_finds_files_folders_and_globs(music_folder):
+    from stemtf.train.distill import audio_tracks
+
+    tracks = audio_tracks([music_folder], stems=("vocals", "drums", "other"))
+    assert sorted(t.name.rsplit("/", 1)[-1] for t in tracks) == ["a.wav", "b.flac"]
+    track = tracks[0]
+    assert [len(files) for files in track.stems.values()] == [1, 0, 0] and track.num_samples == int(1.5 * SAMPLE_RATE)
+    assert len(audio_tracks([str(music_folder / "**" / "*.flac"), music_folder / "a.wav"], stems=("a", "b"))) == 2
+    with pytest.raises(DataError, match="does not exist"):
+        audio_tracks([music_folder / "missing.wav"], stems=("a", "b"))
+    with pytest.raises(DataError, match="No audio files"):
+        audio_tracks([music_folder / "notes.txt"], stems=("a", "b"))
+
+
+def test_training_targets_are_the_teachers_stems(tiny_model_dir, music_folder):
+    """The batches the student trains on hold the teacher's mask * mixture, not the pipeline's stems."""
+    from stemtf.model import load_model
+    from stemtf.train.distill import audio_tracks, student_config, teacher_targets
+    from stemtf.train.fitting import _datasets
+
+    teacher, teacher_config = load_model(tiny_model_dir)
+    config = student_config(teacher_config)
+    tracks = audio_tracks([music_folder], stems=config.stems)
+    targets = teacher_targets(teacher, config.stems, max_bins=config.max_bins)
+    train, _ = _datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
+                         seed=0, first_example=0, validation_crops=1, targets=targets)
+    plain, _ = _datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
+                         seed=0, first_example=0, validation_crops=1)
+    mixture, stems = next(iter(train))
+    plain_mixture, plain_stems = next(iter(plain))
+    np.testing.assert_array_equal(mixture.numpy(), plain_mixture.numpy())
+    masks = teacher(mixture, training=False)
+    for stem in config.stems:
+        np.testing.assert_allclose(stems[stem].numpy(), (masks[stem] * mixture).numpy(), rtol=1e-5, atol=1e-6)
+    # Without the teacher the first stem is the whole recording: the targets really were replaced.
+    np.testing.assert_allclose(plain_stems["vocals"].numpy(), plain_mixture.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(stems["vocals"].numpy() - plain_mixture.numpy()).max() > 1e-3
+    total = sum(stems[stem].numpy() for stem in config.stems)
+    np.testing.assert_allclose(total, mixture.numpy(), rtol=1e-4, atol=1e-5)  # ratio masks: stems sum to the mixture
+
+
+def test_distill_writes_a_student_that_resumes_and_validates(tiny_model_dir, music_folder, stem_folder, tmp_path):
+    from stemtf.model import load_model
+    from stemtf.train.distill import distill
+
+    out = tmp_path / "lite"
+    result = distill(tiny_model_dir, [music_folder], output_dir=out, steps=2, batch_size=2, checkpoint_every=2,
+                     validation_data=stem_folder, stem_groups={"other": ["other", "piano"]}, tensorboard=False)
+    assert result.step == 2 and any("val_vocals_sdr" in entry for entry in result.history)
+    student, config = load_model(out)
+    assert config.unet.filters == (2, 4, 8) and student.count_params() < load_model(tiny_model_dir)[0].count_params() / 2
+    again = distill(tiny_model_dir, [music_folder], output_dir=out, steps=4, batch_size=2, checkpoint_every=2,
+                    resume=True, tensorboard=False)
+    assert again.step == 4
+    with pytest.raises(Exception, match="already holds"):
+        distill(tiny_model_dir, [music_folder], output_dir=out, steps=4, batch_size=2, tensorboard=False)
+
+
+def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
+    from stemtf.cli import main
+
+    out = tmp_path / "student"
+    assert main(["distill", str(tiny_model_dir), "--audio", str(music_folder), "-o", str(out), "--steps", "2",
+                 "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "-q"]) == 0
+    assert (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--audio", "{missing}"], "does not exist"),
+    (["--audio", "{music}", "--filters", "8,x"], "--filters must be integers"),
+    (["--audio", "{music}", "--trunk-width", "0"], "--trunk-width must be in (0, 4]"),
+    (["--audio", "{music}", "--steps", "0"], "--steps must be >= 1"),
+])
+def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_path, capsys, args, message):
+    from stemtf.cli import main
+
+    args = [a.format(missing=tmp_path / "nothing", music=music_folder) for a in args]
+    assert main(["distill", str(tiny_model_dir), "-o", str(tmp_path / "out"), *args]) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stemtf: error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
