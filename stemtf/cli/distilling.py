@@ -27,6 +27,7 @@ def distill(
     steps: int = typer.Option(20_000, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
     batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step."),
     learning_rate: float = typer.Option(3e-4, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
+    num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the teacher's segment_frames; 256 is ~6 s).", show_default=False),
     checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
     speed_range: tuple[float, float] = typer.Option((1.0, 1.0), "--speed-range", metavar="LOW HIGH", help="Play each example faster or slower by a factor drawn from [LOW, HIGH] (e.g. 0.85 1.15); 1 1 is off."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data pipeline and initialisation."),
@@ -48,7 +49,7 @@ def distill(
             raise OptionError("filters", f"{{option}} must be integers separated by commas, e.g. 8,16,32. Received {filters!r}.") from None
     options.check_training(
         steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
-        from_model=None, freeze_encoder=False, num_frames=None, config=teacher_config,
+        from_model=None, freeze_encoder=False, num_frames=num_frames, config=teacher_config,
     )
     options.check_speed_range(speed_range)
     if log_every < 1:
@@ -85,7 +86,7 @@ def distill(
         result = run_distillation(
             teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, name=name,
             validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
-            learning_rate=learning_rate, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
+            learning_rate=learning_rate, num_frames=num_frames, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
             overwrite=overwrite, augmentation=Augmentation(speed_range=tuple(speed_range)), progress=report,
         )
     if not quiet:

@@ -142,6 +142,8 @@ def distill(
     steps: int = 20_000,
     batch_size: int = options.DEFAULT_BATCH_SIZE,
     learning_rate: float = 3e-4,
+    num_frames: int | None = None,
+    warmup_steps: int = 0,
     augmentation: data_lib.Augmentation | None = data_lib.DEFAULT_AUGMENTATION,
     checkpoint_every: int = options.DEFAULT_CHECKPOINT_EVERY,
     validation_crops: int = 4,
@@ -163,8 +165,8 @@ def distill(
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
-        steps, batch_size, learning_rate, augmentation, checkpoint_every, validation_crops, seed,
-        resume, overwrite, tensorboard, progress: as for :func:`stemtf.train.fit`.
+        steps, batch_size, learning_rate, num_frames, warmup_steps, augmentation, checkpoint_every,
+        validation_crops, seed, resume, overwrite, tensorboard, progress: as for :func:`stemtf.train.fit`.
 
     Returns:
         The :class:`~stemtf.train.TrainingResult` of the student.
@@ -182,7 +184,8 @@ def distill(
     teacher_model.trainable = False
     return fit(
         config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
-        learning_rate=learning_rate, augmentation=augmentation, checkpoint_every=checkpoint_every,
+        learning_rate=learning_rate, num_frames=num_frames, warmup_steps=warmup_steps, augmentation=augmentation,
+        checkpoint_every=checkpoint_every,
         validation_crops=validation_crops, seed=seed, resume=resume, overwrite=overwrite, tensorboard=tensorboard,
         progress=progress, targets=teacher_targets(teacher_model, config.stems, max_bins=config.max_bins),
     )

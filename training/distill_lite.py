@@ -1,0 +1,114 @@
+"""Distil a shipped model into a lite student on music whose licence allows shipping the result.
+
+The teacher labels the music, so only mixtures are needed. Audio used (all allow redistribution of a
+model trained on them):
+
+- the three training songs of "Everything is Free" (Hydrogen, Sodium, Potassium; CC0), each the sum
+  of its stem files; Caesium stays held out and is the validation track (scored against its real
+  stems at every checkpoint);
+- the four songs of Debian's ``fretsonfire-songs-sectoid`` (MIT), backing plus guitar;
+- any further folders given with ``--extra-audio``.
+
+Run from the repository root (see training/README.md, "Distillation")::
+
+    .venv/bin/python training/distill_lite.py 4stems --output-dir data-work/runs/4stems-lite --steps 3000
+    .venv/bin/python training/distill_lite.py 4stems --output-dir data-work/runs/4stems-lite --steps 6000 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import time
+
+import numpy as np
+import soundfile as sf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EIF = ROOT.parent / "shared" / "data" / "everything-is-free"
+SECTOID = pathlib.Path("/usr/share/games/fretsonfire/data/songs/sectoid")
+TRAIN_SONGS = ("Hydrogen", "Sodium", "Potassium")
+VALIDATION_SONG = "Caesium"
+
+
+def _sum_files(files: list[pathlib.Path], out: pathlib.Path) -> None:
+    """Write the sum of equally long audio files as a 16-bit FLAC (block by block, little memory)."""
+    if out.exists():
+        return
+    readers = [sf.SoundFile(str(f)) for f in files]
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with sf.SoundFile(str(tmp), "w", samplerate=readers[0].samplerate, channels=2, format="FLAC", subtype="PCM_16") as writer:
+            while True:
+                blocks = [r.read(1 << 16, dtype="float32", always_2d=True) for r in readers]
+                length = max(len(b) for b in blocks)
+                if not length:
+                    break
+                total = np.zeros((length, 2), np.float32)
+                for block in blocks:
+                    total[: len(block)] += block if block.shape[1] == 2 else np.repeat(block, 2, axis=1)
+                writer.write(np.clip(total, -1, 1))
+        tmp.replace(out)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def prepare_audio(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """The folder of unlabelled mixtures and the validation folder (Caesium's stems), made once in ``work``."""
+    audio = work / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    for song in TRAIN_SONGS:
+        _sum_files(sorted((EIF / song).glob("*.ogg")), audio / f"eif-{song}.flac")
+    if SECTOID.is_dir():
+        for folder in sorted(p for p in SECTOID.iterdir() if (p / "song.ogg").is_file()):
+            parts = [folder / "song.ogg"] + ([folder / "guitar.ogg"] if (folder / "guitar.ogg").is_file() else [])
+            _sum_files(parts, audio / f"sectoid-{folder.name.replace(' ', '_')}.flac")
+    else:
+        print(f"{SECTOID} is missing (apt-get install fretsonfire-songs-sectoid): distilling on the CC0 songs alone")
+    validation = work / "validation"
+    validation.mkdir(exist_ok=True)
+    link = validation / VALIDATION_SONG
+    if not link.exists():
+        link.symlink_to(EIF / VALIDATION_SONG, target_is_directory=True)
+    return audio, validation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("teacher", help="the teacher: a shipped preset (4stems) or a model directory")
+    parser.add_argument("--output-dir", required=True, type=pathlib.Path)
+    parser.add_argument("--work-dir", type=pathlib.Path, default=ROOT / "data-work" / "distill")
+    parser.add_argument("--extra-audio", action="append", default=[], help="more unlabelled music (repeatable)")
+    parser.add_argument("--trunk-width", type=float, default=0.5)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--num-frames", type=int, default=256, help="STFT frames per example (256 ~ 6 s)")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+
+    from stemtf.train.distill import distill
+
+    audio, validation = prepare_audio(args.work_dir)
+    started = time.monotonic()
+
+    def progress(step: int, steps: int, logs) -> None:
+        if step % 10 == 0 or step == steps:
+            print(f"step {step}/{steps} loss {logs.get('loss', float('nan')):.4f} {time.monotonic() - started:.0f} s", flush=True)
+
+    result = distill(
+        args.teacher, [audio, *args.extra_audio], output_dir=args.output_dir, trunk_width=args.trunk_width,
+        name=args.name, validation_data=validation, stem_groups={"other": ["other", "piano"]}, steps=args.steps,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=progress,
+    )
+    for entry in result.history:
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in entry.items()})
+
+
+if __name__ == "__main__":
+    main()
