@@ -346,4 +346,4 @@ def test_cli_serve_runs_the_server_until_interrupted(savedmodel_base, tmp_path):
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err[-2000:]
-    assert out.splitlines() == [f"http://127.0.0.1:{port}/"]  # one line: the URL to open
+    assert f"Open http://127.0.0.1:{port}/ in a browser. Ctrl-C to stop." in out.splitlines()

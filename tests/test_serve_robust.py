@@ -105,7 +105,7 @@ def test_client_hanging_up_mid_upload_logs_no_traceback(server, caplog):
     host, port = server.removeprefix("http://").split(":")
     with caplog.at_level(logging.DEBUG):
         with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(b"POST /v1/separate HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n")
+            sock.sendall(b"POST /v1/separate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/wav\r\nContent-Length: 1000000\r\n\r\n")
             sock.sendall(b"RIFF" + b"\0" * 5000)
             time.sleep(0.3)
         time.sleep(1.0)
@@ -263,7 +263,7 @@ def send_and_stall(url: str, head: bytes) -> tuple[float, int, str, bytes]:
 ])
 def test_stalled_body_is_a_408_and_the_connection_is_closed(impatient, caplog, path, content_type, start):
     url, _ = impatient
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 100000\r\n\r\n".encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: 100000\r\n\r\n".encode()
     with caplog.at_level(logging.INFO):
         elapsed, status, headers, body = send_and_stall(url, head + start)
     assert status == 408 and f"arrived for {READ_TIMEOUT:g} s" in json.loads(body)["error"], body
@@ -280,7 +280,7 @@ def test_stalled_page_upload_is_a_408_timeout_and_leaves_nothing(impatient, capl
     boundary = "b0undary"
     start = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="song.wav"\r\n'
              "Content-Type: audio/wav\r\n\r\n").encode() + b"RIFF" + b"\0" * 5000
-    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
             "Content-Length: 100000\r\n\r\n").encode()
     with caplog.at_level(logging.INFO):
         elapsed, status, headers, body = send_and_stall(url, head + start)
@@ -315,7 +315,30 @@ def test_a_body_that_keeps_coming_is_not_cut_off(impatient):
         connection.close()
 
 
-def test_connections_over_the_cap_get_a_503(tmp_path):
+def test_connections_over_the_cap_get_a_503_when_all_are_busy(tmp_path):
+    cap = 3
+    with running_server({}, tmp_path / "cache", max_connections=cap) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        head = (f"POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                "Content-Length: 4000000\r\n\r\n").encode()
+        busy = [socket.create_connection((host, int(port)), timeout=10) for _ in range(cap)]
+        try:
+            for sock in busy:  # uploads arriving fast (64 kB at once): busy, never closed to make room
+                sock.sendall(head + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n' + b"x" * 65536)
+            time.sleep(0.3)
+            status, headers, _ = request(f"{url}/v1/separators", timeout=10)
+            assert status == 503 and {name.lower(): value for name, value in headers.items()}.get("connection") == "close"
+            busy.pop().close()
+            deadline = time.monotonic() + 5
+            while (status := request(f"{url}/v1/separators", timeout=10)[0]) == 503 and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the server has seen the close
+            assert status == 200
+        finally:
+            for sock in busy:
+                sock.close()
+
+
+def test_idle_keep_alive_connections_make_room_for_new_ones(tmp_path):
     cap = 3
     with running_server({}, tmp_path / "cache", max_connections=cap) as (url, _):
         host, port = url.removeprefix("http://").split(":")
@@ -326,13 +349,8 @@ def test_connections_over_the_cap_get_a_503(tmp_path):
                 response = connection.getresponse()
                 assert response.status == 200 and response.getheader("Connection") != "close"
                 response.read()
-            status, headers, _ = request(f"{url}/v1/separators", timeout=10)
-            assert status == 503 and {name.lower(): value for name, value in headers.items()}.get("connection") == "close"
-            held.pop().close()
-            deadline = time.monotonic() + 5
-            while (status := request(f"{url}/v1/separators", timeout=10)[0]) == 503 and time.monotonic() < deadline:
-                time.sleep(0.05)  # until the server has seen the close
-            assert status == 200
+            for _ in range(2 * cap):  # each new client closes the idlest held one instead of getting 503
+                assert request(f"{url}/v1/separators", timeout=10)[0] == 200
         finally:
             for connection in held:
                 connection.close()

@@ -32,16 +32,19 @@ def serve_command(
     workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
     read_timeout: float = typer.Option(options.DEFAULT_READ_TIMEOUT, "--read-timeout", help="Seconds an upload may go without a byte arriving; then 408 and the connection is closed."),
     max_connections: int = typer.Option(options.DEFAULT_MAX_CONNECTIONS, "--max-connections", help="Connections served at the same time; one more gets 503."),
+    allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="Another origin whose pages may use this server, e.g. a proxy's https://stems.example.com (repeatable). Requests for other host names or from other sites' pages get 403.", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing, not even the URL."),
 ) -> None:
     """Serve the web page (upload a song, listen to its stems), its job API, and TF Serving's REST API; prints the URL to open."""
     from stemtf.config import load_model_config
     from stemtf.serve.jobs import check_options
+    from stemtf.serve.guard import parse_origin
     from stemtf.serve.served_model import find_savedmodel
 
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
                           read_timeout=read_timeout, max_connections=max_connections)
     check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
+    origins = [parse_origin(item) for value in allow_origin or [] for item in value.split(",") if item.strip()]
     page_models = None
     if models is not None:
         page_models = [item.strip() for item in models.split(",") if item.strip()]
@@ -59,7 +62,7 @@ def serve_command(
 
     def status(line: str) -> None:
         if not quiet:
-            typer.echo(line)
+            typer.echo(line, err=line.startswith("Warning:"))
 
     if threading.current_thread() is threading.main_thread():
         # uvicorn shuts down gracefully on SIGINT/SIGTERM only: a hang-up is turned into a SIGTERM.
@@ -68,6 +71,6 @@ def serve_command(
         serve(model, models=page_models, host=host, port=port, name=name, max_upload_mb=max_upload_mb,
               max_duration=max_duration, max_concurrency=max_concurrency, cache_dir=cache_dir,
               quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_queue=queue_length, workers=workers,
-              read_timeout=read_timeout, max_connections=max_connections, on_status=status)
+              read_timeout=read_timeout, max_connections=max_connections, allow_origins=origins, on_status=status)
     except (KeyboardInterrupt, Interrupted):  # how a server is stopped; uvicorn has already shut down cleanly
         pass

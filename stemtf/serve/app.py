@@ -4,11 +4,13 @@ import importlib.util
 import json
 import pathlib
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stemtf import options
 from stemtf.errors import DependencyError, OptionError
-from stemtf.serve.bodies import close_after, receive_within
+from stemtf.serve.bodies import MIN_BODY_RATE, BodyClock, close_after
+from stemtf.serve.guard import OriginGuard
 from stemtf.serve.handlers import parse_predict_request, separate_upload
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
@@ -28,6 +30,9 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     jobs: "JobManager | None" = None,
+    host: str | None = None,
+    allowed_origins: Sequence[str] = (),
+    min_body_rate: float = MIN_BODY_RATE,
 ):
     """The FastAPI app serving ``model`` over TF Serving's REST API, and the web page if ``jobs`` is given.
 
@@ -37,6 +42,10 @@ def create_app(
         max_upload_mb: Largest request body or upload, in MB.
         read_timeout: Seconds a request body or upload may go without a byte arriving; then 408.
         jobs: A started :class:`~stemtf.serve.jobs.JobManager`: adds ``/``, ``/v1/separators`` and ``/v1/jobs``.
+        host: The address the server is bound to; a name there is accepted as a ``Host`` (see
+            :mod:`stemtf.serve.guard`: every request must name this server and come from its own page).
+        allowed_origins: Other origins (``https://stems.example.com``) whose pages may use the server.
+        min_body_rate: Bytes per second a request body must average after ``2 * read_timeout`` s; then 408.
     """
     try:
         from fastapi import FastAPI, Request, Response
@@ -53,6 +62,7 @@ def create_app(
 
     max_bytes = int(max_upload_mb * 1e6)
     app = FastAPI(title="stemtf", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(OriginGuard, host=host, allowed_origins=allowed_origins)
 
     def json_response(data: Any, status: int = 200) -> Response:
         return Response(json.dumps(data, separators=(",", ":")), status_code=status, media_type="application/json")
@@ -96,10 +106,12 @@ def create_app(
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise RequestError(f"The body is {int(declared) / 1e6:.1f} MB; this server accepts at most {max_upload_mb:g} MB.", 413)
 
+        clock = BodyClock(request, read_timeout, min_body_rate)
+
         async def receive() -> dict[str, Any]:
-            message = await receive_within(request, read_timeout)
+            message = await clock.receive()
             if message is None:
-                raise RequestError(f"No bytes of the body arrived for {read_timeout:g} s; send it without pausing.", 408)
+                raise RequestError(clock.problem, 408)
             return message
 
         chunks, size = [], 0
@@ -170,5 +182,6 @@ def create_app(
     if jobs is not None:
         from stemtf.serve.web import add_job_routes
 
-        add_job_routes(app, jobs, max_upload_mb=max_upload_mb, read_timeout=read_timeout, json_response=json_response)
+        add_job_routes(app, jobs, max_upload_mb=max_upload_mb, read_timeout=read_timeout, min_body_rate=min_body_rate,
+                       json_response=json_response)
     return app

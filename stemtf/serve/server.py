@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import pathlib
 import socket
@@ -12,6 +13,8 @@ from stemtf import options
 from stemtf.config import load_model_config
 from stemtf.errors import DependencyError, StemtfError
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
+from stemtf.serve.bodies import HEADER_TIMEOUT, IDLE_TIMEOUT, MIN_BODY_RATE
+from stemtf.serve.guard import parse_origin
 from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
 
@@ -55,6 +58,7 @@ def serve(
     workers: int = DEFAULT_WORKERS,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    allow_origins: Sequence[str] = (),
     on_status: Callable[[str], None] | None = None,
 ) -> None:
     """Serve ``model`` and the web page until interrupted; what ``stemtf serve`` runs.
@@ -77,9 +81,18 @@ def serve(
         max_queue: Jobs that may wait; more are refused with 503 and Retry-After.
         workers: Jobs separated at the same time.
         read_timeout: Seconds a request body or upload may go without a byte arriving; then 408.
-        max_connections: Connections served at the same time; one more is answered 503.
-        on_status: Called once with the URL to open, when the server listens.
+        max_connections: Connections open at the same time; one more closes an idle or trickling
+            one, or is answered 503 when all are busy.
+        allow_origins: Origins (``https://stems.example.com``) besides the server's own whose pages
+            may use it, e.g. a reverse proxy's public name; requests naming another host or coming
+            from another site's page are refused with 403 (see :mod:`stemtf.serve.guard`).
+        on_status: Called with each line for the console: what is loading, a warning when the
+            address is reachable from other machines, the URL to open, and one line per job.
     """
+    def status(line: str) -> None:
+        if on_status is not None:
+            on_status(line)
+
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
                           read_timeout=read_timeout, max_connections=max_connections)
     try:
@@ -87,6 +100,7 @@ def serve(
     except ImportError:
         raise DependencyError("stemtf serve", "uvicorn", "serve") from None
     check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
+    allow_origins = [parse_origin(origin) for origin in allow_origins]
     if models is None:
         models = [] if model is None or find_savedmodel(model) is not None else [str(model)]
     offered = {}
@@ -102,30 +116,82 @@ def serve(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
             quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
         ))
-        app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs)
+        app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
+                         host=host, allowed_origins=allow_origins)
         # Bound only now: a client that connects is answered at once, never left waiting on a load.
         sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
         server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))
-        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
-        if on_status is not None:
-            on_status(f"http://{shown}:{sock.getsockname()[1]}/")
+        for line in address_lines(host, sock.getsockname()[1]):
+            status(line)
         asyncio.run(server.serve(sockets=[sock]))
 
 
-def uvicorn_config(app, *, max_connections: int = DEFAULT_MAX_CONNECTIONS):
-    """The ``uvicorn.Config`` that :func:`serve` runs ``app`` with: quiet, capped, short keep-alive.
+def uvicorn_config(
+    app,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+    header_timeout: float = HEADER_TIMEOUT,
+    min_body_rate: float = MIN_BODY_RATE,
+):
+    """The ``uvicorn.Config`` that :func:`serve` runs ``app`` with: quiet, capped, short keep-alive, deadlines.
 
     Args:
         app: The ASGI app (see :func:`~stemtf.serve.app.create_app`).
-        max_connections: Connections served at the same time (busy or idle); uvicorn answers the
-            next one 503 and closes it.
+        max_connections: Connections open at the same time; one more closes the idlest or slowest
+            of them, or, when all are busy, is answered 503 and closed (see :mod:`stemtf.serve.connections`).
+        idle_timeout: Seconds a connection may stay silent before a request; then it is closed.
+        header_timeout: Seconds a request head may take from its first byte; then 408 and closed.
+        min_body_rate: Bytes per second under which a body's connection may be closed to make room.
     """
     import uvicorn
 
+    from stemtf.serve.connections import guarded_protocol
+
+    protocol = guarded_protocol(max_connections=max_connections, idle_timeout=idle_timeout,
+                                header_timeout=header_timeout, min_body_rate=min_body_rate)
     # uvicorn counts the connection that asks too (it refuses when open connections >= the limit),
     # so a limit of N + 1 serves N.
-    return uvicorn.Config(app, log_level="warning", access_log=False, limit_concurrency=max_connections + 1,
-                          timeout_keep_alive=KEEP_ALIVE_TIMEOUT)
+    return uvicorn.Config(app, http=protocol, log_level="warning", access_log=False,
+                          limit_concurrency=max_connections + 1, timeout_keep_alive=KEEP_ALIVE_TIMEOUT)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to bind) is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host.lower() == "localhost" or host.lower().endswith(".localhost")
+
+
+def address_lines(host: str, port: int) -> list[str]:
+    """The console's lines about where the server listens: a warning if other machines can reach it, then the URL to open.
+
+    The URL is one that works from where it is read: for a wildcard address (``0.0.0.0``, ``::``)
+    this machine's address on its network, for a loopback address the loopback URL.
+    """
+    lines = []
+    if host in ("0.0.0.0", "::", ""):
+        shown = _network_address() or socket.gethostname()
+    else:
+        shown = host
+    shown = f"[{shown}]" if ":" in shown else shown
+    if not is_loopback(host):
+        lines.append(f"Warning: listening on {host or '*'}:{port}, reachable from other machines. This server has no "
+                     "password: anyone who can reach it can upload songs and download their stems. Keep it on a "
+                     "trusted network or behind a proxy that checks who comes in.")
+    lines.append(f"Open http://{shown}:{port}/ in a browser. Ctrl-C to stop.")
+    return lines
+
+
+def _network_address() -> str | None:
+    """This machine's address on its network (the one its default route uses), or None; sends nothing."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect only picks the route
+        address = probe.getsockname()[0]
+        if not ipaddress.ip_address(address).is_loopback and address != "0.0.0.0":
+            return address
+    return None
 
 
 def default_cache_dir() -> pathlib.Path:

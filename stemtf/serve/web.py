@@ -19,7 +19,7 @@ import re
 import shutil
 from typing import Any
 
-from stemtf.serve.bodies import close_after, receive_within
+from stemtf.serve.bodies import BodyClock, close_after
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.zipping import iter_zip
 
@@ -36,7 +36,8 @@ def static_file(name: str) -> bytes:
     return importlib.resources.files("stemtf.serve").joinpath("static", name).read_bytes()
 
 
-def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout: float, json_response) -> None:
+def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout: float, json_response,
+                   min_body_rate: float = 0.0) -> None:
     """Add the page and the job API to the FastAPI ``app``.
 
     Args:
@@ -46,6 +47,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
             while reading a body sent without one.
         read_timeout: Seconds an upload may go without a byte arriving; then 408 ``timeout``.
         json_response: ``(data, status) -> Response``, the app's JSON encoder.
+        min_body_rate: Bytes per second an upload must average after ``2 * read_timeout`` s; then 408 ``timeout``.
     """
     from fastapi import Request, Response
     from fastapi.responses import StreamingResponse
@@ -89,16 +91,15 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         jobs.check_room()
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise JobError("Send the file as multipart/form-data with a field named 'file' (curl -F file=@song.mp3).")
-        received = 0
+        clock = BodyClock(request, read_timeout, min_body_rate)
 
         async def counting_receive() -> dict[str, Any]:
             # Bodies without Content-Length (chunked) are counted as they arrive.
-            nonlocal received
-            message = await receive_within(request, read_timeout)
+            message = await clock.receive()
             if message is None:
-                raise JobError(f"No bytes of the file arrived for {read_timeout:g} s; check the connection and upload it again.", 408, "timeout")
-            received += len(message.get("body", b""))
-            if received > max_bytes:
+                problem = clock.problem.replace("of the body", "of the file").replace("The body", "The file")
+                raise JobError(f"{problem} Check the connection and upload it again.", 408, "timeout")
+            if clock.received > max_bytes:
                 raise JobError(too_big, 413, "too_big")
             return message
 
