@@ -125,3 +125,59 @@ def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_pat
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stemtf: error: ") and message in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def _silenced_teacher(teacher, teacher_config, config):
+    """A copy of the teacher whose channels the student drops output zero (batch norm scale and shift 0)."""
+    from stemtf.model import build_model
+    from stemtf.train.distill import _keep
+
+    silenced = build_model(teacher_config)
+    silenced.set_weights(teacher.get_weights())
+    unet = silenced.get_layer("unet")
+    decoder = list(config.unet.filters[:-1])[::-1] + [config.unet.head_filters]
+    for part, counts, axis in (("encoder", config.unet.filters, 3), ("decoder", decoder, 2)):
+        for level, count in enumerate(counts):
+            kernel = unet.get_layer(f"{part}_conv_{level}").get_weights()[0]
+            dropped = np.setdiff1d(np.arange(kernel.shape[axis]), _keep(kernel, count, axis))
+            gamma, beta, mean, variance = unet.get_layer(f"{part}_bn_{level}").get_weights()
+            gamma[dropped], beta[dropped] = 0.0, 0.0
+            unet.get_layer(f"{part}_bn_{level}").set_weights([gamma, beta, mean, variance])
+    return silenced
+
+
+@pytest.mark.parametrize("trunk_width", [1.0, 0.5])
+def test_pruned_student_is_the_teacher_with_the_other_channels_silenced(trunk_width):
+    """Pruning keeps exactly the chosen channels across every level and skip connection."""
+    import keras
+
+    from stemtf.model import build_model
+    from stemtf.train.distill import pruned_student, student_config
+
+    keras.utils.set_random_seed(3)
+    teacher_config = tiny_config(unet=tiny_config().unet.__class__(filters=(4, 8, 16), head_filters=2))
+    teacher = build_model(teacher_config)
+    rng = np.random.default_rng(0)
+    for layer in teacher.get_layer("unet").layers:  # batch norms with real statistics, not the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n), rng.uniform(0.5, 2, n)])
+    config = student_config(teacher_config, trunk_width=trunk_width)
+    student = pruned_student(teacher, teacher_config, config)
+    mixture = np.abs(rng.normal(size=(2, 64, 64, 2))).astype(np.float32)
+    expected = _silenced_teacher(teacher, teacher_config, config)(mixture, training=False)
+    got = student(mixture, training=False)
+    for stem in config.stems:
+        np.testing.assert_allclose(got[stem].numpy(), expected[stem].numpy(), rtol=1e-4, atol=1e-5)
+    if trunk_width == 0.5:  # and the silenced channels mattered: the student is not the whole teacher
+        whole = teacher(mixture, training=False)
+        assert max(np.abs(got[s].numpy() - whole[s].numpy()).max() for s in config.stems) > 1e-3
+
+
+def test_pruning_needs_a_shared_stemtf_trunk():
+    from stemtf.model import build_model
+    from stemtf.train.distill import pruned_student, student_config
+
+    teacher_config = tiny_config(trunk="per_stem")
+    with pytest.raises(OptionError, match="scratch"):
+        pruned_student(build_model(teacher_config), teacher_config, student_config(teacher_config))

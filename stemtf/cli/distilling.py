@@ -21,6 +21,7 @@ def distill(
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"The student's model directory (default {options.DEFAULT_RUNS_DIR}/TEACHER-lite).", show_default=False),
     trunk_width: float = typer.Option(0.5, "--trunk-width", help="The student's share of the teacher's filters per U-Net level (0.5: about a quarter of the cost)."),
     filters: Optional[str] = typer.Option(None, "--filters", help="The student's filters per U-Net level instead, e.g. 8,16,32,64,128,256.", show_default=False),
+    init: str = typer.Option("auto", "--init", help="How the student starts: prune (the teacher's most important channels), scratch (random), or auto (prune where the teacher has one shared stemtf trunk)."),
     name: Optional[str] = typer.Option(None, "--name", help="The student's name (default TEACHER-lite).", show_default=False),
     validation_data: Optional[pathlib.Path] = typer.Option(None, "--validation-data", help="Labelled tracks (a stems folder, CSV or MUSDB18) scored against their real stems at every checkpoint.", show_default=False),
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="How the validation files make a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
@@ -57,8 +58,10 @@ def distill(
     if validation_data is not None and not validation_data.exists():
         raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
 
-    from stemtf.train.distill import audio_tracks, student_config
+    from stemtf.train.distill import INITS, audio_tracks, student_config
 
+    if init not in INITS:
+        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
     config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, name=name)
     audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before TensorFlow
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
@@ -84,7 +87,7 @@ def distill(
                 typer.echo(f"step {step}/{total}{shown}  {time.monotonic() - started:.0f} s", err=True)
 
         result = run_distillation(
-            teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, name=name,
+            teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, name=name, init=init,
             validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
             overwrite=overwrite, augmentation=Augmentation(speed_range=tuple(speed_range)), progress=report,

@@ -19,19 +19,22 @@ from __future__ import annotations
 import glob
 import os
 import pathlib
+import tempfile
 from collections.abc import Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from stemtf import data as data_lib
 from stemtf import options
 from stemtf.config import ModelConfig, UNetConfig, load_model_config
 from stemtf.errors import DataError, OptionError
-from stemtf.model import load_model
+from stemtf.model import build_model, load_model, save_model
 from stemtf.train.fitting import ProgressCallback, TargetsFunction, TrainingResult, fit
 
 DEFAULT_TRUNK_WIDTH = 0.5
+INITS = ("auto", "prune", "scratch")
 
 
 def student_config(
@@ -56,7 +59,9 @@ def student_config(
     filters = tuple(int(f) for f in filters)
     if not filters or any(f < 1 for f in filters):
         raise OptionError("filters", f"{{option}} must be positive integers, one per U-Net level. Received {list(filters)}.")
-    unet = UNetConfig(filters=filters, head_filters=UNetConfig.head_filters)
+    # stemtf's own trunk; a stemtf teacher's head width (Spleeter's one-filter last layer gets stemtf's default)
+    head_filters = teacher.unet.head_filters if teacher.unet.variant == "stemtf" else UNetConfig.head_filters
+    unet = UNetConfig(filters=filters, kernel_size=teacher.unet.kernel_size, head_filters=head_filters)
     return teacher.replace(
         name=name or f"{teacher.name}-lite", unet=unet, trunk="shared", masks="ratio", mask_exponent=1.0,
         max_bins=teacher.max_bins - teacher.max_bins % 2 ** len(filters),
@@ -113,6 +118,68 @@ def labelled_tracks(
     return data_lib.folder_tracks(data, stems=stems, stem_groups=stem_groups)
 
 
+def can_prune(teacher: ModelConfig, student: ModelConfig) -> bool:
+    """Whether :func:`pruned_student` applies: a shared stemtf trunk, and a student of the same depth, no wider."""
+    return (
+        teacher.trunk == "shared" and teacher.unet.variant == "stemtf" and teacher.masks == "ratio"
+        and len(student.unet.filters) == len(teacher.unet.filters)
+        and all(s <= t for s, t in zip(student.unet.filters, teacher.unet.filters))
+        and student.unet.head_filters == teacher.unet.head_filters and student.max_bins == teacher.max_bins
+        and student.unet.kernel_size == teacher.unet.kernel_size
+    )
+
+
+def _keep(kernel: np.ndarray, count: int, axis: int) -> np.ndarray:
+    """The ``count`` output channels of a convolution with the largest L1 norm (their importance), in order."""
+    norms = np.abs(kernel).sum(axis=tuple(i for i in range(kernel.ndim) if i != axis))
+    return np.sort(np.argsort(-norms, kind="stable")[:count])
+
+
+def pruned_student(teacher: keras.Model, teacher_config: ModelConfig, config: ModelConfig) -> keras.Model:
+    """The student ``config`` built from the teacher's own trunk: each level keeps its most important channels.
+
+    Every encoder and decoder convolution keeps the output channels whose kernels have the largest
+    L1 norm, its batch norm keeps theirs, and the next convolution (across the skip connections)
+    keeps the matching input channels; the mask heads are copied. The student then computes exactly
+    what the teacher computes with the other channels silenced, and distillation starts from there
+    instead of from random weights.
+
+    Raises:
+        OptionError: the teacher is not a shared stemtf trunk, or the student is deeper or wider (see :func:`can_prune`).
+    """
+    if not can_prune(teacher_config, config):
+        raise OptionError("init", "{option} 'prune' needs a teacher with one shared stemtf trunk and a student of "
+                                  "its depth, no wider; use 'scratch'.")
+    student = build_model(config)
+    source, target = teacher.get_layer("unet"), student.get_layer("unet")
+    depth = len(config.unet.filters)
+    teacher_decoder = list(teacher_config.unet.filters[:-1])[::-1] + [teacher_config.unet.head_filters]
+    student_decoder = list(config.unet.filters[:-1])[::-1] + [config.unet.head_filters]
+
+    def copy(name: str, kernel_slices: tuple, channels: np.ndarray) -> None:
+        kernel, bias = source.get_layer(f"{name}_conv_{level}").get_weights()
+        target.get_layer(f"{name}_conv_{level}").set_weights([kernel[kernel_slices], bias[channels]])
+        norm = source.get_layer(f"{name}_bn_{level}").get_weights()  # gamma, beta, mean, variance
+        target.get_layer(f"{name}_bn_{level}").set_weights([w[channels] for w in norm])
+
+    encoder_keep, inputs = [], np.arange(config.num_channels)
+    for level, count in enumerate(config.unet.filters):
+        kernel = source.get_layer(f"encoder_conv_{level}").get_weights()[0]  # (k, k, in, out)
+        channels = _keep(kernel, count, axis=3)
+        copy("encoder", np.ix_(range(kernel.shape[0]), range(kernel.shape[1]), inputs, channels), channels)
+        encoder_keep.append(channels)
+        inputs = channels
+    for level, count in enumerate(student_decoder):
+        kernel = source.get_layer(f"decoder_conv_{level}").get_weights()[0]  # transposed: (k, k, out, in)
+        channels = _keep(kernel, count, axis=2) if count < teacher_decoder[level] else np.arange(count)
+        copy("decoder", np.ix_(range(kernel.shape[0]), range(kernel.shape[1]), channels, inputs), channels)
+        if level < depth - 1:  # the next level sees [these channels, the skip of the encoder level below]
+            inputs = np.concatenate([channels, teacher_decoder[level] + encoder_keep[depth - 2 - level]])
+    for stem in config.stems:
+        student.get_layer(f"head_{stem}").set_weights(teacher.get_layer(f"head_{stem}").get_weights())
+    return student
+
+
 def teacher_targets(teacher: keras.Model, stems: Sequence[str], *, max_bins: int) -> TargetsFunction:
     """A function from a batch of mixture magnitudes to the teacher's stems ``{stem: mask * mixture}``.
 
@@ -137,6 +204,7 @@ def distill(
     trunk_width: float = DEFAULT_TRUNK_WIDTH,
     filters: Sequence[int] | None = None,
     name: str | None = None,
+    init: str = "auto",
     validation_data: str | os.PathLike | None = None,
     stem_groups: Mapping[str, Sequence[str]] | None = None,
     steps: int = 20_000,
@@ -162,6 +230,9 @@ def distill(
         trunk_width: The student's share of the teacher's filters per trunk level (see :func:`student_config`).
         filters: The student's filters per level instead of ``trunk_width``.
         name: The student's name (default ``TEACHER-lite``).
+        init: How the student starts: ``prune`` (the teacher's most important channels, see
+            :func:`pruned_student`), ``scratch`` (random weights), or ``auto`` (``prune`` where the
+            teacher allows it: one shared stemtf trunk).
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
@@ -176,16 +247,23 @@ def distill(
         DataError: no audio, unreadable audio, or bad validation data.
         OptionError: a bad argument.
     """
+    if init not in INITS:
+        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
     teacher_config, _ = load_model_config(teacher)
     config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, name=name)
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
     teacher_model, _ = load_model(teacher)
     teacher_model.trainable = False
-    return fit(
-        config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
-        learning_rate=learning_rate, num_frames=num_frames, warmup_steps=warmup_steps, augmentation=augmentation,
-        checkpoint_every=checkpoint_every,
-        validation_crops=validation_crops, seed=seed, resume=resume, overwrite=overwrite, tensorboard=tensorboard,
-        progress=progress, targets=teacher_targets(teacher_model, config.stems, max_bins=config.max_bins),
-    )
+    prune = init == "prune" or (init == "auto" and can_prune(teacher_config, config))
+    with tempfile.TemporaryDirectory(prefix="stemtf-distill-") as scratch:
+        start = None
+        if prune and not resume:
+            start = save_model(pruned_student(teacher_model, teacher_config, config), config, pathlib.Path(scratch) / "pruned")
+        return fit(
+            config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
+            learning_rate=learning_rate, num_frames=num_frames, warmup_steps=warmup_steps, augmentation=augmentation,
+            checkpoint_every=checkpoint_every, validation_crops=validation_crops, seed=seed, resume=resume,
+            overwrite=overwrite, tensorboard=tensorboard, progress=progress, from_model=start,
+            targets=teacher_targets(teacher_model, config.stems, max_bins=config.max_bins),
+        )
