@@ -1,39 +1,31 @@
-"""Where separation happens: masks -> stems for one chunk, and chunks -> a whole waveform.
+"""The TensorFlow side of separation (exported graphs), and the model's format in and out.
 
-Everything that turns a mixture into stems goes through here, once:
+The numpy engine that runs in production is :mod:`stemtf.dsp` (STFT pair, masks, Wiener, one chunk)
+and :mod:`stemtf.plans` (the chunk and sliding plans); this module keeps:
 
-- **one chunk**: STFT -> magnitudes -> the network's masks -> masks extended to every bin ->
-  masked spectrograms -> (optional Wiener filtering) -> inverse STFT, in TensorFlow ops for graphs
-  (:func:`separate_chunk`) and in numpy for the separator (:func:`separate_chunk_numpy`, whose
-  masks come from Keras or from LiteRT, so that the LiteRT path never imports TensorFlow).
-  The STFT pair is passed in: :class:`ComplexTransform` (``tf.signal``, what the separator and the
-  SavedModel use) or :class:`MatmulTransform` (the DFT as matrix products, for TFLite and ONNX).
-  The oracle baseline applies ideal masks with the same :func:`masks_to_stems`.
-- **many chunks**: the chunk plan (:func:`num_chunks`), the linear cross-fade
-  (:func:`crossfade_ramp`) and the streaming overlap-add (:func:`separate_stream`).
+- **one chunk in TensorFlow ops**, for graphs (:func:`separate_chunk`): STFT -> magnitudes -> the
+  network's masks -> masks extended to every bin -> masked spectrograms -> (optional Wiener
+  filtering) -> inverse STFT. The STFT pair is passed in: :class:`ComplexTransform` (``tf.signal``,
+  what the SavedModel uses) or :class:`MatmulTransform` (the DFT as matrix products, for TFLite and
+  ONNX). Tests pin it to :func:`stemtf.dsp.separate_chunk`. The oracle baseline applies ideal masks
+  with the same :func:`masks_to_stems`.
+- **the chunk count in graphs** (:func:`num_chunks` on TensorFlow scalars) and
+  :func:`separate_stream`, the chunk plan over a reader (:func:`stemtf.plans.run`).
 - **the model's format**: resampling and channel conversion in and out
-  (:func:`to_model_format`, :func:`from_model_format`).
+  (:func:`model_reader`, :func:`to_model_format`, :func:`from_model_format`).
 
-A live stream below a chunk's latency uses :mod:`stemtf.sliding`: the same STFT window, mask
-extension and overlap-add, computed frame by frame as the frames complete (a test pins it to
-:func:`stft_numpy` / :func:`istft_numpy`).
-
-``stemtf.litert_runner`` keeps a dependency-free copy of the chunk plan and cross-fade on purpose
-(it is the code a phone app ports); a test pins it to this one.
-
-TensorFlow is imported inside the functions that need it: the chunk plan and format conversion are
-numpy only.
+The numpy names of earlier versions (``stft_numpy``, ``separate_chunk_numpy``, ...) are the engine's
+functions under their old names. TensorFlow is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from stemtf import audio
+from stemtf import audio, dsp, plans
 from stemtf.config import ModelConfig
 from stemtf.errors import AudioError
 
@@ -220,217 +212,24 @@ def _has_ratio_masks(model) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# One chunk in numpy (what the separator runs, with either runtime's masks)
-#
-# The same math as above with numpy's FFT (pocketfft) instead of TensorFlow ops, so that a separator
-# whose masks come from LiteRT never imports TensorFlow. Tests pin it to the TensorFlow version.
+# One chunk in numpy (what the separator runs, with either runtime's masks): stemtf.dsp, named here too
 
-MaskPredictor = Callable[[np.ndarray], np.ndarray]
-
-
-def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window, float32 ``(n_fft,)`` (as ``tf.signal.hann_window``)."""
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-
-
-_POOL: dict = {}  # {process id: the FFT thread pool}, created on first use (a forked child makes its own)
-
-
-def _in_frame_blocks(function: Callable[[int, int], None], num_frames: int) -> None:
-    """Call ``function(start, stop)`` on consecutive frame ranges covering ``num_frames``, on up to two threads.
-
-    numpy's FFTs and element-wise ops release the GIL, so two halves of a chunk's frames transform
-    at once: the STFT pair takes about half the time on two cores (``benchmarks/separate_speed.py``).
-    Short inputs (streams' blocks) stay on the calling thread.
-    """
-    workers = min(2, os.cpu_count() or 1)
-    if workers < 2 or num_frames < 64:
-        function(0, num_frames)
-        return
-    pool = _POOL.get(os.getpid())
-    if pool is None:  # the first call in this process: a parent's pool has no threads in a forked child
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.clear()
-        pool = _POOL[os.getpid()] = ThreadPoolExecutor(workers, thread_name_prefix="stemtf-fft")
-    bounds = np.linspace(0, num_frames, workers + 1).astype(int)
-    for future in [pool.submit(function, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]:
-        future.result()
-
-
-def fast_rfft(scaled_frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``np.fft.rfft(frames)`` along the last axis, given ``frames * n_fft`` (callers scale their window).
-
-    numpy 2's default normalisation passes its factor 1 as a Python int, which (numpy 2.0-2.4 at
-    least) sends the transform down a path ~3.5x slower than ``norm="forward"``'s float factor
-    1/n (48 vs 14 ms for 1024 frames of 4096 samples). So the callers scale the window by ``n_fft``
-    (exact for powers of two) and this asks for ``norm="forward"``.
-    """
-    return np.fft.rfft(scaled_frames, axis=-1, norm="forward", out=out)
-
-
-def stft_numpy(waveform: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:
-    """:func:`stemtf.spectral.stft` in numpy: float32 ``(L, C)`` -> complex64 ``(num_frames, n_fft // 2 + 1, C)``."""
-    front = n_fft - hop_length
-    back = front + (-waveform.shape[0]) % hop_length
-    padded = np.pad(np.asarray(waveform, np.float32), ((front, back), (0, 0)))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=0)[::hop_length]  # (T, C, n_fft)
-    window = _hann(n_fft) * np.float32(n_fft)  # the scale of norm="forward" undone in the window (see fast_rfft)
-    spectrogram = np.empty((frames.shape[0], n_fft // 2 + 1, frames.shape[1]), np.complex64)
-    # The work arrays are allocated here, not on the pool's threads: glibc keeps what a thread frees in
-    # that thread's arena, which grew the process by ~50 MB.
-    windowed = np.empty(frames.shape, np.float32)
-    spectra = np.empty((frames.shape[0], frames.shape[1], n_fft // 2 + 1), np.complex64)
-
-    def transform(start: int, stop: int) -> None:
-        np.multiply(frames[start:stop], window, out=windowed[start:stop])
-        fast_rfft(windowed[start:stop], out=spectra[start:stop])
-        spectrogram[start:stop] = spectra[start:stop].transpose(0, 2, 1)
-
-    _in_frame_blocks(transform, frames.shape[0])
-    return spectrogram
-
-
-def istft_numpy(
-    spectrogram: np.ndarray,
-    *,
-    n_fft: int,
-    hop_length: int,
-    num_samples: int,
-    mask: np.ndarray | None = None,
-    mask_extension: str = "average",
-    extension_bins: int = 256,
-) -> np.ndarray:
-    """Inverse of :func:`stft_numpy`: ``(..., num_frames, bins, C)`` -> float32 ``(..., num_samples, C)``.
-
-    Args:
-        mask: Optional ``(..., num_frames, max_bins, C)`` mask applied first, extended to every bin as
-            :func:`extend_masks_numpy` does (``mask_extension``, ``extension_bins``): the inverse of
-            ``spectrogram * extend_masks_numpy(mask, ...)`` without building either full-band array.
-    """
-    overlap = n_fft // hop_length
-    window = _hann(n_fft)
-    denominator = np.sum(np.square(window).reshape(overlap, hop_length), axis=0)
-    scaled_window = window / np.tile(denominator, overlap)
-    num_frames = spectrogram.shape[-3]
-    frames = np.empty(spectrogram.shape[:-3] + (num_frames, spectrogram.shape[-1], n_fft), np.float32)
-    spectra = np.empty(frames.shape[:-1] + (spectrogram.shape[-2],), np.complex64)  # allocated here: see stft_numpy
-
-    def transform(start: int, stop: int) -> None:
-        # bins last and contiguous first: numpy's inverse FFT along a strided axis is 2.5x slower (and
-        # so is masking with the two channels innermost)
-        block = spectra[..., start:stop, :, :]
-        block[...] = np.swapaxes(spectrogram[..., start:stop, :, :], -1, -2)
-        if mask is not None:
-            part = mask[..., start:stop, :, :]
-            max_bins = part.shape[-2]
-            block[..., :max_bins] *= np.swapaxes(part, -1, -2)
-            block[..., max_bins:] *= np.swapaxes(mask_fill_numpy(part, how=mask_extension, extension_bins=extension_bins), -1, -2)
-        target = frames[..., start:stop, :, :]
-        np.fft.irfft(block, n=n_fft, axis=-1, out=target)
-        target *= scaled_window
-
-    _in_frame_blocks(transform, num_frames)
-    num_blocks = num_frames + overlap - 1
-    blocks = np.empty(frames.shape[:-3] + (num_blocks, frames.shape[-2], hop_length), np.float32)
-
-    def overlap_add(start: int, stop: int) -> None:  # blocks start..stop-1: block b sums hop r of frame b - r
-        blocks[..., start:stop, :, :] = 0.0
-        for r in range(overlap):
-            first, last = max(start, r), min(stop, r + num_frames)
-            if first < last:
-                blocks[..., first:last, :, :] += frames[..., first - r : last - r, :, r * hop_length : (r + 1) * hop_length]
-
-    _in_frame_blocks(overlap_add, num_blocks)
-    signal = np.swapaxes(blocks, -2, -3).reshape(blocks.shape[:-3] + (blocks.shape[-2], -1))  # (..., C, samples)
-    front = n_fft - hop_length
-    return np.ascontiguousarray(np.swapaxes(signal[..., front : front + num_samples], -1, -2))
-
-
-def mask_fill_numpy(masks: np.ndarray, *, how: str = "average", extension_bins: int = 256) -> np.ndarray:
-    """The value :func:`extend_masks_numpy` gives every bin above ``max_bins``: ``(..., T, max_bins, C)`` -> ``(..., T, 1, C)``."""
-    max_bins = masks.shape[-2]
-    if how == "average":
-        return masks[..., max_bins - extension_bins :, :].mean(axis=-2, keepdims=True)
-    if how == "edge":
-        return masks[..., max_bins - 1 :, :]
-    raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
-
-
-def extend_masks_numpy(masks: np.ndarray, *, num_bins: int, how: str = "average", extension_bins: int = 256) -> np.ndarray:
-    """:func:`stemtf.spectral.extend_mask` in numpy: ``(..., T, max_bins, C)`` -> ``(..., T, num_bins, C)``."""
-    max_bins = masks.shape[-2]
-    if num_bins == max_bins:
-        return masks
-    fill = mask_fill_numpy(masks, how=how, extension_bins=extension_bins)
-    shape = masks.shape[:-2] + (num_bins - max_bins, masks.shape[-1])
-    return np.concatenate([masks, np.broadcast_to(fill, shape)], axis=-2)
-
-
-def wiener_numpy(mixture: np.ndarray, estimates: np.ndarray, *, iterations: int = 1, epsilon: float = 1e-10) -> np.ndarray:
-    """:func:`stemtf.wiener.wiener_filter` in numpy (multichannel Wiener EM, Nugraha et al. 2016).
-
-    Args:
-        mixture: complex64 ``(T, F, C)``.
-        estimates: complex64 ``(J, T, F, C)`` initial stem STFTs.
-        iterations: EM iterations; 0 returns ``estimates``.
-
-    Returns:
-        complex64 ``(J, T, F, C)``.
-    """
-    if iterations <= 0:
-        return estimates
-    scale = max(float(np.max(np.abs(mixture))), 1e-8)  # epsilon means the same for quiet and loud chunks
-    x = mixture / scale
-    y = estimates / scale
-    eye = np.eye(mixture.shape[-1], dtype=np.complex64)
-    for _ in range(iterations):
-        power = np.mean(np.abs(y) ** 2, axis=-1)  # (J, T, F)
-        covariance = np.einsum("jtfc,jtfd->jfcd", y, np.conj(y)) / (epsilon + power.sum(axis=1))[..., None, None]
-        weighted = power[..., None, None] * covariance[:, None]  # (J, T, F, C, C)
-        inverse = np.linalg.inv(weighted.sum(axis=0) + epsilon * eye)  # (T, F, C, C)
-        gains = weighted @ inverse[None]
-        y = np.einsum("jtfcd,tfd->jtfc", gains, x)
-    return (y * scale).astype(np.complex64)
+MaskPredictor = dsp.MaskPredictor
+fast_rfft = dsp.fast_rfft
+stft_numpy = dsp.stft
+istft_numpy = dsp.istft
+mask_fill_numpy = dsp.mask_fill
+extend_masks_numpy = dsp.extend_masks
+wiener_numpy = dsp.wiener
+crossfade_ramp = dsp.crossfade_ramp
+check_overlap = dsp.check_overlap
 
 
 def separate_chunk_numpy(
     predict: MaskPredictor, config: ModelConfig, waveform: np.ndarray, *, wiener_iterations: int = 0
 ) -> np.ndarray:
-    """:func:`separate_chunk` in numpy with masks from ``predict`` (Keras or LiteRT).
-
-    Args:
-        predict: Magnitudes float32 ``(1, T, max_bins, C)`` -> masks ``(num_stems, T, max_bins, C)``
-            in ``config.stems`` order.
-        config: The model's config.
-        waveform: float32 ``(num_samples, C)`` at the model's rate and channel count.
-        wiener_iterations: Multichannel Wiener filter EM iterations after masking (0: off).
-
-    Returns:
-        float32 ``(num_stems, num_samples, C)``.
-    """
-    spectrogram = stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
-    magnitude = np.abs(spectrogram)[None, :, : config.max_bins, :]
-    masks = np.asarray(predict(np.ascontiguousarray(magnitude)), np.float32)
-
-    def extended(mask: np.ndarray) -> np.ndarray:
-        return extend_masks_numpy(mask, num_bins=config.num_bins, how=config.mask_extension, extension_bins=config.extension_bins)
-
-    def synthesize(spec: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        return istft_numpy(spec, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=waveform.shape[0],
-                           mask=mask, mask_extension=config.mask_extension, extension_bins=config.extension_bins)
-
-    if wiener_iterations:
-        estimates = wiener_numpy(spectrogram, spectrogram[None] * extended(masks), iterations=wiener_iterations)
-        return synthesize(estimates)
-    # One stem at a time: never every stem's full-band spectrogram at once (memory stays flat in stems).
-    if np.max(np.abs(masks.sum(axis=0) - 1.0)) > 1e-4:
-        return np.stack([synthesize(spectrogram, mask) for mask in masks])
-    # Ratio masks (every stemtf model's) sum to one in every bin, the extension keeps that, and the STFT
-    # pair gives back its input: the last stem is the chunk minus the others. One inverse STFT fewer
-    # (7% of a chunk's time with 4 stems), and the stems add up to the chunk exactly.
-    others = [synthesize(spectrogram, mask) for mask in masks[:-1]]
-    return np.stack([*others, np.asarray(waveform, np.float32) - np.sum(others, axis=0)])
+    """:func:`separate_chunk` in numpy with masks from ``predict`` (Keras or LiteRT): :func:`stemtf.dsp.separate_chunk`."""
+    return dsp.separate_chunk(predict, config, waveform, wiener_iterations=wiener_iterations)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -440,31 +239,15 @@ def separate_chunk_numpy(
 def num_chunks(num_samples, *, chunk_samples: int, overlap_samples: int):
     """How many chunks of ``chunk_samples`` overlapping by ``overlap_samples`` cover ``num_samples``.
 
-    Works on Python ints and on TensorFlow scalars (for graphs of a whole waveform).
+    Works on Python ints (:func:`stemtf.dsp.num_chunks`) and on TensorFlow scalars (for graphs of a
+    whole waveform).
     """
+    if isinstance(num_samples, (int, np.integer)):
+        return dsp.num_chunks(num_samples, chunk_samples=chunk_samples, overlap_samples=overlap_samples)
+    import tensorflow as tf
+
     stride = chunk_samples - overlap_samples
-    excess = num_samples - chunk_samples
-    if isinstance(excess, (int, np.integer)):
-        excess = max(int(excess), 0)
-    else:
-        import tensorflow as tf
-
-        excess = tf.maximum(excess, 0)
-    return 1 + (excess + stride - 1) // stride
-
-
-def crossfade_ramp(overlap_samples: int) -> np.ndarray:
-    """float32 ``(overlap_samples,)`` fade-in of the later of two neighbouring chunks (the earlier fades by ``1 - ramp``).
-
-    Sampled at half-sample offsets so the two gains are symmetric and add up to exactly one.
-    """
-    return ((np.arange(overlap_samples, dtype=np.float32) + 0.5) / max(overlap_samples, 1)).astype(np.float32)
-
-
-def check_overlap(overlap_samples: int, chunk_samples: int) -> None:
-    """Raise ``ValueError`` unless the overlap is between 0 and half a chunk."""
-    if not 0 <= overlap_samples <= chunk_samples // 2:
-        raise ValueError(f"The overlap must be between 0 and {chunk_samples // 2} samples. Received {overlap_samples}.")
+    return 1 + (tf.maximum(num_samples - chunk_samples, 0) + stride - 1) // stride
 
 
 def separate_stream(
@@ -477,7 +260,7 @@ def separate_stream(
 ) -> Iterator[np.ndarray]:
     """Separate a reader chunk by chunk, cross-fading neighbours, and yield the stems block by block.
 
-    Memory stays flat in the input's length: at most two chunks are held at once.
+    :func:`stemtf.plans.run` with a :class:`stemtf.plans.ChunkPlan`: at most two chunks are held at once.
 
     Args:
         reader: Audio at the model's rate and channel count.
@@ -494,40 +277,14 @@ def separate_stream(
     Raises:
         AudioError: the reader holds no samples.
     """
-    length, overlap = chunk_samples, overlap_samples
-    check_overlap(overlap, length)
-    stride = length - overlap
-    total = None if reader.num_samples is None else num_chunks(
-        reader.num_samples, chunk_samples=length, overlap_samples=overlap
+    dsp.check_overlap(overlap_samples, chunk_samples)
+    total = None if reader.num_samples is None else dsp.num_chunks(
+        reader.num_samples, chunk_samples=chunk_samples, overlap_samples=overlap_samples
     )
-    ramp = crossfade_ramp(overlap)[:, None]
-    buffer = reader.read(length)
-    if buffer.shape[0] == 0:
-        raise AudioError("The input holds no audio samples.")
-    following = reader.read(stride) if buffer.shape[0] == length else buffer[:0]
-    carry = None
-    done = 0
-    if progress is not None:
-        progress(0, total)
-    while True:
-        last = following.shape[0] == 0
-        valid = buffer.shape[0]
-        chunk = buffer if valid == length else np.pad(buffer, ((0, length - valid), (0, 0)))
-        stems = separate(chunk)
-        if carry is not None:
-            stems[:, :overlap] *= ramp
-            stems[:, :overlap] += carry
-        done += 1
-        if progress is not None:
-            progress(done, None if total is None else max(total, done))
-        if last:
-            yield stems[:, :valid]
-            return
-        stems[:, stride:] *= 1.0 - ramp
-        carry = stems[:, stride:]
-        yield stems[:, :stride]
-        buffer = np.concatenate([buffer[stride:], following])
-        following = reader.read(stride) if buffer.shape[0] == length else buffer[:0]
+    # num_stems only shapes the empty answers, which plans.run never yields
+    plan = plans.ChunkPlan(separate, num_stems=0, num_channels=reader.num_channels, chunk_samples=chunk_samples,
+                           overlap_samples=overlap_samples)
+    return plans.run(plan, reader, progress=progress, total_chunks=total)
 
 
 # ----------------------------------------------------------------------------------------------------------

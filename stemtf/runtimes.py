@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-from stemtf import __version__
+from stemtf import __version__, interpreters
 from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
 from stemtf.errors import ModelError, OptionError
 
@@ -41,6 +41,7 @@ PRECISIONS = ("float32", "float16", "int8")
 DEFAULT_PRECISION = "float32"
 CACHE_ENV = "STEMTF_CACHE"
 LITERT_GRAPH = "subpixel-decoder-1"
+quiet_native_stderr = interpreters.quiet_native_stderr
 _QUANTIZE = {"float32": "none", "float16": "float16", "int8": "int8"}
 
 
@@ -115,7 +116,6 @@ class LiteRTMasks:
         from ai_edge_litert.interpreter import Interpreter
 
         from stemtf.export.artifacts import read_description
-        from stemtf.litert_runner import signature_function
 
         self.path = pathlib.Path(path)
         self.description = read_description(self.path)
@@ -127,7 +127,7 @@ class LiteRTMasks:
             raise ModelError(f"{str(self.path)!r} has no {missing[0]!r} stem; export it again.")
         with quiet_native_stderr():  # the XNNPACK delegate is created (and announced) when tensors are allocated
             interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads or os.cpu_count())
-            self._run = signature_function(
+            self._run = interpreters.signature_function(
                 interpreter, self.description.signature or "serving_default", self.description.inputs[0]["name"]
             )
 
@@ -170,27 +170,6 @@ def litert_cache_path(directory: pathlib.Path, config: ModelConfig, *, segment_f
         for block in iter(lambda: weights.read(1 << 20), b""):
             digest.update(block)
     return cache_dir() / "litert" / f"{config.name}-{precision}-{digest.hexdigest()[:16]}.tflite"
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Keep native start-up chatter (LiteRT's "Created ... XNNPACK delegate", the converter's warnings) off stderr.
-
-    Those lines are written by C++ straight to file descriptor 2, so it is pointed at /dev/null for
-    the duration; Python exceptions raised meanwhile keep their messages.
-    """
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @contextlib.contextmanager

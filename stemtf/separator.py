@@ -1,8 +1,8 @@
 """Separate waveforms and files into stems with a trained model.
 
-The separator is the waveform-level front of :mod:`stemtf.apply`: it cuts the input into chunks of
+The separator is the waveform-level front of the engine: it cuts the input into chunks of
 ``segment_frames`` STFT frames that overlap by ``overlap`` seconds, separates each chunk with
-:func:`stemtf.apply.separate_chunk` and cross-fades neighbours linearly, so memory stays flat in the
+:func:`stemtf.dsp.separate_chunk` and cross-fades neighbours linearly (:class:`stemtf.plans.ChunkPlan`), so memory stays flat in the
 track length and an identity model returns its input exactly. Files are decoded and encoded as streams.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from stemtf import apply, audio, options, outputs, runtimes
+from stemtf import apply, audio, dsp, options, outputs, plans, runtimes
 from stemtf.config import ModelConfig
 from stemtf.errors import AudioError, ModelError, OutputError
 
@@ -142,8 +142,19 @@ class Separator:
         return self.config.sample_rate
 
     def _build_chunk_function(self) -> Callable[[np.ndarray], np.ndarray]:
-        config, masks, iterations = self.config, self.masks, self.wiener_iterations
-        return lambda chunk: apply.separate_chunk_numpy(masks, config, chunk, wiener_iterations=iterations)
+        spectral, masks, iterations = dsp.Spectral.of(self.config), self.masks, self.wiener_iterations
+        return lambda chunk: dsp.separate_chunk(masks, spectral, chunk, wiener_iterations=iterations)
+
+    def separate_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        """One model-format chunk float32 ``(chunk_samples, C)`` -> stems ``(num_stems, chunk_samples, C)``."""
+        return self._separate_chunk(chunk)
+
+    def chunk_plan(self) -> plans.ChunkPlan:
+        """A fresh :class:`stemtf.plans.ChunkPlan` of this separator (its chunks, overlap and masks)."""
+        return plans.ChunkPlan(
+            self._separate_chunk, num_stems=len(self.stems), num_channels=self.config.num_channels,
+            chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples,
+        )
 
     def separate_stream(
         self, reader: audio.AudioReader, *, progress: ProgressCallback | None = None
@@ -153,10 +164,10 @@ class Separator:
         Yields:
             float32 ``(num_stems, n, num_channels)`` consecutive blocks; together as long as the input.
         """
-        return apply.separate_stream(
-            reader, self._separate_chunk, chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples,
-            progress=progress,
+        total = None if reader.num_samples is None else dsp.num_chunks(
+            reader.num_samples, chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples
         )
+        return plans.run(self.chunk_plan(), reader, progress=progress, total_chunks=total)
 
     def _model_reader(self, reader: audio.AudioReader) -> audio.AudioReader:
         return apply.model_reader(reader, sample_rate=self.sample_rate, num_channels=self.config.num_channels)

@@ -4,13 +4,13 @@
 block, the same number of samples of every stem, delayed by exactly :attr:`latency_samples`: the
 chunk length of the separator. Inside it is the separator's own chunking: chunks of
 ``chunk_samples`` every ``chunk_samples - overlap_samples`` samples, separated by the separator's
-chunk function (:func:`stemtf.apply.separate_chunk_numpy`, Keras or LiteRT masks) and cross-faded
-with :func:`stemtf.apply.crossfade_ramp` — so the streamed stems equal ``Separator.separate``'s with
+chunk function (:func:`stemtf.dsp.separate_chunk`, Keras or LiteRT masks) and cross-faded — the
+separator's :class:`stemtf.plans.ChunkPlan` — so the streamed stems equal ``Separator.separate``'s with
 the same chunk plan, and the latency is a chunk because a chunk needs all its samples before it can
 be separated. A shorter chunk (``segment_frames``) means a shorter latency and less context.
 
 Below a chunk — down to a tenth of a second — ``latency=SECONDS`` switches to the sliding plan of
-:mod:`stemtf.sliding`: a continuous STFT whose newest frames are masked from a short window of
+:class:`stemtf.plans.SlidingPlan`: a continuous STFT whose newest frames are masked from a short window of
 frames around them, as soon as the window is complete; the stream then equals
 :func:`stemtf.sliding.separate_sliding` with the same plan. The README has the measured trade-off.
 
@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from stemtf import apply, audio, sliding
+from stemtf import apply, audio, plans, sliding
 from stemtf.errors import AudioError
 
 
@@ -39,51 +39,6 @@ def _resampler_lag(rate_in: int, rate_out: int, channels: int) -> int:
     while not len(stream.resample_chunk(silence)):
         fed += 64
     return fed + 64
-
-
-class _ChunkPlan:
-    """The separator's own chunk plan, fed block by block: stems become final a chunk after their input."""
-
-    def __init__(self, separator) -> None:
-        self._separate = separator._separate_chunk
-        self._length, self._overlap = separator.chunk_samples, separator.overlap_samples
-        self._stride = self._length - self._overlap
-        self._ramp = apply.crossfade_ramp(self._overlap)[:, None]
-        self._pending = np.zeros((0, separator.config.num_channels), np.float32)  # input not yet in a finished chunk
-        self._carry = None  # the faded tail of the last chunk, added to the next one's head
-        self._tail = None  # the same tail unfaded: the output if the stream ends inside it
-        self._none = np.zeros((len(separator.stems), 0, separator.config.num_channels), np.float32)
-        self.latency_samples = self._length
-
-    def _run_chunk(self, chunk: np.ndarray, *, last: bool) -> np.ndarray:
-        stems = self._separate(chunk)
-        if self._carry is not None:
-            stems[:, : self._overlap] *= self._ramp
-            stems[:, : self._overlap] += self._carry
-        if not last:
-            self._tail = stems[:, self._stride :].copy()
-            stems[:, self._stride :] *= 1.0 - self._ramp
-            self._carry = stems[:, self._stride :]
-        return stems
-
-    def feed(self, block: np.ndarray) -> np.ndarray:
-        """Model-format input -> the stems that became final (a stride per finished chunk)."""
-        self._pending = np.concatenate([self._pending, block])
-        done = [self._none]
-        while self._pending.shape[0] >= self._length:
-            done.append(self._run_chunk(self._pending[: self._length], last=False)[:, : self._stride])
-            self._pending = self._pending[self._stride :]
-        return np.concatenate(done, axis=1)
-
-    def finish(self) -> np.ndarray:
-        """End of input: the rest of the stems."""
-        pending, self._pending = self._pending, self._pending[:0]
-        remaining = pending.shape[0]
-        if self._tail is not None and remaining <= self._overlap:
-            return self._tail[:, :remaining]  # the last chunk already reached the end: its tail stands unfaded, as in Separator
-        if not remaining:
-            return self._none
-        return self._run_chunk(np.pad(pending, ((0, self._length - remaining), (0, 0))), last=True)[:, :remaining]
 
 
 class StreamingSeparator:
@@ -120,20 +75,17 @@ class StreamingSeparator:
         self._model_channels = separator.config.num_channels
         if latency is None:
             self.plan = "chunk"
-            self._core = _ChunkPlan(separator)
+            core = separator.chunk_plan()
         else:
             self.plan = "sliding"
             window, step, lookahead = sliding.plan_for_latency(latency, separator.config)
             self.window_frames, self.step_frames, self.lookahead_frames = window, step, lookahead
-            self._core = sliding.SlidingSeparation(
-                separator.masks_for(window), separator.config, window_frames=window, step_frames=step,
-                lookahead_frames=lookahead,
-            )
+            core = sliding.SlidingSeparation(separator.masks_for(window), separator.config, window_frames=window,
+                                             step_frames=step, lookahead_frames=lookahead)
         num_stems = len(self.stems)
-        model_latency = self._core.latency_samples
         # Finished output at the model's rate, starting with the latency's silence.
-        self._ready = [np.zeros((num_stems, model_latency, self._model_channels), np.float32)]
-        self._ready_samples = model_latency
+        self._delayed = plans.Delayed(core, num_stems=num_stems, num_channels=self._model_channels)
+        model_latency = self._delayed.latency_samples
         self._finished = False
         self._resample_in = self._resample_out = None
         self.latency_samples: float = model_latency
@@ -152,25 +104,6 @@ class StreamingSeparator:
             self._output = np.zeros((num_stems, prefill, self._model_channels), np.float32)
             self.latency_samples = model_latency * rate / model_rate + prefill
         self.latency = self.latency_samples / self.sample_rate
-
-    def _emit(self, stems: np.ndarray) -> None:
-        self._ready.append(stems)
-        self._ready_samples += stems.shape[1]
-
-    def _take_model(self, num_samples: int) -> np.ndarray:
-        ready = np.concatenate(self._ready, axis=1) if len(self._ready) > 1 else self._ready[0]
-        out, rest = ready[:, :num_samples], ready[:, num_samples:]
-        self._ready, self._ready_samples = [rest], rest.shape[1]
-        return out
-
-    def _feed(self, model_block: np.ndarray) -> np.ndarray:
-        """Model-rate input -> the same number of model-rate stem samples, ``latency_samples`` late."""
-        self._emit(self._core.feed(model_block))
-        return self._take_model(model_block.shape[0])
-
-    def _finish(self) -> np.ndarray:
-        self._emit(self._core.finish())
-        return self._take_model(self._ready_samples)
 
     def _to_stream(self, stems: np.ndarray, *, last: bool = False) -> None:
         """Model-rate stems -> the output buffer at the stream's rate."""
@@ -212,7 +145,7 @@ class StreamingSeparator:
         model_block = audio.convert_channels(block.astype(np.float32), self._model_channels)
         if self._resample_in is not None:
             model_block = self._resample_in.resample_chunk(model_block)
-        self._to_stream(self._feed(model_block))
+        self._to_stream(self._delayed.process(model_block))
         if self._output.shape[1] < block.shape[0]:  # never: the silence up front covers the resamplers' delay
             raise RuntimeError("The resampling buffer ran dry; please report this with the stream's rate.")
         return self._pop(block.shape[0])
@@ -223,6 +156,6 @@ class StreamingSeparator:
             raise AudioError("This stream was flushed already.")
         self._finished = True
         if self._resample_in is not None:
-            self._to_stream(self._feed(self._resample_in.resample_chunk(np.zeros((0, self._model_channels), np.float32), last=True)))
-        self._to_stream(self._finish(), last=True)
+            self._to_stream(self._delayed.process(self._resample_in.resample_chunk(np.zeros((0, self._model_channels), np.float32), last=True)))
+        self._to_stream(self._delayed.flush(), last=True)
         return self._pop(None)
