@@ -193,6 +193,8 @@ def test_separate_endpoint_takes_groups(server):
         assert status == 200 and sorted(bundle.namelist()) == ["rest.wav", "vocals.wav"]
     status, _, answer = request(f"{server}/v1/separate?group=x=vocals,bass", body=wav_bytes(mixture), content_type="audio/wav")
     assert status == 400 and "'bass' is not a stem of this model" in json.loads(answer)["error"]
+    status, _, answer = request(f"{server}/v1/separate?group=a%00b=vocals,drums", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 400 and "cannot be in a file name" in json.loads(answer)["error"]
 
 
 def test_page_job_with_two_stems(jobs, tmp_path):

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import pathlib
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from stemtf.errors import DependencyError, OptionError
 from stemtf.serve.bodies import MIN_BODY_RATE, BodyClock, close_after
 from stemtf.serve.guard import OriginGuard
 from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.names import content_disposition, download_stem, group_name_problem
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import ServedModel
 from stemtf.serve.zipping import iter_zip
@@ -172,12 +172,13 @@ def create_app(
             options.check_groups(groups, model.stems)
         except OptionError as error:
             raise RequestError(str(error)) from None
+        if (problem := group_name_problem(groups)) is not None:
+            raise RequestError(problem)
         if not data:
             raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
         files = await run_in_threadpool(lambda: separate_upload(data, filename, model, groups=groups))
-        track = re.sub(r"[^A-Za-z0-9_.-]", "_", pathlib.Path(filename).stem or "track")
         return StreamingResponse(iter_zip(files), media_type="application/zip",
-                                 headers={"Content-Disposition": f'attachment; filename="{track}_stems.zip"'})
+                                 headers={"Content-Disposition": content_disposition(f"{download_stem(filename)}_stems.zip")})
 
     if jobs is not None:
         from stemtf.serve.web import add_job_routes

@@ -14,13 +14,12 @@ upload that stalls is a 408 ``timeout`` and its connection is closed.
 
 import importlib.resources
 import os
-import pathlib
-import re
 import shutil
 from typing import Any
 
 from stemtf.serve.bodies import BodyClock, close_after
 from stemtf.serve.jobs import JobError, JobManager
+from stemtf.serve.names import content_disposition, download_stem, group_name_problem
 from stemtf.serve.zipping import iter_zip
 
 # The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
@@ -146,22 +145,21 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
     async def job_stem(job_id: str, stem_file: str):
         stem, _, fmt = stem_file.rpartition(".")
         path = await run_in_threadpool(jobs.stem_file, job_id, stem, fmt)
-        track = _download_name(jobs.status(job_id)["filename"])
+        track = download_stem(jobs.status(job_id)["filename"])
         media = "audio/wav" if fmt == "wav" else "audio/mpeg"
         try:
             handle = open(path, "rb")  # opened now: expiry may delete the file while it streams
         except FileNotFoundError:
             raise JobError("This job's results have expired; separate the file again.", 404, "not_found") from None
         size = os.fstat(handle.fileno()).st_size
-        headers = {"Content-Disposition": f'attachment; filename="{track}_{stem}.{fmt}"', "Content-Length": str(size)}
+        headers = {"Content-Disposition": content_disposition(f"{track}_{stem}.{fmt}"), "Content-Length": str(size)}
         return StreamingResponse(_iter_file(handle), media_type=media, headers=headers)
 
     @app.get("/v1/jobs/{job_id}/stems.zip")
     async def job_zip(job_id: str):
         track, files = jobs.open_stems(job_id)
-        name = _download_name(track)
         return StreamingResponse(iter_zip(files), media_type="application/zip",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}_stems.zip"'})
+                                 headers={"Content-Disposition": content_disposition(f"{download_stem(track)}_stems.zip")})
 
 
 def form_groups(values: list, two_stems: Any) -> dict[str, list[str]] | None:
@@ -172,9 +170,13 @@ def form_groups(values: list, two_stems: Any) -> dict[str, list[str]] | None:
     if any(not isinstance(value, str) for value in values) or (two_stems is not None and not isinstance(two_stems, str)):
         raise JobError("The fields 'group' and 'two_stems' must be text, e.g. group=accompaniment=drums,bass,other.", 400, "bad_groups")
     try:
-        return options.parse_groups([value for value in values if value], two_stems=two_stems or None)
+        groups = options.parse_groups([value for value in values if value], two_stems=two_stems or None)
     except OptionError as error:
         raise JobError(str(error).replace("`group` ", "").replace("`two_stems` ", ""), 400, "bad_groups") from None
+    problem = group_name_problem(groups)
+    if problem is not None:
+        raise JobError(problem, 400, "bad_groups")
+    return groups
 
 
 def _iter_file(handle, block_size: int = 1 << 20):
@@ -183,9 +185,3 @@ def _iter_file(handle, block_size: int = 1 << 20):
             yield block
     finally:
         handle.close()
-
-
-def _download_name(filename: str) -> str:
-    """A safe ASCII download name from the uploaded file's name (without its suffix)."""
-    stem = pathlib.PurePath(filename).stem if filename not in ("", ".", "..") else ""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).strip("._")[:100] or "track"

@@ -27,6 +27,7 @@ from stemtf.serve.jobs.limits import (
 )
 from stemtf.serve.jobs.record import JOB_ID, Cancelled, Job, JobError, describe, display_name, retry_after, songs
 from stemtf.serve.jobs.runner import offered_model, separate_job
+from stemtf.serve.names import group_name_problem
 
 MP3_BITRATE = 192
 
@@ -168,6 +169,8 @@ class JobManager:
                 plan = options.check_groups(groups, entry.stems)
             except OptionError as error:
                 raise JobError(error.for_cli().replace("--group ", "").replace("--two-stems ", ""), 400, "bad_groups") from None
+            if (problem := group_name_problem(groups)) is not None:
+                raise JobError(problem, 400, "bad_groups")
             stems = tuple(name for name, _ in plan) if plan else entry.stems
             duration, sample_rate, num_channels = probe_upload(upload, display_name(filename), max_duration=self.max_duration)
             check_stem_bytes(duration, sample_rate, num_channels, num_stems=len(stems), max_duration=self.max_duration,
