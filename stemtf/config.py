@@ -18,10 +18,15 @@ from typing import Any
 
 from stemtf.errors import ConfigError, ModelError
 
-MASK_EXTENSIONS = ("average", "edge")
+MASK_EXTENSIONS = ("average", "edge", "zeros")
+UNET_VARIANTS = ("stemtf", "spleeter")
+ACTIVATIONS = ("leaky_relu", "relu", "elu")
+TRUNK_LAYOUTS = ("shared", "per_stem")
+MASK_FORMULAS = ("ratio", "spleeter", "spleeter_softmax")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 MODELS_ENV = "STEMTF_MODELS"
+CACHE_ENV = "STEMTF_CACHE"
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 
 
@@ -47,6 +52,13 @@ class UNetConfig:
         num_dropout_layers: How many decoder levels (from the deepest) get dropout.
         leaky_relu_slope: Negative slope of the encoder's leaky ReLU.
         head_filters: Feature maps the trunk hands to every stem's mask head.
+        variant: Layer order of every level. ``stemtf``: encoder conv -> batch norm -> activation,
+            skips taken after the activation, decoder ``[upsampled, skip]``. ``spleeter`` (Spleeter
+            2.4.2's ``apply_unet``, for imported checkpoints): skips and the decoder's input taken from
+            the convolutions before batch norm (the deepest level's batch norm and activation are
+            unused), decoder ``[skip, upsampled]``.
+        encoder_activation: ``leaky_relu`` (slope ``leaky_relu_slope``), ``relu`` or ``elu``.
+        decoder_activation: ``relu``, ``leaky_relu`` or ``elu``.
     """
 
     filters: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
@@ -55,6 +67,9 @@ class UNetConfig:
     num_dropout_layers: int = 3
     leaky_relu_slope: float = 0.2
     head_filters: int = 8
+    variant: str = "stemtf"
+    encoder_activation: str = "leaky_relu"
+    decoder_activation: str = "relu"
 
     def __post_init__(self) -> None:
         if not self.filters or any(f < 1 for f in self.filters):
@@ -70,6 +85,11 @@ class UNetConfig:
             )
         if self.head_filters < 1:
             raise ConfigError(f"`unet.head_filters` must be >= 1. Received {self.head_filters}.")
+        if self.variant not in UNET_VARIANTS:
+            raise ConfigError(f"`unet.variant` must be one of {list(UNET_VARIANTS)}. Received {self.variant!r}.")
+        for key in ("encoder_activation", "decoder_activation"):
+            if getattr(self, key) not in ACTIVATIONS:
+                raise ConfigError(f"`unet.{key}` must be one of {list(ACTIVATIONS)}. Received {getattr(self, key)!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +105,9 @@ class ModelConfig:
         hop_length: STFT hop in samples.
         max_bins: Lowest frequency bins the network sees; the masks above are extended.
         mask_extension: How masks are extended above ``max_bins``: ``average`` (per frame, the mean
-            of the top ``extension_bins`` predicted bins) or ``edge`` (the highest predicted bin).
+            of the top ``extension_bins`` predicted bins), ``edge`` (the highest predicted bin) or
+            ``zeros`` (Spleeter's default: nothing above ``max_bins``, so the stems no longer sum to
+            the mixture there).
         extension_bins: Bins averaged by the ``average`` extension.
         segment_frames: STFT frames per inference chunk (512 frames ~ 11.8 s at 44.1 kHz).
         mask_exponent: Inference calibration of the ratio masks: each stem's mask ``m`` becomes
@@ -95,6 +117,15 @@ class ModelConfig:
             float when all stems share it. Training always uses 1; the shipped models' values are
             chosen on the validation collection.
         unet: The trunk's geometry.
+        trunk: ``shared`` (one U-Net, one mask head per stem: stemtf's own models) or ``per_stem``
+            (one U-Net and head per stem: Spleeter's layout).
+        masks: ``ratio`` (sigmoid masks ``m`` -> ``m / sum(m)``) or ``spleeter`` (Spleeter's formula
+            on the masked magnitudes ``y = m * |X|``: ``(y ** p + eps / n) / (sum(y ** p) + eps)``,
+            ``p = separation_exponent``, ``eps = 1e-10``) or ``spleeter_softmax`` (the same on
+            ``m = softmax`` over stems of linear heads: Spleeter's 5stems ``softmax_unet``); all
+            sum to one over stems.
+        separation_exponent: ``p`` of the ``spleeter`` masks (Spleeter's released models: 2).
+            With ``mask_exponent`` ``a`` the inference uses ``p * a``.
     """
 
     name: str = "custom"
@@ -109,6 +140,9 @@ class ModelConfig:
     segment_frames: int = 512
     mask_exponent: float | tuple[float, ...] = 1.0
     unet: UNetConfig = dataclasses.field(default_factory=UNetConfig)
+    trunk: str = "shared"
+    masks: str = "ratio"
+    separation_exponent: float = 2.0
 
     def __post_init__(self) -> None:
         if len(self.stems) < 2:
@@ -141,6 +175,12 @@ class ModelConfig:
         if not 0 < self.extension_bins <= self.max_bins:
             raise ConfigError(f"`extension_bins` must be in [1, max_bins={self.max_bins}]. Received {self.extension_bins}.")
         object.__setattr__(self, "mask_exponent", _per_stem_exponents(self.mask_exponent, self.stems))
+        if self.trunk not in TRUNK_LAYOUTS:
+            raise ConfigError(f"`trunk` must be one of {list(TRUNK_LAYOUTS)}. Received {self.trunk!r}.")
+        if self.masks not in MASK_FORMULAS:
+            raise ConfigError(f"`masks` must be one of {list(MASK_FORMULAS)}. Received {self.masks!r}.")
+        if not 0.1 <= self.separation_exponent <= 8:  # also rejects NaN
+            raise ConfigError(f"`separation_exponent` must be between 0.1 and 8. Received {self.separation_exponent!r}.")
         if self.segment_frames % stride or self.segment_frames < self.min_segment_frames:
             raise ConfigError(
                 f"`segment_frames` must be a multiple of {stride} and at least {self.min_segment_frames}. "
@@ -328,10 +368,21 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
 # Model directories: found by path or by name, without building anything.
 
 
+def user_model_store() -> pathlib.Path:
+    """Where ``stemtf import`` puts models: ``models/`` in the user cache (``$STEMTF_CACHE``, else
+    ``$XDG_CACHE_HOME/stemtf``, else ``~/.cache/stemtf``: the LiteRT cache's folder)."""
+    if os.environ.get(CACHE_ENV):
+        root = pathlib.Path(os.environ[CACHE_ENV])
+    else:
+        root = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "stemtf"
+    return root / "models"
+
+
 def model_search_path() -> list[pathlib.Path]:
-    """Folders searched for a model given by name: ``$STEMTF_MODELS`` (``os.pathsep``-separated), then the shipped ones."""
+    """Folders searched for a model given by name: ``$STEMTF_MODELS`` (``os.pathsep``-separated), the
+    shipped ones, then the user's imported models (:func:`user_model_store`: a shipped name wins)."""
     extra = [pathlib.Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
-    return extra + [SHIPPED_MODELS]
+    return extra + [SHIPPED_MODELS, user_model_store()]
 
 
 def available_models() -> dict[str, pathlib.Path]:

@@ -53,8 +53,80 @@ class RatioMasks(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon, "exponent": self.exponent}
 
 
+class SpleeterMasks(keras.layers.Layer):
+    """Spleeter's ratio masks: the sigmoid masks scale the mixture magnitude, then a power ratio.
+
+    With ``y_i = m_i * |X|`` (Spleeter's network output, "the estimated spectrogram"), stem ``i``'s
+    mask is ``(y_i ** p + eps / n) / (sum_j y_j ** p + eps)``: ``spleeter.model.EstimatorSpecBuilder``
+    ``._build_masks`` with ``p = separation_exponent``. They sum to one over the ``n`` stems.
+
+    Called on ``[magnitude, mask_1, ..., mask_n]``. With ``softmax=True`` the inputs are logits and
+    ``m`` is their softmax over stems (Spleeter's ``softmax_unet``, its 5stems model).
+
+    Args:
+        separation_exponent: ``p``.
+        epsilon: ``eps`` (Spleeter: 1e-10).
+        exponent: The config's ``mask_exponent`` (one number or one per stem): at inference ``p``
+            becomes ``p * exponent``, the same calibration :class:`RatioMasks` applies; 1 in training.
+    """
+
+    def __init__(
+        self,
+        separation_exponent: float = 2.0,
+        epsilon: float = 1e-10,
+        exponent: float | Sequence[float] = 1.0,
+        softmax: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.softmax = bool(softmax)
+        self.separation_exponent = float(separation_exponent)
+        self.epsilon = epsilon
+        self.exponent = [float(a) for a in exponent] if isinstance(exponent, (list, tuple)) else float(exponent)
+
+    def call(self, inputs: list, training: bool | None = None) -> list:
+        magnitude, masks = inputs[0], inputs[1:]
+        exponents = self.exponent if isinstance(self.exponent, list) else [self.exponent] * len(masks)
+        if len(exponents) != len(masks):
+            raise ValueError(f"SpleeterMasks has {len(exponents)} exponents for {len(masks)} masks.")
+        if self.softmax:
+            masks = keras.ops.unstack(keras.ops.softmax(keras.ops.stack(masks, axis=-1), axis=-1), axis=-1)
+        powered = []
+        for mask, a in zip(masks, exponents):
+            power = self.separation_exponent * (1.0 if training else a)
+            estimate = mask * magnitude
+            # y ** 2 as y * y (exact, and no POW op for LiteRT); otherwise exp(p log y), 0 where y is 0
+            if power == 2.0:
+                powered.append(estimate * estimate)
+            elif power == 1.0:
+                powered.append(estimate)
+            else:
+                safe = keras.ops.maximum(estimate, 1e-30)
+                powered.append(keras.ops.where(estimate > 0, keras.ops.exp(power * keras.ops.log(safe)), 0.0))
+        total = keras.ops.sum(keras.ops.stack(powered, axis=0), axis=0) + self.epsilon
+        share = self.epsilon / len(masks)
+        return [(y + share) / total for y in powered]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "separation_exponent": self.separation_exponent,
+            "epsilon": self.epsilon,
+            "exponent": self.exponent,
+            "softmax": self.softmax,
+        }
+
+
+SPLEETER_EPSILON = 1e-10
+
+
 def build_model(config: config_lib.ModelConfig) -> keras.Model:
     """Build the spectrogram -> masks network described by ``config``.
+
+    ``trunk="shared"``: one U-Net (the nested model ``unet``) and one mask head per stem;
+    ``trunk="per_stem"``: one U-Net per stem (``unet_STEM``), Spleeter's layout. The heads
+    (``head_STEM``) are dilated 4x4 sigmoid convolutions, and ``ratio_masks`` turns them into masks
+    that sum to one: :class:`RatioMasks` or :class:`SpleeterMasks` (``masks="spleeter"``).
 
     Returns:
         A functional model from float32 ``(batch, num_frames, max_bins, num_channels)`` mixture
@@ -62,7 +134,7 @@ def build_model(config: config_lib.ModelConfig) -> keras.Model:
         to one over stems. ``num_frames`` must be a multiple of ``2 ** len(unet.filters)``.
     """
     unet = config.unet
-    trunk = build_unet(
+    trunk_arguments = dict(
         num_bins=config.max_bins,
         num_channels=config.num_channels,
         filters=unet.filters,
@@ -71,16 +143,31 @@ def build_model(config: config_lib.ModelConfig) -> keras.Model:
         num_dropout_layers=unet.num_dropout_layers,
         leaky_relu_slope=unet.leaky_relu_slope,
         output_filters=unet.head_filters,
+        variant=unet.variant,
+        encoder_activation=unet.encoder_activation,
+        decoder_activation=unet.decoder_activation,
     )
     inputs = keras.Input(shape=(None, config.max_bins, config.num_channels), name="magnitude")
-    features = trunk(inputs)
+    if config.trunk == "shared":
+        shared = build_unet(**trunk_arguments)(inputs)
+        features = [shared] * len(config.stems)
+    else:  # one trunk per stem (no seeded initializers: every trunk starts from different weights)
+        features = [build_unet(**trunk_arguments, name=f"unet_{stem}")(inputs) for stem in config.stems]
+    activation = None if config.masks == "spleeter_softmax" else "sigmoid"  # softmax over stems comes later
     heads = [
         keras.layers.Conv2D(
-            config.num_channels, 4, dilation_rate=2, padding="same", activation="sigmoid", name=f"head_{stem}"
-        )(features)
-        for stem in config.stems
+            config.num_channels, 4, dilation_rate=2, padding="same", activation=activation, name=f"head_{stem}"
+        )(stem_features)
+        for stem, stem_features in zip(config.stems, features)
     ]
-    masks = RatioMasks(exponent=list(config.stem_mask_exponents), name="ratio_masks")(heads)
+    exponents = list(config.stem_mask_exponents)
+    if config.masks in ("spleeter", "spleeter_softmax"):
+        masks = SpleeterMasks(
+            separation_exponent=config.separation_exponent, epsilon=SPLEETER_EPSILON, exponent=exponents,
+            softmax=config.masks == "spleeter_softmax", name="ratio_masks",
+        )([inputs, *heads])
+    else:
+        masks = RatioMasks(exponent=exponents, name="ratio_masks")(heads)
     outputs = {
         stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)
     }

@@ -53,7 +53,7 @@ def test_unknown_nested_key_is_named():
         ({"hop_length": 3000}, "hop_length"),
         ({"max_bins": 1000}, "multiple of 64"),
         ({"max_bins": 4096}, "at most"),
-        ({"mask_extension": "zeros"}, "mask_extension"),
+        ({"mask_extension": "mirror"}, "mask_extension"),
         ({"segment_frames": 100}, "segment_frames"),
         ({"sample_rate": "44100"}, "must be int"),
         ({"stems": "vocals"}, "list of str"),
@@ -87,3 +87,19 @@ def test_model_lookup_by_name_and_path(tmp_path, monkeypatch):
         config.resolve_model_dir("nope")
     with pytest.raises(ModelError, match="has no config.json"):
         config.resolve_model_dir(tmp_path)
+
+
+def test_user_model_store_follows_the_cache_and_is_searched_after_the_shipped_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMTF_CACHE", str(tmp_path / "cache"))
+    assert config.user_model_store() == tmp_path / "cache" / "models"
+    monkeypatch.delenv("STEMTF_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    store = config.user_model_store()
+    assert store == tmp_path / "xdg" / "stemtf" / "models"
+    assert config.model_search_path()[-2:] == [config.SHIPPED_MODELS, store]
+    (store / "imported").mkdir(parents=True)
+    (store / "imported" / "config.json").write_text('{"name": "imported", "stems": ["a", "b"]}')
+    assert config.resolve_model_dir("imported") == store / "imported"
+    (store / "4stems").mkdir()
+    (store / "4stems" / "config.json").write_text('{"name": "4stems", "stems": ["a", "b"]}')
+    assert config.resolve_model_dir("4stems").parent == config.SHIPPED_MODELS  # a shipped name wins

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from stemtf.config import ModelConfig
-from stemtf.model import RatioMasks
+from stemtf.model import RatioMasks, SpleeterMasks
 
 STRIDE = 2
 
@@ -106,11 +106,53 @@ def inference_model(model: keras.Model, config: ModelConfig) -> keras.Model:
     """The masks network of ``model`` rewritten for inference (see the module docstring); same inputs and outputs.
 
     Layers other than the decoder's transposed convolutions and the heads are the model's own
-    (shared, not copied); dropout is dropped (inference only).
+    (shared, not copied); dropout is dropped (inference only). A ``per_stem`` model (Spleeter's
+    layout) gets every trunk rewritten; its heads read different features, so they stay apart.
     """
-    trunk = model.get_layer("unet")
     inputs = keras.Input(shape=(None, config.max_bins, config.num_channels), name="magnitude")
-    tensors = {id(trunk.input): inputs}  # the trunk's graph, re-run layer by layer
+    if config.trunk == "shared":
+        shared = _rewritten_trunk(model.get_layer("unet"), inputs)
+        features = [shared] * len(config.stems)
+    else:  # each trunk its own nested model: the trunks' layers share names
+        features = []
+        for stem in config.stems:
+            trunk = model.get_layer(f"unet_{stem}")
+            trunk_inputs = keras.Input(shape=(None, config.max_bins, config.num_channels), name=f"{trunk.name}_magnitude")
+            rewritten = keras.Model(trunk_inputs, _rewritten_trunk(trunk, trunk_inputs), name=f"{trunk.name}_inference")
+            features.append(rewritten(inputs))
+    heads = [model.get_layer(f"head_{stem}") for stem in config.stems]
+    first = heads[0]
+    shared_keys = ("kernel_size", "strides", "dilation_rate", "padding", "activation", "use_bias")
+    same_input = config.trunk == "shared"
+    if same_input and all(getattr(head, key) == getattr(first, key) for head in heads for key in shared_keys) and first.use_bias:
+        merged = keras.layers.Conv2D(
+            sum(head.filters for head in heads), first.kernel_size, strides=first.strides,
+            dilation_rate=first.dilation_rate, padding=first.padding, activation=first.activation, name="heads",
+        )
+        stacked = merged(features[0])
+        merged.set_weights([
+            np.concatenate([head.get_weights()[0] for head in heads], axis=-1),
+            np.concatenate([head.get_weights()[1] for head in heads]),
+        ])
+        bounds = np.cumsum([0] + [head.filters for head in heads])
+        masks = [stacked[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    else:  # heads of different shapes or inputs: each keeps its own convolution
+        masks = [head(stem_features) for head, stem_features in zip(heads, features)]
+    ratio = model.get_layer("ratio_masks")
+    if isinstance(ratio, SpleeterMasks):
+        masks = SpleeterMasks(
+            separation_exponent=ratio.separation_exponent, epsilon=ratio.epsilon, exponent=ratio.exponent,
+            softmax=ratio.softmax, name="ratio_masks",
+        )([inputs, *masks])
+    else:
+        masks = RatioMasks(epsilon=ratio.epsilon, exponent=ratio.exponent, name="ratio_masks")(masks)
+    outputs = {stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)}
+    return keras.Model(inputs, outputs, name=f"{config.name}_inference")
+
+
+def _rewritten_trunk(trunk: keras.Model, inputs):
+    """``trunk``'s graph re-run layer by layer on ``inputs``: no dropout, transposed convolutions in sub-pixel form."""
+    tensors = {id(trunk.input): inputs}
     for layer in trunk.layers[1:]:
         arguments = [tensors[id(tensor)] for tensor in _inputs_of(layer)]
         if isinstance(layer, keras.layers.Dropout):
@@ -120,28 +162,7 @@ def inference_model(model: keras.Model, config: ModelConfig) -> keras.Model:
         else:
             output = layer(arguments if len(arguments) > 1 else arguments[0])
         tensors[id(layer.output)] = output
-    features = tensors[id(trunk.output)]
-    heads = [model.get_layer(f"head_{stem}") for stem in config.stems]
-    first = heads[0]
-    shared = ("kernel_size", "strides", "dilation_rate", "padding", "activation", "use_bias")
-    if all(getattr(head, key) == getattr(first, key) for head in heads for key in shared) and first.use_bias:
-        merged = keras.layers.Conv2D(
-            sum(head.filters for head in heads), first.kernel_size, strides=first.strides,
-            dilation_rate=first.dilation_rate, padding=first.padding, activation=first.activation, name="heads",
-        )
-        stacked = merged(features)
-        merged.set_weights([
-            np.concatenate([head.get_weights()[0] for head in heads], axis=-1),
-            np.concatenate([head.get_weights()[1] for head in heads]),
-        ])
-        bounds = np.cumsum([0] + [head.filters for head in heads])
-        masks = [stacked[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    else:  # heads of different shapes: each keeps its own convolution
-        masks = [head(features) for head in heads]
-    ratio = model.get_layer("ratio_masks")
-    masks = RatioMasks(epsilon=ratio.epsilon, exponent=ratio.exponent, name="ratio_masks")(masks)
-    outputs = {stem: keras.layers.Identity(name=stem)(mask) for stem, mask in zip(config.stems, masks)}
-    return keras.Model(inputs, outputs, name=f"{config.name}_inference")
+    return tensors[id(trunk.output)]
 
 
 def _inputs_of(layer: keras.layers.Layer) -> list:
