@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import zipfile
@@ -121,7 +122,8 @@ def test_job_lifecycle_gives_the_cli_results(separator, tmp_path):
         for stem in done["stems"]:
             status, headers, wav = request(url + stem["wav"])
             assert status == 200 and headers["content-type"] == "audio/wav"
-            assert headers["content-disposition"] == f'attachment; filename="My_Song_{stem["name"]}.wav"'
+            assert headers["content-disposition"] == (f'attachment; filename="My_Song_{stem["name"]}.wav"; '
+                                                      f"filename*=UTF-8''My%20Song_{stem['name']}.wav")
             assert wav == expected[stem["name"]].read_bytes()
         status, headers, mp3 = request(url + done["stems"][0]["mp3"])
         assert status == 200 and headers["content-type"] == "audio/mpeg"
@@ -130,7 +132,7 @@ def test_job_lifecycle_gives_the_cli_results(separator, tmp_path):
 
         status, headers, zipped = request(url + done["zip"])
         assert status == 200 and headers["content-type"] == "application/zip"
-        assert headers["content-disposition"] == 'attachment; filename="My_Song_stems.zip"'
+        assert headers["content-disposition"] == "attachment; filename=\"My_Song_stems.zip\"; filename*=UTF-8''My%20Song_stems.zip"
         assert "content-length" not in {key.lower() for key in headers}  # streamed
         with zipfile.ZipFile(io.BytesIO(zipped)) as bundle:
             assert bundle.namelist() == [f"{stem}.wav" for stem in separator.stems]
@@ -310,14 +312,17 @@ def test_path_tricks_in_file_names_never_reach_the_file_system(separator, tmp_pa
     data = audio_bytes(music_like(5000))
     with running_server({"tiny": separator}, cache) as (url, _):
         names = {"../../../evil.wav": "evil", "..\\..\\evil2.wav": "evil2", "/etc/passwd": "passwd",
-                 'quote".wav': "quote", ".hidden": "hidden", "a/..": "upload"}
+                 'quote".wav': 'quote"', ".hidden": "hidden", "a/..": "upload"}
         for filename, download in names.items():
             status, _, created = submit(url, data, filename=filename)
             assert status == 202, (filename, created)
             done = wait_until(url, created["id"])
             assert done["status"] == "done", done
             _, headers, _ = request(url + done["zip"])
-            assert headers["content-disposition"] == f'attachment; filename="{download}_stems.zip"', filename
+            header = headers["content-disposition"]
+            header.encode("ascii")
+            given = header.split("filename*=UTF-8''")[1] if "filename*" in header else header.split('filename="')[1][:-1]
+            assert urllib.parse.unquote(given) == f"{download}_stems.zip", (filename, header)
             assert "/" not in done["filename"] and "\\" not in done["filename"]
     assert not (tmp_path / "evil.wav").exists() and not (cache / "evil.wav").exists()
     for entry in (cache / "jobs").iterdir():

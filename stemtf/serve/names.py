@@ -39,7 +39,7 @@ def download_stem(filename: str) -> str:
     """The name of an uploaded file without its folders and suffix, as downloads are named after it."""
     name = pathlib.PurePath(filename.replace("\\", "/")).name if filename not in ("", ".", "..") else ""
     stem = pathlib.PurePath(name).stem if name else ""
-    return "".join(ch for ch in stem if ch.isprintable())[:100] or "track"
+    return "".join(ch for ch in stem if ch.isprintable()).strip(". ")[:100] or "track"
 
 
 def content_disposition(filename: str) -> str:
