@@ -121,7 +121,11 @@ def import_spleeter(
         scratch = pathlib.Path(scratch)
         if download:
             archive = fetch_release(spleeter.RELEASES[release].archive, on_status=status)
-            checkpoint = extract_archive(archive, scratch / "checkpoint")
+            try:
+                checkpoint = extract_archive(archive, scratch / "checkpoint")
+            except ModelError:
+                archive.unlink(missing_ok=True)  # verified yet unusable: fetch it again next time
+                raise
             origin = f"`{source}`: {release_url()}/{spleeter.RELEASES[release].archive}.tar.gz (SHA-256 verified)"
         elif pathlib.Path(source).is_file():
             checkpoint = extract_archive(pathlib.Path(source), scratch / "checkpoint")

@@ -297,3 +297,126 @@ def test_corrupt_archive_and_bad_sources_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not user_model_store().exists() or not any(user_model_store().iterdir())
+
+
+# ------------------------------------------------------------------------------------------------
+# spleeter:NAME: the download path, against a real HTTP server on 127.0.0.1
+
+
+class ReleaseServer:
+    """Serves ``{path: bytes}`` like GitHub's release downloads; ``short`` paths send half their body then close."""
+
+    def __init__(self, files: dict[str, bytes], short: tuple[str, ...] = ()) -> None:
+        import http.server
+        import threading
+
+        self.files, self.short, self.requests = files, short, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if self.path in server.short else body)
+                if self.path in server.short:
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/deezer/spleeter/releases/download/v1.4.0"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _release_files(archive: bytes, *, name: str = "2stems", checksum: str | None = None) -> dict[str, bytes]:
+    import hashlib
+
+    prefix = "/deezer/spleeter/releases/download/v1.4.0"
+    digest = checksum or hashlib.sha256(archive).hexdigest()
+    return {f"{prefix}/checksum.json": json.dumps({name: digest, "4stems": "0" * 64}).encode(), f"{prefix}/{name}.tar.gz": archive}
+
+
+def _store_is_clean() -> None:
+    store = user_model_store()
+    left = [p.name for p in store.parent.rglob("*")] if store.parent.exists() else []
+    assert not [name for name in left if name not in ("models", "spleeter")], left
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    servers = []
+
+    def start(files, short=()):
+        server = ReleaseServer(files, short)
+        servers.append(server)
+        monkeypatch.setenv("STEMTF_SPLEETER_URL", server.url)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_download_import_verifies_converts_and_downloads_once(serve, tmp_path, capsys):
+    """Spleeter's real 2stems geometry (19.6 M parameters, random values): the one test at real shapes."""
+    from stemtf.model import load_model
+
+    folder = write_checkpoint(tmp_path / "2stems", spleeter_variables(filters=spleeter.SPLEETER_FILTERS, num_unets=2))
+    archive = _archive(folder, tmp_path / "2stems.tar.gz").read_bytes()
+    server = serve(_release_files(archive))
+    assert main(["import", "spleeter", "spleeter:2stems"]) == 0
+    captured = capsys.readouterr()
+    assert f"downloading {server.url}/2stems.tar.gz" in captured.err
+    model, config = load_model("spleeter-2stems")  # by name, from the user store
+    assert (config.stems, config.max_bins, config.unet.encoder_activation) == (("vocals", "accompaniment"), 1024, "leaky_relu")
+    card = (user_model_store() / "spleeter-2stems" / "README.md").read_text()
+    assert "SHA-256 verified" in card and "MIT" in card
+    # the -16kHz variant uses the same archive: no second download
+    assert main(["import", "spleeter", "spleeter:2stems-16kHz", "-q"]) == 0
+    assert server.requests.count("/deezer/spleeter/releases/download/v1.4.0/2stems.tar.gz") == 1
+    _, wide = load_model("spleeter-2stems-16kHz")
+    assert wide.max_bins == 1536
+
+
+@pytest.mark.parametrize("problem", ["checksum", "interrupted", "refused", "missing", "not-an-archive"])
+def test_download_failures_are_one_line_and_leave_nothing(problem, serve, capsys, monkeypatch):
+    garbage = b"\x1f\x8b\x08" + bytes(range(256)) * 64
+    if problem == "checksum":
+        serve(_release_files(garbage, checksum="ab" * 32))
+        message = "is corrupted (SHA-256"
+    elif problem == "interrupted":
+        files = _release_files(garbage)
+        serve(files, short=(next(path for path in files if path.endswith(".tar.gz")),))
+        message = "was interrupted"
+    elif problem == "refused":
+        import socket
+
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        monkeypatch.setenv("STEMTF_SPLEETER_URL", f"http://127.0.0.1:{port}/releases")
+        message = "Cannot reach http://127.0.0.1"
+    elif problem == "missing":
+        serve({})
+        message = "HTTP 404"
+    else:
+        serve(_release_files(garbage))
+        message = "is not a readable .tar.gz archive"
+    assert main(["import", "spleeter", "spleeter:2stems", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    _store_is_clean()
+    archives = user_model_store().parent / "spleeter"
+    assert not archives.exists() or not any(archives.iterdir())
