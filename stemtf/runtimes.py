@@ -173,15 +173,84 @@ def litert_cache_path(directory: pathlib.Path, config: ModelConfig, *, segment_f
 
 
 @contextlib.contextmanager
-def _lock(path: pathlib.Path):
+def _locked(handle):
+    """An exclusive lock on an open file for the block (two processes converting one model do it once)."""
     import fcntl
 
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _UnwritableCache(ModelError):
+    """The cache folder cannot be created or written (the separator then converts without it)."""
+
+
+def _check_weights(directory: pathlib.Path, config: ModelConfig) -> None:
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise ModelError(
+            f"Model {config.name!r} in {str(directory)!r} has no trained weights ({WEIGHTS_FILE} is missing); "
+            "train it with `stemtf train` or choose another model."
+        )
+
+
+def _complete(path: pathlib.Path) -> bool:
+    """Whether a cached conversion has both its files, neither empty (a damaged one is caught when loaded)."""
+    meta = path.with_name(path.name + ".json")
+    return path.is_file() and meta.is_file() and path.stat().st_size > 0 and meta.stat().st_size > 0
+
+
+def _remove_conversion(path: pathlib.Path) -> None:
+    """Delete a cached conversion and what a killed conversion of it left (its staging folders)."""
+    import shutil
+
+    for leftover in (path, path.with_name(path.name + ".json")):
+        leftover.unlink(missing_ok=True)
+    for staging in path.parent.glob(f".{path.name}.*"):  # export's staging folders: ours, under the lock
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _work_folder(parent: pathlib.Path):
+    """The converter's temporary files (``stemtf-export-*``, TensorFlow's own) in a folder removed on every
+    exit path; one that a killed process left (its id no longer runs) goes at the next conversion."""
+    import shutil
+    import tempfile
+
+    for stale in parent.glob(".work-*"):
+        pid = stale.name.removeprefix(".work-")
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = parent / f".work-{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    saved, tempfile.tempdir = tempfile.tempdir, str(work)
+    try:
+        yield work
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _convert(directory: pathlib.Path, config: ModelConfig, path: pathlib.Path, *, segment_frames: int, precision: str) -> None:
+    from stemtf.export.writers import export_tflite
+    from stemtf.model import load_model
+
+    model, _ = load_model(directory)
+    with _work_folder(path.parent), quiet_native_stderr():
+        export_tflite(model, config, path, kind="masks", quantize=_QUANTIZE[precision], segment_frames=segment_frames,
+                      overwrite=True)
 
 
 def cached_masks_model(
@@ -194,30 +263,76 @@ def cached_masks_model(
 ) -> pathlib.Path:
     """The LiteRT masks model of a model directory: from the cache, or converted once (needs TensorFlow) and cached.
 
+    A conversion that a killed process left half done (no ``.json``, an empty file, staging folders)
+    is converted again.
+
     Raises:
         ModelError: the model cannot be loaded or converted, or the cache folder is not writable.
     """
-    if not (directory / WEIGHTS_FILE).is_file():
-        raise ModelError(
-            f"Model {config.name!r} in {str(directory)!r} has no trained weights ({WEIGHTS_FILE} is missing); "
-            "train it with `stemtf train` or choose another --model."
-        )
+    _check_weights(directory, config)
     path = litert_cache_path(directory, config, segment_frames=segment_frames, precision=precision)
-    if path.is_file():
+    if _complete(path):
         return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a+b")
     except OSError as error:
-        raise ModelError(f"Cannot create the cache folder {str(path.parent)!r}: {error.strerror}; set ${CACHE_ENV}.") from error
-    with _lock(path.with_name(path.name + ".lock")):
-        if path.is_file():  # another process converted it while this one waited
+        raise _UnwritableCache(
+            f"Cannot write to the cache folder {str(path.parent)!r}: {error.strerror}; set ${CACHE_ENV} to a writable folder."
+        ) from error
+    with lock, _locked(lock):
+        if _complete(path):  # another process converted it while this one waited
             return path
+        _remove_conversion(path)
         if on_status is not None:
             on_status(f"converting {config.name!r} to LiteRT ({precision}) once; cached in {path.parent}")
-        from stemtf.export.writers import export_tflite
-        from stemtf.model import load_model
-
-        model, _ = load_model(directory)
-        with quiet_native_stderr():
-            export_tflite(model, config, path, kind="masks", quantize=_QUANTIZE[precision], segment_frames=segment_frames, overwrite=True)
+        _convert(directory, config, path, segment_frames=segment_frames, precision=precision)
     return path
+
+
+def load_masks(directory: pathlib.Path, config: ModelConfig, *, segment_frames: int, precision: str = DEFAULT_PRECISION,
+               num_threads: int | None = None, on_status: Callable[[str], None] | None = None) -> LiteRTMasks:
+    """:class:`LiteRTMasks` of a model directory, through the cache (:func:`cached_masks_model`).
+
+    A cached file that does not load (truncated, empty, garbage, its JSON damaged) is converted
+    again, once. Without a writable cache folder the model is converted into a temporary folder
+    for this process only (and a line says so).
+
+    Raises:
+        ModelError: the model cannot be converted, or its conversion does not load (the message names the file).
+    """
+    try:
+        path = cached_masks_model(directory, config, segment_frames=segment_frames, precision=precision, on_status=on_status)
+    except _UnwritableCache as error:
+        return _uncached_masks(directory, config, segment_frames=segment_frames, precision=precision,
+                               num_threads=num_threads, on_status=on_status, reason=str(error))
+    try:
+        return LiteRTMasks(path, config.stems, num_threads=num_threads)
+    except (ValueError, RuntimeError, ModelError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if on_status is not None:
+        on_status(f"the cached LiteRT model {str(path)!r} does not load ({first}); converting it again")
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock, _locked(lock):
+        _remove_conversion(path)
+    path = cached_masks_model(directory, config, segment_frames=segment_frames, precision=precision, on_status=on_status)
+    try:
+        return LiteRTMasks(path, config.stems, num_threads=num_threads)
+    except (ValueError, RuntimeError, ModelError) as error:
+        raise ModelError(f"The cached LiteRT model {str(path)!r} does not load ({str(error).splitlines()[0]}); "
+                         "delete it and run again, or use the keras runtime.") from error
+
+
+def _uncached_masks(directory: pathlib.Path, config: ModelConfig, *, segment_frames: int, precision: str,
+                    num_threads: int | None, on_status: Callable[[str], None] | None, reason: str) -> LiteRTMasks:
+    import shutil
+    import tempfile
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix="stemtf-litert-"))
+    try:
+        if on_status is not None:
+            on_status(f"{reason.removesuffix('.')}: converting {config.name!r} to LiteRT ({precision}) for this run only")
+        path = work / f"{config.name}-{precision}.tflite"
+        _convert(directory, config, path, segment_frames=segment_frames, precision=precision)
+        return LiteRTMasks(path, config.stems, num_threads=num_threads)  # the interpreter has read the file
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

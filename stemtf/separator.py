@@ -106,8 +106,8 @@ class Separator:
         frames = options.check_segment_frames(kwargs.get("segment_frames"), config)
         if runtimes.resolve_runtime(runtime) == "litert":
             def litert_masks(window: int) -> runtimes.LiteRTMasks:
-                path = runtimes.cached_masks_model(directory, config, segment_frames=window, precision=precision, on_status=on_status)
-                return runtimes.LiteRTMasks(path, config.stems, num_threads=num_threads)
+                return runtimes.load_masks(directory, config, segment_frames=window, precision=precision,
+                                           num_threads=num_threads, on_status=on_status)
 
             if defer_loading:
                 masks = runtimes.DeferredMasks(lambda: litert_masks(frames), runtime="litert")

@@ -189,3 +189,90 @@ def test_litert_matches_keras_with_a_mask_exponent(exponent, tiny_model, tmp_pat
     for stem in config.stems:
         assert snr(keras_stems[stem], litert_stems[stem]) > 60, stem
         assert snr(keras_stems[stem], plain[stem]) < 40, stem  # the exponent changed the stems
+
+
+def _cache_files(root: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in (root / "litert").iterdir() if not p.name.endswith(".lock"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "no-json"])
+def test_a_damaged_cached_conversion_is_converted_again(damage, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))
+    waveform = music_like(SAMPLE_RATE // 2)
+    first = Separator.from_pretrained(tiny_model_dir, runtime="litert")
+    expected = first.separate(waveform, SAMPLE_RATE)
+    path = first.masks.path
+    good = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(good[: len(good) // 3])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"not a flatbuffer at all " * 100)
+    else:
+        path.with_name(path.name + ".json").unlink()
+    lines = []
+    again = Separator.from_pretrained(tiny_model_dir, runtime="litert", on_status=lines.append)
+    assert len(lines) >= 1 and any("converting" in line for line in lines), lines
+    for stem, values in again.separate(waveform, SAMPLE_RATE).items():
+        np.testing.assert_array_equal(values, expected[stem])
+    assert path.read_bytes() == good and _cache_files(tmp_path / "cache") == [path.name, path.name + ".json"]
+
+
+def test_a_damaged_conversion_that_stays_damaged_is_named_in_one_line(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))
+    path = Separator.from_pretrained(tiny_model_dir, runtime="litert").masks.path
+    path.write_bytes(b"garbage" * 50)
+    monkeypatch.setattr(runtimes, "_convert", lambda *args, **kwargs: path.write_bytes(b"garbage" * 50))
+    with pytest.raises(ModelError, match=r"^The cached LiteRT model .* does not load .*; delete it and run again") as error:
+        Separator.from_pretrained(tiny_model_dir, runtime="litert")
+    assert "\n" not in str(error.value) and str(path) in str(error.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_cache_folder_runs_without_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    cache = tmp_path / "cache"
+    (cache / "litert").mkdir(parents=True)
+    (cache / "litert").chmod(0o555)
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(cache))
+    before = set(pathlib.Path(tempfile.gettempdir()).glob("stemtf-*"))
+    lines = []
+    try:
+        separator = Separator.from_pretrained(tiny_model_dir, runtime="litert", on_status=lines.append)
+        stems = separator.separate(music_like(SAMPLE_RATE // 4), SAMPLE_RATE)
+    finally:
+        (cache / "litert").chmod(0o755)
+    assert len(stems) == 3 and len(lines) == 1
+    assert lines[0].startswith(f"Cannot write to the cache folder {str(cache / 'litert')!r}") and "for this run only" in lines[0]
+    assert list((cache / "litert").iterdir()) == []
+    assert set(pathlib.Path(tempfile.gettempdir()).glob("stemtf-*")) == before  # its temporary folder is gone
+
+
+def test_conversion_leaves_no_temporary_folders_even_after_a_killed_one(tiny_model_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(cache))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (cache / "litert" / f".work-{dead.stdout.strip()}" / "stemtf-export-x").mkdir(parents=True)  # a killed conversion's
+    from stemtf.export import writers
+
+    used = []
+    export_tflite = writers.export_tflite
+    monkeypatch.setattr(writers, "export_tflite", lambda *a, **k: used.append(tempfile.gettempdir()) or export_tflite(*a, **k))
+    path = Separator.from_pretrained(tiny_model_dir, runtime="litert").masks.path
+    assert _cache_files(cache) == [path.name, path.name + ".json"]  # no .work-* folder, no staging folder
+    assert used == [str(cache / "litert" / f".work-{os.getpid()}")]  # the converter's stemtf-export-* went there
+    assert tempfile.gettempdir() != used[0]
+
+
+def test_a_cache_folder_that_cannot_be_made_runs_without_the_cache(tiny_model_dir, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "a-file"))  # the cache folder would be a-file/litert
+    lines = []
+    separator = Separator.from_pretrained(tiny_model_dir, runtime="litert", on_status=lines.append)
+    assert len(separator.separate(music_like(SAMPLE_RATE // 4), SAMPLE_RATE)) == 3
+    assert len(lines) == 1 and "Cannot write to the cache folder" in lines[0] and "for this run only" in lines[0]
+    assert not separator.masks.path.exists()  # its temporary folder is gone
