@@ -57,12 +57,17 @@ def serve_command(
     if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
         raise StemtfError(f"--cache-dir {str(cache_dir)!r} is a file; give a folder.")
 
-    import_tensorflow_quietly()
+    from stemtf import runtimes
+
+    if find_savedmodel(model) is not None or runtimes.resolve_runtime("auto") == "keras":
+        import_tensorflow_quietly()  # the SavedModel, or Keras models, need it; LiteRT does not
     from stemtf.serve import serve
 
     def status(line: str) -> None:
         if not quiet:
             typer.echo(line, err=line.startswith("Warning:"))
+        if "to LiteRT" in line:  # a model is converted once, with TensorFlow: import it without its chatter
+            import_tensorflow_quietly()
 
     if threading.current_thread() is threading.main_thread():
         # uvicorn shuts down gracefully on SIGINT/SIGTERM only: a hang-up is turned into a SIGTERM.

@@ -20,7 +20,8 @@ at a time.
 """
 
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
-from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.engine_model import EngineModel
+from stemtf.serve.handlers import parse_predict_request, predict, separate_upload
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.protocol import RequestError, format_predict_response
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
     "DEFAULT_PORT",
     "DEFAULT_READ_TIMEOUT",
+    "EngineModel",
     "JobError",
     "JobManager",
     "RequestError",
@@ -44,6 +46,7 @@ __all__ = [
     "find_savedmodel",
     "format_predict_response",
     "parse_predict_request",
+    "predict",
     "separate_upload",
     "serve",
     "uvicorn_config",

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import re
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,14 +11,15 @@ from stemtf import options
 from stemtf.errors import DependencyError, OptionError
 from stemtf.serve.bodies import MIN_BODY_RATE, BodyClock, close_after
 from stemtf.serve.guard import OriginGuard
-from stemtf.serve.handlers import parse_predict_request, separate_upload
+from stemtf.serve.handlers import predict, separate_upload
 from stemtf.serve.names import content_disposition, download_stem, group_name_problem
-from stemtf.serve.protocol import RequestError, format_predict_response
-from stemtf.serve.served_model import ServedModel
-from stemtf.serve.zipping import iter_zip
+from stemtf.serve.protocol import RequestError
+from stemtf.serve.zipping import iter_file, iter_zip
 
 if TYPE_CHECKING:
+    from stemtf.serve.engine_model import EngineModel
     from stemtf.serve.jobs import JobManager
+    from stemtf.serve.served_model import ServedModel
 
 DEFAULT_MAX_UPLOAD_MB = options.DEFAULT_MAX_UPLOAD_MB
 DEFAULT_READ_TIMEOUT = options.DEFAULT_READ_TIMEOUT
@@ -25,7 +27,7 @@ _MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?
 
 
 def create_app(
-    model: ServedModel | None,
+    model: "ServedModel | EngineModel | None",
     *,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
@@ -37,8 +39,10 @@ def create_app(
     """The FastAPI app serving ``model`` over TF Serving's REST API, and the web page if ``jobs`` is given.
 
     Args:
-        model: The exported SavedModel for ``/v1/models/...`` and ``/v1/separate``; None to serve
-            only the page and the job API (those routes then answer 404).
+        model: The model for ``/v1/models/...`` and ``/v1/separate``: a loaded SavedModel
+            (:class:`~stemtf.serve.ServedModel`) or the page's engine
+            (:class:`~stemtf.serve.EngineModel`); None to serve only the page and the job API
+            (those routes then answer 404).
         max_upload_mb: Largest request body or upload, in MB.
         read_timeout: Seconds a request body or upload may go without a byte arriving; then 408.
         jobs: A started :class:`~stemtf.serve.jobs.JobManager`: adds ``/``, ``/v1/separators`` and ``/v1/jobs``.
@@ -101,26 +105,44 @@ def create_app(
             raise RequestError(f"Servable not found for request: {version}({found['name']}); this server has {model.name!r}.", 404)
         return found["rest"]
 
-    async def read_body(request: Request) -> bytes:
+    def check_declared(request: Request) -> None:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise RequestError(f"The body is {int(declared) / 1e6:.1f} MB; this server accepts at most {max_upload_mb:g} MB.", 413)
 
+    def body_receiver(request: Request):
+        """The request's ``receive`` with the body's deadlines and size limit."""
         clock = BodyClock(request, read_timeout, min_body_rate)
 
         async def receive() -> dict[str, Any]:
             message = await clock.receive()
             if message is None:
                 raise RequestError(clock.problem, 408)
+            if clock.received > max_bytes:
+                raise RequestError(f"The body is larger than this server's limit of {max_upload_mb:g} MB.", 413)
             return message
 
-        chunks, size = [], 0
-        async for chunk in Request(request.scope, receive).stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise RequestError(f"The body is larger than this server's limit of {max_upload_mb:g} MB.", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return receive
+
+    async def spool_body(request: Request, *, memory: int = 0):
+        """The body in an unlinked temporary file (its first ``memory`` bytes in memory), written as it arrives.
+
+        Requests that wait for a slot hold their bodies on disk, not in memory; an unlinked file
+        leaves nothing behind, whatever happens to the process.
+        """
+        check_declared(request)
+        spool = tempfile.SpooledTemporaryFile(max_size=memory, prefix="stemtf-serve-")
+        try:
+            async for chunk in Request(request.scope, body_receiver(request)).stream():
+                spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def file_response(handle, size: int, media_type: str, headers: dict[str, str] | None = None) -> Response:
+        return StreamingResponse(iter_file(handle), media_type=media_type,
+                                 headers={"Content-Length": str(size), **(headers or {})})
 
     @app.get("/v1/models/{path:path}")
     async def model_status(path: str):
@@ -135,48 +157,53 @@ def create_app(
         }]})
 
     @app.post("/v1/models/{path:path}")
-    async def predict(path: str, request: Request):
+    async def predict_route(path: str, request: Request):
         lookup(path, predict=True)
-        body = await read_body(request)
-
-        def work() -> dict:
-            signature, inputs, row_format = parse_predict_request(body, model)
-            return format_predict_response(model.run(signature, inputs), row_format)
-
-        return json_response(await run_in_threadpool(work))
+        body = await spool_body(request, memory=1 << 20)
+        try:
+            answer, size = await run_in_threadpool(predict, body, model)
+        finally:
+            body.close()
+        return file_response(answer, size, "application/json")
 
     @app.post("/v1/separate")
     async def separate(request: Request):
         if model is None:
             raise RequestError("This server has no exported model; use POST /v1/jobs.", 404)
-        body = await read_body(request)
         filename = request.query_params.get("filename", "")
         content_type = request.headers.get("content-type", "")
+        form = None
         if content_type.startswith("multipart/form-data"):
-            async def replay() -> dict:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=12)
+            check_declared(request)  # parts over 1 MB are spooled to disk by the parser as they arrive
+            form = await Request(request.scope, body_receiver(request)).form(max_files=1, max_fields=12)
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
+                await form.close()
                 raise RequestError("The multipart body must have a file field named 'file' (curl -F file=@song.mp3).")
-            data, filename = await upload.read(), upload.filename or ""
+            data, filename = upload.file, upload.filename or ""
             group_fields, two_stems = form.getlist("group"), form.get("two_stems")
         else:
-            data, group_fields, two_stems = body, [], None
-        # Groups come as form fields or in the query string: ?group=accompaniment=drums,bass,other or ?two_stems=vocals.
-        group_fields = [*group_fields, *request.query_params.getlist("group")]
-        two_stems = two_stems or request.query_params.get("two_stems")
+            data, group_fields, two_stems = await spool_body(request), [], None
         try:
-            groups = options.parse_groups([g for g in group_fields if isinstance(g, str) and g], two_stems=two_stems or None)
-            options.check_groups(groups, model.stems)
-        except OptionError as error:
-            raise RequestError(str(error)) from None
-        if (problem := group_name_problem(groups)) is not None:
-            raise RequestError(problem)
-        if not data:
-            raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
-        files = await run_in_threadpool(lambda: separate_upload(data, filename, model, groups=groups))
+            # Groups come as form fields or in the query string: ?group=accompaniment=drums,bass,other or ?two_stems=vocals.
+            group_fields = [*group_fields, *request.query_params.getlist("group")]
+            two_stems = two_stems or request.query_params.get("two_stems")
+            try:
+                groups = options.parse_groups([g for g in group_fields if isinstance(g, str) and g], two_stems=two_stems or None)
+                options.check_groups(groups, model.stems)
+            except OptionError as error:
+                raise RequestError(str(error)) from None
+            if (problem := group_name_problem(groups)) is not None:
+                raise RequestError(problem)
+            data.seek(0, 2)
+            if data.tell() == 0:
+                raise RequestError("The upload is empty; send an audio file (curl -F file=@song.mp3 ...).")
+            files = await run_in_threadpool(lambda: separate_upload(data, filename, model, groups=groups))
+        finally:
+            if form is not None:
+                await form.close()
+            else:
+                data.close()
         return StreamingResponse(iter_zip(files), media_type="application/zip",
                                  headers={"Content-Disposition": content_disposition(f"{download_stem(filename)}_stems.zip")})
 

@@ -1,18 +1,27 @@
 """What the endpoints do with a request body: a validated ``:predict`` call, or an uploaded file separated into a zip."""
 
+from __future__ import annotations
+
 import io
 import json
+import os
 import pathlib
 import re
+import shutil
 import tempfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from stemtf import apply, audio, options
 from stemtf.errors import AudioError
-from stemtf.serve.protocol import RequestError, _to_array
-from stemtf.serve.served_model import ServedModel
+from stemtf.serve.protocol import RequestError, _to_array, iter_predict_response
+
+if TYPE_CHECKING:
+    from stemtf.serve.engine_model import EngineModel
+    from stemtf.serve.served_model import ServedModel
+
+    RestModel = ServedModel | EngineModel
 
 
 # Values of a JSON body decoded at most: 8 M numbers is 95 s of 44.1 kHz stereo, ~1 GB at peak
@@ -20,12 +29,12 @@ from stemtf.serve.served_model import ServedModel
 MAX_JSON_VALUES = 1 << 23
 
 
-def max_json_values(model: ServedModel) -> int:
+def max_json_values(model: RestModel) -> int:
     """Numbers a ``:predict`` body may hold: the duration limit's, at most :data:`MAX_JSON_VALUES`."""
     return int(min(MAX_JSON_VALUES, model.max_duration * model.sample_rate * model.num_channels))
 
 
-def parse_predict_request(body: bytes, model: ServedModel) -> tuple[str, dict[str, np.ndarray], bool]:
+def parse_predict_request(body: bytes, model: RestModel) -> tuple[str, dict[str, np.ndarray], bool]:
     """``(signature_name, inputs, row_format)`` from a ``:predict`` body, validated against the signature."""
     # json.loads makes a Python object of every number (~30x its bytes) and the response holds one
     # per stem and sample: count the values first (every one but the last is followed by a comma).
@@ -49,7 +58,7 @@ def parse_predict_request(body: bytes, model: ServedModel) -> tuple[str, dict[st
         raise RequestError(f"Unknown signature_name {signature_name!r}; this model has {', '.join(sorted(model.signatures))}.")
     if ("instances" in request) == ("inputs" in request):
         raise RequestError("The body must have exactly one of 'instances' (row format) or 'inputs' (columnar format).")
-    specs = model.signatures[signature_name].structured_input_signature[1]
+    specs = model.signatures[signature_name].inputs
     row_format = "instances" in request
     if row_format:
         rows = request["instances"]
@@ -79,7 +88,34 @@ def parse_predict_request(body: bytes, model: ServedModel) -> tuple[str, dict[st
     return signature_name, arrays, row_format
 
 
-def _check_duration(arrays: dict[str, np.ndarray], model: ServedModel) -> None:
+def predict(body: BinaryIO, model) -> tuple[BinaryIO, int]:
+    """Answer a ``:predict`` body spooled in ``body``: ``(opened file of the JSON response, its size)``.
+
+    Everything heavy happens while holding one of the model's ``max_concurrency`` slots: reading
+    the body, parsing it, inference, and writing the response (a few thousand rows at a time) to a
+    temporary file that is already unlinked. So at most ``max_concurrency`` requests hold their
+    numbers in memory; the others wait with their bodies on disk, and the answer is streamed from disk.
+    """
+    with model.slot():
+        body.seek(0)
+        data = body.read()
+        signature, inputs, row_format = parse_predict_request(data, model)
+        del data
+        outputs = model.infer(signature, inputs)
+        del inputs
+        answer = tempfile.TemporaryFile(prefix="stemtf-serve-")
+        try:
+            for piece in iter_predict_response(outputs, row_format):
+                answer.write(piece)
+            size = answer.tell()
+            answer.seek(0)
+        except BaseException:
+            answer.close()
+            raise
+        return answer, size
+
+
+def _check_duration(arrays: dict[str, np.ndarray], model: RestModel) -> None:
     import soundfile as sf
 
     limit = model.max_duration
@@ -98,15 +134,17 @@ def _check_duration(arrays: dict[str, np.ndarray], model: ServedModel) -> None:
 
 
 def separate_upload(
-    data: bytes, filename: str, model: ServedModel, *, groups: dict[str, list[str]] | None = None
+    data: bytes | BinaryIO, filename: str, model: RestModel, *, groups: dict[str, list[str]] | None = None
 ) -> list[tuple[str, BinaryIO]]:
     """Separate an uploaded audio file into ``STEM.wav`` files (16-bit PCM, the upload's rate and channels).
 
     ``groups`` (``{name: [stem, ...]}``, see :func:`stemtf.options.check_groups`) sums stems into
     one file each; stems in no group are kept.
 
-    Decoding, separation and encoding stream chunk by chunk into temporary files, all while holding
-    one of the model's concurrency slots, so memory stays flat whatever the upload decodes to. The
+    ``data`` is the upload's bytes, or better an opened file of them (the body spooled to disk while
+    it arrived, so that uploads waiting for a slot hold no memory). Decoding, separation and
+    encoding stream chunk by chunk into temporary files, all while holding one of the model's
+    concurrency slots, so memory stays flat whatever the upload decodes to. The
     work is bounded by the audio's duration (counted at the model's rate when the file does not
     say) and by the bytes of the stems it would produce (a 384 kHz upload is 9x a 44.1 kHz one).
 
@@ -120,9 +158,14 @@ def separate_upload(
     suffix = pathlib.Path(filename).suffix if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", pathlib.Path(filename).suffix) else ""
     shown = repr(filename) if filename else "the upload"
     plan = options.check_groups(groups, model.stems) or [(stem, (index,)) for index, stem in enumerate(model.stems)]
-    with model.slot(), tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
+    with model.slot(), tempfile.TemporaryDirectory(prefix=f"stemtf-serve-{os.getpid()}-") as work:
         path = pathlib.Path(work) / f"upload{suffix}"
-        path.write_bytes(data)
+        if isinstance(data, (bytes, bytearray)):
+            path.write_bytes(data)
+        else:
+            data.seek(0)
+            with open(path, "wb") as out:
+                shutil.copyfileobj(data, out, 1 << 20)
         del data
         try:
             reader = audio.open_audio(path)
@@ -164,7 +207,7 @@ def separate_upload(
 class _Limits:
     """The duration limit, and the bytes of 16-bit stems that a limit-long file at the model's rate gives."""
 
-    def __init__(self, model: ServedModel, sample_rate: int, num_channels: int, num_outputs: int) -> None:
+    def __init__(self, model: RestModel, sample_rate: int, num_channels: int, num_outputs: int) -> None:
         self.max_duration = model.max_duration
         self.bytes_per_second = sample_rate * num_channels * 2 * num_outputs
         self.max_bytes = model.max_duration * model.sample_rate * 2 * 2 * len(model.stems)

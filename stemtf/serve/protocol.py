@@ -2,6 +2,9 @@
 
 import base64
 import binascii
+import itertools
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,8 @@ def _decode_strings(value: Any) -> Any:
 
 
 def _to_array(value: Any, spec, name: str) -> np.ndarray:
-    """A JSON value as a numpy array matching ``spec`` (dtype and known dimensions)."""
-    dtype = spec.dtype.name
+    """A JSON value as a numpy array matching ``spec`` (a :class:`~stemtf.serve.signatures.TensorSpec`: dtype and known dimensions)."""
+    dtype = spec.dtype
     if dtype not in _DTYPES:
         raise RequestError(f"Input {name!r} has unsupported dtype {dtype}.")
     try:
@@ -44,13 +47,27 @@ def _to_array(value: Any, spec, name: str) -> np.ndarray:
             array = np.array(value, dtype=_DTYPES[dtype])
     except (ValueError, TypeError, OverflowError, RecursionError):  # OverflowError: a 401-digit number
         raise RequestError(f"Input {name!r} must be a rectangular array of numbers ({dtype}).") from None
-    expected = spec.shape.as_list()
+    expected = list(spec.shape)
     if array.ndim != len(expected) or any(e is not None and e != a for e, a in zip(expected, array.shape)):
         shown = [-1 if d is None else d for d in expected]
         raise RequestError(f"Input {name!r} must have shape {shown}; received {list(array.shape)}.")
-    if dtype != "string" and not np.all(np.isfinite(array)):
-        raise RequestError(f"Input {name!r} contains NaN or infinite values.")
+    if dtype != "string":
+        _check_numbers(value, array.ndim, name)
+        if not np.all(np.isfinite(array)):
+            raise RequestError(f"Input {name!r} contains NaN or infinite values.")
     return array
+
+
+def _check_numbers(value: Any, ndim: int, name: str) -> None:
+    """Refuse JSON strings and true/false where numbers belong (numpy would quietly read "1.5" and true as numbers)."""
+    items = value if ndim else [value]
+    for _ in range(ndim - 1):  # the array is rectangular: flatten it level by level, in C
+        items = itertools.chain.from_iterable(items)
+    kinds = set(map(type, items))
+    wrong = kinds - {int, float}
+    if wrong:
+        word = {str: "a string", bool: "true or false"}.get(next(iter(wrong)), "a value that is not a number")
+        raise RequestError(f"Input {name!r} must hold JSON numbers; it holds {word}.")
 
 
 def _encode_output(name: str, value: np.ndarray) -> Any:
@@ -70,16 +87,55 @@ def _encode_output(name: str, value: np.ndarray) -> Any:
 
 
 def format_predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:
-    """TF Serving's JSON response: ``predictions`` (row format) or ``outputs`` (columnar)."""
+    """TF Serving's JSON response: ``predictions`` (row format) or ``outputs`` (columnar), as one object (small outputs)."""
+    return json.loads(b"".join(iter_predict_response(outputs, row_format)))
+
+
+def iter_predict_response(outputs: dict[str, np.ndarray], row_format: bool, *, rows: int = 1 << 14) -> Iterator[bytes]:
+    """TF Serving's JSON response (``predictions`` or ``outputs``) as pieces of bytes, a few thousand rows at a time.
+
+    What ``json.dumps`` of :func:`format_predict_response` writes, without ever holding the whole
+    text or one Python object per number (the text of 10 minutes of stems is ~750 MB).
+    """
     names = sorted(outputs)
     if not row_format:
         if len(names) == 1:
-            return {"outputs": _encode_output(names[0], outputs[names[0]])}
-        return {"outputs": {name: _encode_output(name, outputs[name]) for name in names}}
-    encoded = {name: _encode_output(name, outputs[name]) for name in names}
+            yield b'{"outputs":'
+            yield from _iter_value(names[0], outputs[names[0]], rows)
+            yield b"}"
+            return
+        yield b'{"outputs":{'
+        for index, name in enumerate(names):
+            yield (b"," if index else b"") + json.dumps(name).encode() + b":"
+            yield from _iter_value(name, outputs[name], rows)
+        yield b"}}"
+        return
     if len(names) == 1:
-        return {"predictions": encoded[names[0]]}
-    rows = {len(value) for value in encoded.values()}
-    if len(rows) != 1:
+        yield b'{"predictions":'
+        yield from _iter_value(names[0], outputs[names[0]], rows)
+        yield b"}"
+        return
+    lengths = {len(outputs[name]) for name in names}
+    if len(lengths) != 1:
         raise RequestError("The outputs differ in their first dimension; use the columnar 'inputs' format.")
-    return {"predictions": [{name: encoded[name][i] for name in names} for i in range(rows.pop())]}
+    count = lengths.pop()
+    keys = [json.dumps(name) for name in names]
+    yield b'{"predictions":['
+    for start in range(0, count, rows):
+        pieces = {name: _encode_output(name, outputs[name][start:start + rows]) for name in names}
+        text = ",".join("{" + ",".join(f"{key}:{json.dumps(pieces[name][i], separators=(',', ':'))}" for key, name in zip(keys, names)) + "}"
+                        for i in range(len(pieces[names[0]])))
+        yield (b"," if start else b"") + text.encode()
+    yield b"]}"
+
+
+def _iter_value(name: str, value: np.ndarray, rows: int) -> Iterator[bytes]:
+    """One output as JSON, its first dimension a few thousand rows at a time."""
+    if value.ndim == 0:
+        yield json.dumps(_encode_output(name, value), separators=(",", ":")).encode()
+        return
+    yield b"["
+    for start in range(0, len(value), rows):
+        text = json.dumps(_encode_output(name, value[start:start + rows]), separators=(",", ":"))
+        yield (b"," if start else b"") + text[1:-1].encode()
+    yield b"]"

@@ -11,8 +11,9 @@ import numpy as np
 
 from stemtf import apply, audio, options
 from stemtf.errors import ModelError
-from stemtf.export.artifacts import WAVEFORM_INPUT, read_description
+from stemtf.export.artifacts import WAV_INPUT, WAV_SIGNATURE, WAVEFORM_INPUT, read_description
 from stemtf.serve.protocol import RequestError
+from stemtf.serve.signatures import Signature, TensorSpec, metadata_json, separate_wav, separate_waveform
 
 DEFAULT_MAX_DURATION = options.DEFAULT_MAX_DURATION
 DEFAULT_MAX_CONCURRENCY = options.DEFAULT_MAX_CONCURRENCY
@@ -65,46 +66,50 @@ class ServedModel:
         self.stems = list(self.description.stems)
         self.max_duration = max_duration
         self._loaded = tf.saved_model.load(str(self.path))
-        self.signatures = dict(self._loaded.signatures)
+        self._functions = dict(self._loaded.signatures)
+        self.signatures = {
+            key: Signature({name: _spec(spec) for name, spec in function.structured_input_signature[1].items()},
+                           {name: _spec(spec) for name, spec in function.structured_outputs.items()})
+            for key, function in self._functions.items()
+        }
         self._semaphore = threading.BoundedSemaphore(max(1, max_concurrency))
 
     def signature_metadata(self) -> dict[str, Any]:
         """The signatures in TF Serving's ``GetModelMetadata`` JSON form."""
-        result = {}
-        for key, function in self.signatures.items():
-            inputs = function.structured_input_signature[1]
-            result[key] = {
-                "inputs": {name: _tensor_json(spec, f"{key}_{name}:0") for name, spec in inputs.items()},
-                "outputs": {name: _tensor_json(spec, f"StatefulPartitionedCall:{index}")
-                            for index, (name, spec) in enumerate(sorted(function.structured_outputs.items()))},
-                "method_name": "tensorflow/serving/predict",
-            }
-        return result
+        return metadata_json(self.signatures)
 
     def slot(self) -> threading.BoundedSemaphore:
         """One of the ``max_concurrency`` slots: hold it for all of a request's heavy work (decode, model, encode)."""
         return self._semaphore
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time.
+        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time (see :meth:`infer`)."""
+        with self._semaphore:
+            return self.infer(signature_name, inputs)
+
+    def infer(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs; call it holding :meth:`slot`.
 
         A waveform longer than one chunk goes through ``serving_default`` chunk by chunk (the same
-        chunks and cross-fade the graph uses), so memory stays flat: the graph on a whole 10-minute
-        waveform holds every chunk's stems at once (gigabytes).
+        chunks and cross-fade the graph uses), and so does every file given to ``separate_wav``
+        (:func:`stemtf.serve.signatures.separate_wav`), so memory stays flat: the graph on a whole
+        10-minute waveform holds every chunk's stems at once (gigabytes).
         """
-        with self._semaphore:
-            waveform = inputs.get(WAVEFORM_INPUT)
-            if signature_name == "serving_default" and len(inputs) == 1 and waveform is not None \
-                    and waveform.shape[0] > self.description.chunk_samples:
-                blocks = list(self.separate_stream(audio.ArrayReader(waveform, self.sample_rate)))
-                stems = np.concatenate(blocks, axis=1)
-                return {stem: stems[index] for index, stem in enumerate(self.stems)}
-            return self._call(signature_name, inputs)
+        waveform = inputs.get(WAVEFORM_INPUT)
+        if signature_name == "serving_default" and len(inputs) == 1 and waveform is not None \
+                and waveform.shape[0] > self.description.chunk_samples:
+            stems = separate_waveform(self.separate_stream, waveform, self.sample_rate)
+            return {stem: stems[index] for index, stem in enumerate(self.stems)}
+        if signature_name == WAV_SIGNATURE and set(inputs) == {WAV_INPUT} and set(self.signatures[WAV_SIGNATURE].outputs) \
+                == {f"{stem}_bytes" for stem in self.stems}:
+            return separate_wav(inputs[WAV_INPUT], self.separate_stream, stems=self.stems, sample_rate=self.sample_rate,
+                                num_channels=self.num_channels)
+        return self._call(signature_name, inputs)
 
     def _call(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
-        function = self.signatures[signature_name]
+        function = self._functions[signature_name]
         try:
             outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
@@ -143,10 +148,8 @@ class ServedModel:
         }
 
 
-def _tensor_json(spec, name: str) -> dict[str, Any]:
-    dtype = {"float32": "DT_FLOAT", "string": "DT_STRING"}.get(spec.dtype.name, f"DT_{spec.dtype.name.upper()}")
-    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
-    return {"dtype": dtype, "tensor_shape": {"dim": dims, "unknown_rank": False}, "name": name}
+def _spec(spec) -> TensorSpec:
+    return TensorSpec(spec.dtype.name, tuple(spec.shape.as_list()))
 
 
 def _tf_message(error: Exception) -> str:

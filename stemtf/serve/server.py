@@ -1,4 +1,4 @@
-"""Running the app under uvicorn on a socket, exporting a stemtf model to a temporary SavedModel first if needed, with the web page's job manager."""
+"""Running the app under uvicorn on a socket, with the web page's job manager and one engine per model."""
 
 import asyncio
 import contextlib
@@ -6,7 +6,6 @@ import ipaddress
 import os
 import pathlib
 import socket
-import tempfile
 from collections.abc import Callable, Sequence
 
 from stemtf import options
@@ -14,8 +13,10 @@ from stemtf.config import load_model_config
 from stemtf.errors import DependencyError, StemtfError
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
 from stemtf.serve.bodies import HEADER_TIMEOUT, IDLE_TIMEOUT, MIN_BODY_RATE
+from stemtf.serve.engine_model import EngineModel
 from stemtf.serve.guard import parse_origin
 from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
+from stemtf.serve.jobs.runner import offered_model
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
 
 DEFAULT_HOST = options.DEFAULT_HOST
@@ -26,19 +27,12 @@ DEFAULT_MAX_CONNECTIONS = options.DEFAULT_MAX_CONNECTIONS
 KEEP_ALIVE_TIMEOUT = 5
 
 
-@contextlib.contextmanager
-def _savedmodel_for(model: str | os.PathLike):
-    """A SavedModel path for ``model``: itself if exported, else a temporary export of the stemtf model."""
-    if find_savedmodel(model) is not None:
-        yield pathlib.Path(model)
-        return
-    from stemtf.export import export_savedmodel
-    from stemtf.model import load_model
-
-    network, config = load_model(model)
-    with tempfile.TemporaryDirectory(prefix="stemtf-serve-") as work:
-        path = export_savedmodel(network, config, pathlib.Path(work) / config.name / "1")
-        yield path
+def _page_name(source: str | os.PathLike) -> str:
+    """The name a model is offered under: a shipped model's name, or a model directory's config name."""
+    if pathlib.Path(source).is_dir():
+        config, _ = load_model_config(source)
+        return config.name
+    return str(source)
 
 
 def serve(
@@ -65,8 +59,9 @@ def serve(
 
     Args:
         model: For TF Serving's REST API and ``/v1/separate``: an exported SavedModel (directory or
-            TF Serving base path), or a stemtf model name or directory (exported to a temporary
-            SavedModel first); None for the page alone.
+            TF Serving base path, run by TensorFlow), or a stemtf model name or directory, served by
+            the same ``Separator`` as the page's jobs (one engine per model, the same signatures;
+            see :class:`~stemtf.serve.engine_model.EngineModel`); None for the page alone.
         models: Model names or directories the page offers (default: ``model`` when it is a stemtf
             model; none when it is an export).
         host: Interface to bind; loopback by default (use 0.0.0.0 deliberately, behind a proxy).
@@ -101,21 +96,28 @@ def serve(
         raise DependencyError("stemtf serve", "uvicorn", "serve") from None
     check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
     allow_origins = [parse_origin(origin) for origin in allow_origins]
+    exported = model is not None and find_savedmodel(model) is not None
     if models is None:
-        models = [] if model is None or find_savedmodel(model) is not None else [str(model)]
+        models = [] if model is None or exported else [str(model)]
     offered = {}
     for source in models:
-        config, _ = load_model_config(source)
-        offered.setdefault(config.name if pathlib.Path(source).is_dir() else str(source), source)
+        offered.setdefault(_page_name(source), source)
     with contextlib.ExitStack() as stack:
-        served = None
-        if model is not None:
-            path = stack.enter_context(_savedmodel_for(model))
-            served = ServedModel(path, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
         jobs = stack.enter_context(JobManager(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
-            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True,
+            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True, on_status=on_status,
         ))
+        served = None
+        if exported:
+            status(f"Loading the SavedModel {str(model)!r}...")
+            served = ServedModel(model, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
+        elif model is not None:
+            # One engine per model: the REST API uses the page's Separator (loaded now, so the URL
+            # printed below answers at once), never a second copy of the model.
+            key = _page_name(model)
+            entry = jobs.offered(key) if key in offered else offered_model(model, on_status)
+            entry.load()
+            served = EngineModel(entry, name=name or key, max_duration=max_duration, max_concurrency=max_concurrency)
         app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
                          host=host, allowed_origins=allow_origins)
         # Bound only now: a client that connects is answered at once, never left waiting on a load.
@@ -124,6 +126,7 @@ def serve(
         for line in address_lines(host, sock.getsockname()[1]):
             status(line)
         asyncio.run(server.serve(sockets=[sock]))
+        status("Stopped.")
 
 
 def uvicorn_config(

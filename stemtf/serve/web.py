@@ -20,7 +20,7 @@ from typing import Any
 from stemtf.serve.bodies import BodyClock, close_after
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.names import content_disposition, download_stem, group_name_problem
-from stemtf.serve.zipping import iter_zip
+from stemtf.serve.zipping import iter_file, iter_zip
 
 # The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
 _STATIC = {
@@ -153,7 +153,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
             raise JobError("This job's results have expired; separate the file again.", 404, "not_found") from None
         size = os.fstat(handle.fileno()).st_size
         headers = {"Content-Disposition": content_disposition(f"{track}_{stem}.{fmt}"), "Content-Length": str(size)}
-        return StreamingResponse(_iter_file(handle), media_type=media, headers=headers)
+        return StreamingResponse(iter_file(handle), media_type=media, headers=headers)
 
     @app.get("/v1/jobs/{job_id}/stems.zip")
     async def job_zip(job_id: str):
@@ -177,11 +177,3 @@ def form_groups(values: list, two_stems: Any) -> dict[str, list[str]] | None:
     if problem is not None:
         raise JobError(problem, 400, "bad_groups")
     return groups
-
-
-def _iter_file(handle, block_size: int = 1 << 20):
-    try:
-        while block := handle.read(block_size):
-            yield block
-    finally:
-        handle.close()

@@ -30,6 +30,15 @@ def iter_zip(files: list[tuple[str, Any]], block_size: int = 1 << 20) -> Iterato
             handle.close()
 
 
+def iter_file(handle, block_size: int = 1 << 20) -> Iterator[bytes]:
+    """Stream an opened binary file block by block, closing it at the end (or when the client goes)."""
+    try:
+        while block := handle.read(block_size):
+            yield block
+    finally:
+        handle.close()
+
+
 class _Sink:
     """A write-only, unseekable stream whose bytes are taken as they come (zipfile then writes data descriptors)."""
 

@@ -8,7 +8,7 @@ import pathlib
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stemtf import options
@@ -25,7 +25,7 @@ from stemtf.serve.jobs.limits import (
     check_stem_bytes,
     probe_upload,
 )
-from stemtf.serve.jobs.record import JOB_ID, Cancelled, Job, JobError, describe, display_name, retry_after, songs
+from stemtf.serve.jobs.record import JOB_ID, Cancelled, Job, JobError, describe, display_name, minutes, retry_after, songs
 from stemtf.serve.jobs.runner import offered_model, separate_job
 from stemtf.serve.names import group_name_problem
 
@@ -50,6 +50,8 @@ class JobManager:
         max_duration: Longest audio accepted, in seconds (counted in the model's samples when the
             length of a file is not known before decoding it).
         preload: Load every model in a background thread at start, so the first job does not wait.
+        on_status: Called with a line for the console: a model loading, then one line per job
+            that ends (file, model, outcome and its time).
     """
 
     def __init__(
@@ -63,9 +65,11 @@ class JobManager:
         expiry: float = DEFAULT_EXPIRY,
         max_duration: float = DEFAULT_MAX_DURATION,
         preload: bool = False,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
-        self._models = {name: offered_model(source) for name, source in models.items()}
+        self.on_status = on_status
+        self._models = {name: offered_model(source, on_status) for name, source in models.items()}
         self.cache_dir = pathlib.Path(cache_dir)
         self.cache = CacheFolder(self.cache_dir)
         self.max_queue = max_queue
@@ -124,6 +128,10 @@ class JobManager:
         self.cache.release()
 
     # What the routes call.
+
+    def offered(self, name: str):
+        """The :class:`~stemtf.serve.jobs.runner.OfferedModel` of a model the page offers (its ``load()`` gives the shared Separator)."""
+        return self._models[name]
 
     def models(self) -> list[dict[str, Any]]:
         """The models offered: ``[{"name", "stems", "sample_rate"}]``."""
@@ -315,8 +323,19 @@ class JobManager:
             results.remove(partial)
             if job.upload is not None:
                 job.upload.unlink(missing_ok=True)
+        self._report(job)
         if job.status == "done":
             self._enforce_quota(keep=job.id)
+
+    def _report(self, job: Job) -> None:
+        """One console line for a job that ended."""
+        if self.on_status is None:
+            return
+        length = f", {minutes(job.duration)}" if job.duration else ""
+        took = f"{(job.finished or time.time()) - job.created:.1f} s"
+        outcome = {"done": f"done in {took}", "cancelled": f"cancelled after {took}"}.get(
+            job.status, f"failed after {took}: {job.error}")
+        self.on_status(f"Job {job.id[:8]} {job.filename!r} ({job.model}{length}): {outcome}")
 
     def _end(self, job: Job, status: str, error: str | None = None, kind: str | None = None) -> None:
         job.status, job.finished, job.error, job.kind = status, time.time(), error, kind

@@ -6,9 +6,11 @@ import dataclasses
 import pathlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from stemtf import audio
+from stemtf.errors import StemtfError
 from stemtf.serve.jobs import results
 from stemtf.serve.jobs.record import Cancelled, Job, JobError, minutes
 
@@ -20,27 +22,64 @@ class OfferedModel:
     source: Any  # a model name, a model directory, or a ready Separator
     stems: tuple[str, ...]
     sample_rate: int
+    num_channels: int = 2
     separator: Any = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    on_status: Callable[[str], None] | None = None  # told when the model loads (it takes seconds)
 
     def load(self):
-        """The model's Separator, loaded at its first job (loading takes seconds; jobs wait for it)."""
+        """The model's Separator, loaded once at its first use (loading takes seconds; callers wait for it).
+
+        The page's jobs and TF Serving's REST API share it (one engine per model); its mask
+        predictor is called by one thread at a time (a LiteRT interpreter is not thread-safe), the
+        rest of the separation (STFT, Wiener, files) runs in parallel.
+        """
         with self.lock:
             if self.separator is None:
                 from stemtf.separator import Separator
 
-                self.separator = Separator.from_pretrained(self.source)
+                name = self.source if isinstance(self.source, str) else str(self.source)
+                started = time.monotonic()
+                self._tell(f"Loading {name} ({', '.join(self.stems)})...")
+                try:
+                    loaded = Separator.from_pretrained(self.source, on_status=self._tell)
+                except StemtfError as error:
+                    self._tell(f"Could not load {name}: {error}")
+                    raise
+                self.separator = Separator(SerialMasks(loaded.masks), loaded.config)
+                self._tell(f"Loaded {name} with {self.separator.runtime} in {time.monotonic() - started:.1f} s.")
             return self.separator
 
+    def _tell(self, line: str) -> None:
+        if self.on_status is not None:
+            self.on_status(line)
 
-def offered_model(source: Any) -> OfferedModel:
+
+class SerialMasks:
+    """A mask predictor called by one thread at a time, shared by the page's workers and the REST API."""
+
+    def __init__(self, masks: Any) -> None:
+        self.masks = masks
+        self.runtime = masks.runtime
+        self._lock = threading.Lock()
+
+    def __call__(self, magnitude):
+        with self._lock:
+            return self.masks(magnitude)
+
+
+def offered_model(source: Any, on_status: Callable[[str], None] | None = None) -> OfferedModel:
     """An :class:`OfferedModel` for a model name or directory (its config read now), or a ready ``Separator``."""
+    if isinstance(source, OfferedModel):
+        return source
     if hasattr(source, "separate_file"):
-        return OfferedModel(source=source, stems=tuple(source.stems), sample_rate=source.sample_rate, separator=source)
+        return OfferedModel(source=source, stems=tuple(source.stems), sample_rate=source.sample_rate,
+                            num_channels=source.config.num_channels, separator=source)
     from stemtf.config import load_model_config
 
     config, _ = load_model_config(source)
-    return OfferedModel(source=source, stems=tuple(config.stems), sample_rate=config.sample_rate)
+    return OfferedModel(source=source, stems=tuple(config.stems), sample_rate=config.sample_rate,
+                        num_channels=config.num_channels, on_status=on_status)
 
 
 def separate_job(job: Job, separator, partial: pathlib.Path, *, max_duration: float, lock: threading.Condition) -> None:
