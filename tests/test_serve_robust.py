@@ -147,9 +147,11 @@ def test_job_of_a_streamed_flac_reports_no_bogus_duration(jobs, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_serve_removes_its_temporary_export_when_terminated(tiny_model_dir, tmp_path, signum):
+def test_serve_leaves_no_temporary_folder_on_any_exit(tiny_model_dir, tmp_path, signum):
     temp = tmp_path / "tmp"
     temp.mkdir()
+    stale = temp / "stemtf-serve-999999999-abc"  # a server killed with -9 (no such process)
+    (stale / "x").mkdir(parents=True)
     port = free_port()
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
@@ -165,15 +167,32 @@ def test_serve_removes_its_temporary_export_when_terminated(tiny_model_dir, tmp_
                     break
             except OSError:
                 time.sleep(0.2)
-        assert len(list(temp.glob("stemtf-serve-*"))) == 1  # the temporary SavedModel (TensorFlow puts autograph files here too)
+        assert list(temp.glob("stemtf-serve-*")) == []  # no temporary SavedModel: the page's engine serves the REST API
+        status, _, _ = request(f"http://127.0.0.1:{port}/v1/separate", body=wav_bytes(music_like(SAMPLE_RATE)), content_type="audio/wav")
+        assert status == 200
         process.send_signal(signum)
-        _, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:  # a failed check above: never leave a server running
             process.kill()
             process.communicate()
     assert "Traceback" not in err, err[-2000:]
     assert list(temp.glob("stemtf-serve-*")) == []
+    assert out.splitlines()[-1] == "Stopped."
+
+
+def test_stale_temporary_folders_of_dead_servers_are_removed(tmp_path):
+    from stemtf.serve.server import remove_stale_temporary_folders
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"stemtf-serve-{finished.stdout.strip()}-abc"
+    alive = tmp_path / f"stemtf-serve-{os.getppid()}-def"
+    other = tmp_path / "stemtf-serve-notapid"
+    for folder in (dead, alive, other):
+        (folder / "upload.wav").parent.mkdir()
+        (folder / "upload.wav").write_bytes(b"x")
+    assert remove_stale_temporary_folders(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()
 
 
 # Stem groups on the server and in page jobs.

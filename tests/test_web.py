@@ -442,6 +442,7 @@ def test_cli_serve_prints_the_url_and_serves_page_jobs_and_tf_serving(tiny_model
             assert line, process.stderr.read()[-2000:]
             shown.append(line.rstrip("\n"))
         assert shown[-1] == f"Open http://127.0.0.1:{port}/ in a browser. Ctrl-C to stop.", shown
+        assert shown[0] == "Loading tiny (vocals, drums, other)..." and shown[-2].startswith("Loaded tiny with "), shown
         url = f"http://127.0.0.1:{port}"
         assert request(url + "/")[0] == 200
         options = json.loads(request(url + "/v1/separators")[2])
@@ -455,3 +456,6 @@ def test_cli_serve_prints_the_url_and_serves_page_jobs_and_tf_serving(tiny_model
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err[-2000:]
     assert err == ""
+    lines = out.splitlines()
+    assert re.fullmatch(r"Job [0-9a-f]{8} 'song.wav' \(tiny, [0-9.]+ s\): done in [0-9.]+ s", lines[0]), out
+    assert lines[-1] == "Stopped."

@@ -5,7 +5,10 @@ import contextlib
 import ipaddress
 import os
 import pathlib
+import re
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Sequence
 
 from stemtf import options
@@ -102,6 +105,7 @@ def serve(
     offered = {}
     for source in models:
         offered.setdefault(_page_name(source), source)
+    remove_stale_temporary_folders()
     with contextlib.ExitStack() as stack:
         jobs = stack.enter_context(JobManager(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
@@ -125,8 +129,10 @@ def serve(
         server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))
         for line in address_lines(host, sock.getsockname()[1]):
             status(line)
-        asyncio.run(server.serve(sockets=[sock]))
-        status("Stopped.")
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        finally:  # uvicorn has finished the requests in flight; a stop signal may surface here
+            status("Stopped.")
 
 
 def uvicorn_config(
@@ -195,6 +201,28 @@ def _network_address() -> str | None:
         if not ipaddress.ip_address(address).is_loopback and address != "0.0.0.0":
             return address
     return None
+
+
+def remove_stale_temporary_folders(temp_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """Delete the ``stemtf-serve-PID-*`` folders of servers that are gone (killed with -9); returns them.
+
+    A request's folder is removed when the request ends, however it ends; only a process killed
+    outright leaves one behind, and the next server removes it. Folders of running servers stay.
+    """
+    removed = []
+    for path in pathlib.Path(temp_dir or tempfile.gettempdir()).glob("stemtf-serve-*"):
+        found = re.match(r"stemtf-serve-(\d+)-", path.name)
+        if not found or not path.is_dir() or int(found[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(found[1]), 0)
+            continue  # that server still runs
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        except (PermissionError, OverflowError):
+            continue  # another user's process, or not a pid
+    return removed
 
 
 def default_cache_dir() -> pathlib.Path:

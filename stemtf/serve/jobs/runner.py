@@ -26,6 +26,7 @@ class OfferedModel:
     separator: Any = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     on_status: Callable[[str], None] | None = None  # told when the model loads (it takes seconds)
+    name: str = ""  # shown on the console (default: the source)
 
     def load(self):
         """The model's Separator, loaded once at its first use (loading takes seconds; callers wait for it).
@@ -38,7 +39,7 @@ class OfferedModel:
             if self.separator is None:
                 from stemtf.separator import Separator
 
-                name = self.source if isinstance(self.source, str) else str(self.source)
+                name = self.name or str(self.source)
                 started = time.monotonic()
                 self._tell(f"Loading {name} ({', '.join(self.stems)})...")
                 try:
@@ -79,7 +80,7 @@ def offered_model(source: Any, on_status: Callable[[str], None] | None = None) -
 
     config, _ = load_model_config(source)
     return OfferedModel(source=source, stems=tuple(config.stems), sample_rate=config.sample_rate,
-                        num_channels=config.num_channels, on_status=on_status)
+                        num_channels=config.num_channels, on_status=on_status, name=config.name)
 
 
 def separate_job(job: Job, separator, partial: pathlib.Path, *, max_duration: float, lock: threading.Condition) -> None:
