@@ -1,5 +1,9 @@
 // stemtf web page: upload a song, follow its separation, play the stems in sync.
 // Plain JavaScript and the Web Audio API: no framework, no build step, nothing fetched from elsewhere.
+// Two ways to separate: on the server (`stemtf serve`: upload, poll the job), or on this device
+// (device.js + worker.js, LiteRT.js in WebAssembly: nothing is uploaded). The page exported by
+// `stemtf export MODEL --format web` (<body data-mode="device">) has only the second; the server's
+// page offers it too when the server serves the device files and the browser can run them.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -16,9 +20,13 @@ const TITLES = {
   network: "No connection.",
   playback: "Cannot play the stems.",
   bad_request: "Refused.",
+  cancelled: "Cancelled.",
 };
 
-const page = { options: null, file: null, jobId: null, pollTimer: null, upload: null, player: null };
+const page = { options: null, file: null, jobId: null, pollTimer: null, upload: null, player: null, device: null, deviceJob: null };
+
+// Device-only page: the exported static folder, no server behind it.
+const deviceOnly = () => document.body.dataset.mode === "device";
 
 class ApiError extends Error {
   constructor(kind, message, retryAfter) {
@@ -76,9 +84,41 @@ function formatSeconds(seconds) {
 
 // --- Choosing a file and a model ---
 
+// The device's separator: its script (device.js) and its model list, from `base`; null where unusable.
+async function loadDevice(base) {
+  if (!window.StemtfDevice) {
+    await new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = `${base}device.js`;
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("device.js did not load"));
+      document.head.append(script);
+    });
+  }
+  if (!window.StemtfDevice.supported()) return null;
+  return { base, index: await window.StemtfDevice.loadIndex(base) };
+}
+
 async function loadOptions() {
   try {
-    page.options = await (await api("/v1/separators")).json();
+    if (deviceOnly()) {
+      page.device = await loadDevice("./");
+      if (!page.device) {
+        showError(new ApiError("failed", "This browser cannot separate on the device (it needs WebAssembly with SIMD and Web Workers); try a recent Chrome, Edge, Firefox or Safari."));
+        return;
+      }
+      page.options = { models: page.device.index.models, max_duration: page.device.index.max_duration, max_upload_mb: null };
+    } else {
+      page.options = await (await api("/v1/separators")).json();
+      if (page.options.device) {
+        try {
+          page.device = await loadDevice(page.options.device);
+        } catch (_) {
+          page.device = null;  // the server page works as before
+        }
+        $("on-device-row").hidden = !page.device;
+      }
+    }
   } catch (error) {
     showError(error);
     return;
@@ -95,7 +135,9 @@ async function loadOptions() {
     showError(new ApiError("unknown_model", "This server offers no separation model; start it with `stemtf serve --models 4stems`."));
   }
   const { max_upload_mb: mb, max_duration: seconds } = page.options;
-  $("limits").textContent = `Up to ${mb} MB and ${formatSeconds(seconds)} of audio. WAV, FLAC, OGG, MP3, M4A and more.`;
+  $("limits").textContent = deviceOnly()
+    ? `Up to ${formatSeconds(seconds)} of audio, separated in this browser: nothing is uploaded. WAV, FLAC, OGG, MP3 and what else this browser decodes.`
+    : `Up to ${mb} MB and ${formatSeconds(seconds)} of audio. WAV, FLAC, OGG, MP3, M4A and more.`;
   showStems();
   updateButton();
 }
@@ -131,7 +173,16 @@ function chooseFile(file) {
 function updateButton() {
   const busy = ["uploading", "queued", "running"].includes(document.body.dataset.state);
   $("separate").disabled = !page.file || !$("model").value || busy;
+  const onDevice = $("on-device");
+  if (onDevice && page.device) {
+    // Only the models the device folder has can run here.
+    const here = page.device.index.models.some((m) => m.name === $("model").value);
+    onDevice.disabled = !here;
+    if (!here) onDevice.checked = false;
+  }
 }
+
+const useDevice = () => deviceOnly() || Boolean(page.device && $("on-device") && $("on-device").checked);
 
 // --- A job: upload, follow, cancel ---
 
@@ -139,6 +190,7 @@ function separate() {
   hideError();
   const file = page.file;
   if (!file) return;
+  if (useDevice()) { separateOnDevice(file); return; }
   const limit = page.options.max_upload_mb * 1e6;
   if (file.size > limit) {  // say it now instead of sending megabytes the server will refuse
     showError(new ApiError("too_big", `${file.name} is ${(file.size / 1e6).toFixed(1)} MB; this server accepts at most ${page.options.max_upload_mb} MB.`));
@@ -179,6 +231,43 @@ function separate() {
   updateButton();
   showProgress(0, "Uploading…");
   request.send(form);
+}
+
+// --- A job on this device: decode, separate in the worker, no upload ---
+
+async function separateOnDevice(file) {
+  closePlayer();
+  const job = new window.StemtfDevice.DeviceJob(page.device.base, page.device.index);
+  page.deviceJob = job;
+  $("job-name").textContent = file.name;
+  $("job").hidden = false;
+  $("cancel").disabled = false;
+  setState("running");
+  updateButton();
+  showProgress(0, "Decoding…");
+  let result;
+  try {
+    result = await job.run(file, $("model").value, $("two-stems").value, {
+      onStatus: (text) => { if (page.deviceJob === job) showProgress(0, text); },
+      onProgress: (fraction, done, total, seconds) => {
+        if (page.deviceJob !== job) return;
+        const left = done ? ` About ${formatSeconds(seconds / done * (total - done))} left.` : "";
+        showProgress(fraction, done ? `Separating on this device: chunk ${done} of ${total}.${left}` : "Separating the first chunk on this device…");
+      },
+    });
+  } catch (error) {
+    if (page.deviceJob !== job) return;
+    page.deviceJob = null;
+    if (error.kind === "cancelled") { endJob(null, "Cancelled."); return; }
+    endJob(new ApiError(error.kind || "failed", error.message || String(error)));
+    return;
+  }
+  if (page.deviceJob !== job) { job.release(); return; }
+  page.deviceJob = null;
+  $("cancel").disabled = true;
+  showProgress(1, `Separated ${formatTime(result.duration)} into ${result.stems.length} stems. Loading the player…`);
+  result.device = job;
+  openPlayer(result);
 }
 
 function showProgress(value, text) {
@@ -251,6 +340,7 @@ function endJob(error, message) {
 
 async function cancel() {
   if (page.upload) { page.upload.abort(); return; }
+  if (page.deviceJob) { page.deviceJob.cancel(); return; }
   const id = page.jobId;
   if (!id) return;
   $("cancel").disabled = true;
@@ -277,7 +367,11 @@ async function openPlayer(job) {
   }
   let buffers;
   try {
-    buffers = await Promise.all(job.stems.map(async (stem) => {
+    buffers = job.device ? job.stems.map((stem) => {  // separated here: the samples are in hand
+      const buffer = context.createBuffer(stem.channels.length, stem.channels[0].length, job.sample_rate);
+      stem.channels.forEach((data, c) => buffer.copyToChannel(data, c));
+      return buffer;
+    }) : await Promise.all(job.stems.map(async (stem) => {
       const data = await (await api(stem.wav)).arrayBuffer();
       return context.decodeAudioData(data);
     }));
@@ -286,17 +380,19 @@ async function openPlayer(job) {
     endJob(error instanceof ApiError ? error : new ApiError("playback", `The browser could not decode the stems (${error.message}).`));
     return;
   }
-  if (job.id !== page.jobId) { context.close(); return; }
+  if (!job.device && job.id !== page.jobId) { context.close(); return; }
   page.player = new Player(context, job, buffers);
   $("zip").href = job.zip;
+  if (job.zipName) $("zip").download = job.zipName; else $("zip").setAttribute("download", "");
   $("player").hidden = false;
-  $("job-status").textContent = `Separated ${formatTime(job.duration)} into ${job.stems.length} stems with ${job.model}.`;
+  $("job-status").textContent = `Separated ${formatTime(job.duration)} into ${job.stems.length} stems with ${job.model}${job.device ? " on this device" : ""}.`;
   setState("ready");
   updateButton();
 }
 
 function closePlayer() {
   if (page.player) page.player.close();
+  if (page.player && page.player.job.device) page.player.job.device.release();
   page.player = null;
   $("player").hidden = true;
   $("lanes").textContent = "";
@@ -408,6 +504,7 @@ function spectrogram(g, buffer, width, height, color) {
 class Player {
   constructor(context, job, buffers) {
     this.context = context;
+    this.job = job;
     this.duration = Math.max(...buffers.map((b) => b.duration));
     this.offset = 0;
     this.playing = false;
@@ -452,9 +549,10 @@ class Player {
     el.dataset.view = "waveform";
     if (stem) {
       for (const [format, url] of [["WAV", stem.wav], ["MP3", stem.mp3]]) {
+        if (!url) continue;  // separated on the device: WAV only
         const link = document.createElement("a");
         link.href = url;
-        link.download = "";
+        link.download = stem.mp3 ? "" : `${name}.wav`;
         link.textContent = format;
         link.className = `download-${format.toLowerCase()}`;
         el.querySelector(".downloads").append(link, " ");
@@ -633,6 +731,10 @@ function init() {
   $("separate").addEventListener("click", separate);
   $("cancel").addEventListener("click", cancel);
   $("error-close").addEventListener("click", hideError);
+  // Closing or leaving the tab ends an on-device separation (its worker dies with the page): ask first.
+  window.addEventListener("beforeunload", (event) => {
+    if (page.deviceJob && page.deviceJob.running()) { event.preventDefault(); event.returnValue = ""; }
+  });
   $("play").addEventListener("click", () => page.player && page.player.toggle());
   $("seek").addEventListener("input", (event) => page.player && page.player.seek(Number(event.target.value) * page.player.duration));
   document.addEventListener("keydown", (event) => {

@@ -1,0 +1,318 @@
+"""``stemtf export MODEL --format web``: the static folder, served by a real static file server on
+127.0.0.1 (``http.server`` in a thread, as ``python -m http.server`` serves it), opened in a real
+headless Chromium (Debian ``chromium`` + ``chromium-driver``, through Selenium), separating real
+audio with LiteRT.js in WebAssembly. The stems the browser offers for download are compared with
+stemtf's own separator (LiteRT, the same ``.tflite`` file) sample by sample.
+
+Needs the LiteRT.js runtime (``npm ci`` in the stemtf folder); skips with that advice otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import io
+import json
+import pathlib
+import shutil
+import threading
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemtf.export import web
+
+from conftest import EXAMPLE, SAMPLE_RATE, music_like
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _runtime() -> pathlib.Path:
+    try:
+        return web.find_runtime()
+    except Exception:
+        pytest.skip("no LiteRT.js runtime here: run `npm ci` in the stemtf folder (sh scripts/install-web-runtime.sh)")
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10 log10 of the reference's energy over the difference's."""
+    noise = np.sum((reference.astype(np.float64) - estimate) ** 2)
+    return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(noise, 1e-30)))
+
+
+@contextlib.contextmanager
+def static_server(folder: pathlib.Path, *, isolation: bool = False):
+    """``python -m http.server -d FOLDER`` in a thread on a free 127.0.0.1 port; yields its base URL."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def end_headers(self):
+            if isolation:
+                for name, value in web.ISOLATION_HEADERS.items():
+                    self.send_header(name, value)
+            super().end_headers()
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _chromium_paths() -> tuple[str, str]:
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        pytest.skip("no Chromium here: install the Debian packages chromium and chromium-driver (sh tests/install-browser.sh)")
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """A headless Chromium that downloads into a folder and keeps the console; ``(driver, downloads)``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = _chromium_paths()
+    downloads = tmp_path_factory.mktemp("web-downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900", "--disable-gpu"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    yield driver, downloads
+    driver.quit()
+
+
+def wait_for(condition, timeout=60.0, what="the page"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def console_errors(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def click_download(driver, element, downloads: pathlib.Path, name: str) -> pathlib.Path:
+    """Click a download link; the finished file (named by the page) in ``downloads``."""
+    target = downloads / name
+    target.unlink(missing_ok=True)
+    driver.execute_script("arguments[0].click();", element)
+    wait_for(lambda: target.is_file() and not list(downloads.glob("*.crdownload")), what=f"the download of {name}")
+    return target
+
+
+def separate_in_page(driver, url: str, song: pathlib.Path, *, model: str | None = None, timeout: float = 120.0) -> str:
+    """Open the page, choose ``song`` and press Separate; the final status text (or the error's)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(url)
+    driver.get_log("browser")  # start from a clean console
+    by_id = lambda name: driver.find_element(By.ID, name)  # noqa: E731
+    wait_for(lambda: by_id("model").find_elements(By.TAG_NAME, "option"), what="the model list")
+    if model:
+        Select(by_id("model")).select_by_value(model)
+    by_id("file").send_keys(str(song))
+    wait_for(lambda: by_id("separate").is_enabled(), what="the Separate button")
+    by_id("separate").click()
+    return wait_for(lambda: driver.execute_script(
+        "const b = document.body.dataset.state; if (b === 'ready') return 'ready: ' + document.getElementById('job-status').textContent;"
+        "if (b === 'error' || !document.getElementById('error').hidden) return 'error: ' + document.getElementById('error-text').textContent;"
+        "return null;"), timeout=timeout, what="the separation in the page")
+
+
+@pytest.fixture(scope="module")
+def tiny_web(tmp_path_factory, tiny_model_dir):
+    """The tiny model exported for the web (a folder), with a 2 s song limit."""
+    _runtime()
+    folder = tmp_path_factory.mktemp("web") / "tiny-web"
+    web.export_web(tiny_model_dir, folder, max_duration=2.0)
+    return folder
+
+
+def test_the_folder_is_complete_and_fetches_nothing_from_elsewhere(tiny_web, tiny_model_dir):
+    from stemtf import runtimes
+    from stemtf.config import load_model_config
+
+    index = json.loads((tiny_web / web.INDEX_FILE).read_text())
+    (entry,) = index["models"]
+    assert entry["name"] == "tiny" and entry["stems"] == ["vocals", "drums", "other"]
+    assert entry["description"]["kind"] == "masks" and entry["description"]["chunk_samples"] == 3904
+    config, directory = load_model_config(tiny_model_dir)
+    cached = runtimes.litert_cache_path(directory, config, segment_frames=config.segment_frames, precision="float32")
+    assert (tiny_web / entry["file"]).read_bytes() == cached.read_bytes()  # the very model `stemtf separate` runs
+    assert index["max_duration"] == 2.0 and index["runtime"]["version"] == web.runtime_version(web.find_runtime())
+    litert = (tiny_web / "litert" / "index.js").read_text()
+    assert '"./wasm-utils.js"' in litert and '"@litertjs/wasm-utils"' not in litert
+    for build in web.WASM_BUILDS:
+        assert (tiny_web / "litert" / "wasm" / f"{build}.wasm").stat().st_size > 1_000_000
+    html = (tiny_web / "index.html").read_text()
+    assert 'data-mode="device"' in html and 'src="/' not in html and 'href="/' not in html and "on-device" not in html
+    for name in ("index.html", "app.js", "app.css", "device.js", "worker.js"):
+        text = (tiny_web / name).read_text()
+        assert "http://" not in text and "https://" not in text, name
+    assert "Apache" in (tiny_web / "NOTICE.md").read_text()
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``stemtf ARGS`` in this process: ``(exit code, stdout, stderr)``."""
+    from stemtf.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, text: str) -> None:
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("stemtf: error: ") and text in lines[0], err
+
+
+def test_cli_writes_the_folder_and_refuses_to_overwrite(tmp_path, tiny_model_dir, capsys):
+    _runtime()
+    target = tmp_path / "out"
+    code, out, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", target, "--quantize", "float16")
+    assert code == 0, err
+    assert (target / "models" / "tiny_masks_float16.tflite").is_file() and "python -m http.server" in out
+    marker = (target / "index.html").read_bytes()
+    code, _, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", target)
+    assert_one_line_error(code, err, "already exists; pass --overwrite")
+    assert (target / "index.html").read_bytes() == marker
+    for extra, word in ((["--latency", "0.5"], "--latency"), (["--chunk-seconds", "5"], "--chunk-seconds"),
+                        (["--quantize", "int4"], "--quantize"), (["--max-duration", "0"], "--max-duration")):
+        code, _, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", tmp_path / "x", *extra)
+        assert_one_line_error(code, err, word)
+        assert not (tmp_path / "x").exists()
+    code, _, err = run_cli(capsys, "export", tiny_model_dir, "--format", "onnx", "--max-duration", "5", "-o", tmp_path / "y")
+    assert_one_line_error(code, err, "--max-duration")
+
+
+def test_a_missing_runtime_is_one_sentence_before_any_work(tmp_path, tiny_model_dir):
+    from stemtf.errors import MissingExtraError
+
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    with pytest.raises(MissingExtraError, match="npm ci"):
+        web.export_web(tiny_model_dir, tmp_path / "out", runtime_dir=empty)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_device_file_serves_only_files_inside_the_folder(tiny_web):
+    assert web.device_file(tiny_web, "index.html") == (tiny_web / "index.html").resolve()
+    assert web.device_file(tiny_web, "litert/wasm/litert_wasm_internal.wasm") is not None
+    for bad in ("", "../tiny-web/index.html", "litert/../index.html", "/etc/passwd", ".hidden", "litert", "nope.js"):
+        assert web.device_file(tiny_web, bad) is None, bad
+
+
+def _reference_stems(model, song: pathlib.Path, out: pathlib.Path) -> dict[str, np.ndarray]:
+    """The stems of ``stemtf separate SONG -m MODEL --runtime litert`` (float32, 16-bit WAV files), read back."""
+    from stemtf.cli import main
+
+    assert main(["separate", str(song), "-m", str(model), "--runtime", "litert", "-o", str(out), "-q"]) == 0
+    return {path.stem: sf.read(path, dtype="float32", always_2d=True)[0] for path in (out / song.stem).glob("*.wav")}
+
+
+def test_the_page_separates_on_the_device_like_stemtf(chromium, tiny_web, tiny_model_dir, tmp_path):
+    """Many chunks of the tiny model (3904 samples each) with their cross-fades, through the page."""
+    from selenium.webdriver.common.by import By
+
+    driver, downloads = chromium
+    song = tmp_path / "tones.wav"
+    sf.write(song, music_like(int(1.5 * SAMPLE_RATE), seed=3), SAMPLE_RATE, subtype="PCM_16")
+    reference = _reference_stems(tiny_model_dir, song, tmp_path / "separated")
+    with static_server(tiny_web) as url:
+        status = separate_in_page(driver, url, song)
+        assert status.startswith("ready: Separated 0:01.5 into 3 stems with tiny on this device"), status
+        lanes = driver.find_elements(By.CSS_SELECTOR, "#lanes .lane")
+        assert [lane.get_attribute("data-stem") for lane in lanes] == ["vocals", "drums", "other", "mixture"]
+        for lane in lanes[:3]:
+            stem = lane.get_attribute("data-stem")
+            path = click_download(driver, lane.find_element(By.CSS_SELECTOR, "a.download-wav"), downloads, f"{stem}.wav")
+            data, rate = sf.read(path, dtype="float32", always_2d=True)
+            assert rate == SAMPLE_RATE and data.shape == reference[stem].shape
+            assert snr_db(reference[stem], data) > 60, stem
+        archive = click_download(driver, driver.find_element(By.ID, "zip"), downloads, "tones.zip")
+        with zipfile.ZipFile(archive) as zipped:
+            assert zipped.testzip() is None
+            assert sorted(zipped.namelist()) == ["tones/drums.wav", "tones/other.wav", "tones/vocals.wav"]
+            assert zipped.read("tones/vocals.wav") == (downloads / "vocals.wav").read_bytes()
+        assert console_errors(driver) == []
+
+
+def test_bad_input_is_a_sentence_and_the_page_stays_usable(chromium, tiny_web, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = chromium
+    garbage = tmp_path / "notes.mp3"
+    garbage.write_bytes(b"this is not audio at all" * 100)
+    long_song = tmp_path / "long.wav"
+    sf.write(long_song, music_like(3 * SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    with static_server(tiny_web) as url:
+        status = separate_in_page(driver, url, garbage)
+        assert status == "error: This browser cannot decode notes.mp3; try a WAV, FLAC, OGG or MP3 file, or the server.", status
+        status = separate_in_page(driver, url, long_song)
+        assert "long.wav is 3 s long; this page separates at most 2 s" in status, status
+        assert driver.find_element(By.ID, "separate").is_enabled()  # never frozen: ready for the next file
+        assert console_errors(driver) == []
+
+
+def test_cancel_stops_the_worker(chromium, tiny_web, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, _ = chromium
+    song = tmp_path / "song.wav"
+    sf.write(song, music_like(int(1.9 * SAMPLE_RATE), seed=5), SAMPLE_RATE, subtype="PCM_16")
+    with static_server(tiny_web) as url:
+        driver.get(url)
+        by_id = lambda name: driver.find_element(By.ID, name)  # noqa: E731
+        wait_for(lambda: by_id("model").find_elements(By.TAG_NAME, "option"), what="the model list")
+        by_id("file").send_keys(str(song))
+        by_id("separate").click()
+        by_id("cancel").click()  # while decoding or loading: the worker is stopped wherever it is
+        wait_for(lambda: by_id("job-status").text == "Cancelled.", what="the cancel")
+        assert driver.execute_script("return document.body.dataset.state") == "idle"
+        assert by_id("player").get_attribute("hidden") is not None and by_id("separate").is_enabled()
+        assert console_errors(driver) == []
+
+
+@pytest.mark.slow
+def test_the_shipped_2stems_model_in_the_browser_matches_stemtf_separate(chromium, tmp_path):
+    """The real model on the bundled 20 s song: browser stems vs `stemtf separate`'s, >= 40 dB each."""
+    from selenium.webdriver.common.by import By
+
+    driver, downloads = chromium
+    _runtime()
+    folder = tmp_path / "2stems-web"
+    web.export_web("2stems", folder)
+    song = tmp_path / "caesium.wav"
+    waveform, rate = sf.read(EXAMPLE, dtype="float32", always_2d=True)
+    sf.write(song, waveform, rate, subtype="PCM_16")  # what the browser and soundfile decode identically
+    reference = _reference_stems("2stems", song, tmp_path / "separated")
+    with static_server(folder) as url:
+        status = separate_in_page(driver, url, song, timeout=300)
+        assert status.startswith("ready: Separated 0:20.0 into 2 stems with 2stems on this device"), status
+        for stem in ("vocals", "accompaniment"):
+            lane = driver.find_element(By.CSS_SELECTOR, f'#lanes .lane[data-stem="{stem}"]')
+            path = click_download(driver, lane.find_element(By.CSS_SELECTOR, "a.download-wav"), downloads, f"{stem}.wav")
+            data, _ = sf.read(path, dtype="float32", always_2d=True)
+            assert data.shape == reference[stem].shape
+            assert snr_db(reference[stem], data) >= 40, (stem, snr_db(reference[stem], data))
+        assert console_errors(driver) == []
