@@ -181,3 +181,25 @@ def test_pruning_needs_a_shared_stemtf_trunk():
     teacher_config = tiny_config(trunk="per_stem")
     with pytest.raises(OptionError, match="scratch"):
         pruned_student(build_model(teacher_config), teacher_config, student_config(teacher_config))
+
+
+def test_a_spleeter_layout_teacher_gets_one_shared_trunk_student(music_folder, tmp_path):
+    """An imported Spleeter model (one U-Net per stem, Spleeter's masks) distils into stemtf's layout."""
+    import keras
+
+    from stemtf.config import UNetConfig
+    from stemtf.model import build_model, load_model, save_model
+    from stemtf.train.distill import distill
+
+    keras.utils.set_random_seed(5)
+    teacher_config = tiny_config(
+        trunk="per_stem", masks="spleeter", mask_extension="zeros",
+        unet=UNetConfig(filters=(4, 8, 16), head_filters=1, variant="spleeter", encoder_activation="elu", decoder_activation="elu"),
+    )
+    teacher_dir = save_model(build_model(teacher_config), teacher_config, tmp_path / "spleeter-tiny")
+    result = distill(teacher_dir, [music_folder], output_dir=tmp_path / "lite", steps=2, batch_size=2, checkpoint_every=2,
+                     tensorboard=False)
+    student, config = load_model(result.output_dir)
+    assert (config.trunk, config.masks, config.unet.variant, config.mask_extension) == ("shared", "ratio", "stemtf", "zeros")
+    assert config.unet.filters == (2, 4, 8) and config.unet.head_filters == UNetConfig.head_filters
+    assert student.count_params() < build_model(teacher_config).count_params() / 3
