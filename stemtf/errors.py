@@ -63,7 +63,8 @@ class OptionError(StemtfError, ValueError):
     """
 
     # Flags that are not the kebab-case of their keyword.
-    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track", "groups": "--group", "stem_weights": "--stem-weight"}
+    FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track", "groups": "--group", "stem_weights": "--stem-weight",
+             "sample_rate": "--rate", "num_channels": "--channels"}
 
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword

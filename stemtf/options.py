@@ -343,6 +343,12 @@ def check_serving(
 
 # Defaults shared by the library's keywords and the CLI's flags (the CLI imports these, never TensorFlow).
 DEFAULT_MODEL = "4stems"
+DEFAULT_RUNTIME = "auto"
+DEFAULT_OVERLAP = None  # None: the model's (1 s, or a quarter of a chunk for short chunks)
+DEFAULT_RAW_RATE = 44100  # stemtf stream --raw
+DEFAULT_RAW_CHANNELS = 2
+DEFAULT_SAMPLE_FORMAT = "s16le"
+DEFAULT_BLOCK_SIZE = 4096  # samples a stream reads per block
 DEFAULT_OUTPUT_DIR = "separated"
 DEFAULT_FORMAT = "wav"
 DEFAULT_BIT_DEPTH = 16

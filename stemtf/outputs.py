@@ -131,3 +131,54 @@ def disk_error(path: os.PathLike | str, error: BaseException | None = None) -> O
         except OSError:
             reason = "the write failed"
     return OutputError(f"Cannot write {str(path)!r}: {reason}; free some space or choose another --output-dir.")
+
+
+def _open_files() -> set[str] | None:
+    """Every file some process of this machine holds open (Linux's /proc), or None where that cannot be known."""
+    proc = pathlib.Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held = set()
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                try:
+                    held.add(os.readlink(fd))
+                except OSError:
+                    continue
+        except OSError:  # a process that ended, or another user's
+            continue
+    return held
+
+
+def remove_stale_temporaries(targets) -> list[pathlib.Path]:
+    """Delete the hidden temporary files (``.NAME.*.tmp``) that a killed run left next to ``targets``.
+
+    A temporary file that any process holds open (a run writing the same outputs right now) is
+    kept; where open files cannot be listed (no /proc), only those untouched for a day go.
+
+    Returns:
+        The files deleted.
+    """
+    import glob
+    import time
+
+    candidates = []
+    for target in map(pathlib.Path, targets):
+        try:
+            candidates += target.parent.glob(f".{glob.escape(target.name)}.*.tmp")
+        except OSError:
+            continue
+    if not candidates:  # the usual case: no need to list open files
+        return []
+    held = _open_files()
+    removed = []
+    for leftover in candidates:
+        try:
+            if (str(leftover.resolve()) in held) if held is not None else time.time() - leftover.stat().st_mtime < 86400:
+                continue
+            leftover.unlink()
+            removed.append(leftover)
+        except OSError:
+            continue
+    return removed

@@ -253,6 +253,14 @@ def _convert(directory: pathlib.Path, config: ModelConfig, path: pathlib.Path, *
                       overwrite=True)
 
 
+def _conversion_line(config: ModelConfig, precision: str, segment_frames: int, folder: pathlib.Path) -> str:
+    """What a conversion says; a window other than the model's chunk is a conversion of its own, and says so."""
+    window = "" if segment_frames == config.segment_frames else (
+        f" for windows of {segment_frames} frames (each window length is converted once, apart from the "
+        f"{config.segment_frames}-frame chunks `separate` uses)")
+    return f"converting {config.name!r} to LiteRT ({precision}) once{window}; cached in {folder}"
+
+
 def cached_masks_model(
     directory: pathlib.Path,
     config: ModelConfig,
@@ -285,7 +293,7 @@ def cached_masks_model(
             return path
         _remove_conversion(path)
         if on_status is not None:
-            on_status(f"converting {config.name!r} to LiteRT ({precision}) once; cached in {path.parent}")
+            on_status(_conversion_line(config, precision, segment_frames, path.parent))
         _convert(directory, config, path, segment_frames=segment_frames, precision=precision)
     return path
 

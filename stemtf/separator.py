@@ -16,7 +16,7 @@ import numpy as np
 
 from stemtf import apply, audio, dsp, options, outputs, plans, runtimes
 from stemtf.config import ModelConfig
-from stemtf.errors import AudioError, ModelError, OutputError
+from stemtf.errors import AudioError, ModelError, OutputError, OutputOptionError
 
 ProgressCallback = apply.ProgressCallback
 DEFAULT_FILENAME = options.DEFAULT_FILENAME
@@ -304,6 +304,7 @@ class Separator:
             existing = [p for p in targets.values() if p.exists()]
             if existing:
                 raise outputs.exists_error(existing[0])
+        outputs.remove_stale_temporaries(targets.values())  # what a killed run left next to these outputs
         source = audio.open_audio(path, offset=offset)
         writers: list[audio.AudioWriter] = []
         created: list[pathlib.Path] = []  # folders this call made: removed again if it fails
@@ -312,25 +313,12 @@ class Separator:
             source = audio.FiniteReader(source, f"Input {str(path)!r}")
             if duration is not None:
                 source = audio.LimitedReader(source, int(round(duration * source.sample_rate)))
-            input_rate, input_channels = source.sample_rate, source.num_channels
-            reader = self._model_reader(source)
+            input_channels = source.num_channels
+            writer_options = dict(sample_rate=source.sample_rate, num_channels=input_channels, fmt=fmt,
+                                  bit_depth=bit_depth, bitrate=bitrate, input_rate=self.sample_rate)
             for target in targets.values():
-                try:
-                    created += outputs.make_folders(target.parent)
-                except OSError as error:
-                    raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from error
-                if target.is_dir():
-                    raise OutputError(f"Output {str(target)!r} is a directory; choose another --filename.")
-                try:
-                    writers.append(audio.AudioWriter(
-                        target, sample_rate=input_rate, num_channels=input_channels, fmt=fmt,
-                        bit_depth=bit_depth, bitrate=bitrate, input_rate=self.sample_rate,
-                    ))
-                except PermissionError as error:
-                    raise OutputError(f"Cannot write to {str(target.parent)!r} (permission denied); choose another --output-dir.") from error
-                except OSError as error:
-                    raise outputs.disk_error(target, error) from error
-            for block in self.separate_stream(reader, progress=progress):
+                writers.append(_open_writer(target, created, **writer_options))
+            for block in self.separate_stream(self._model_reader(source), progress=progress):
                 for writer, stem_block in zip(writers, _apply_plan(block, plan)):
                     writer.write(audio.convert_channels(stem_block, input_channels))
             for writer in writers:
@@ -349,6 +337,24 @@ class Separator:
             raise
         finally:
             source.close()
+
+
+def _open_writer(target: pathlib.Path, created: list[pathlib.Path], **options) -> audio.AudioWriter:
+    """A writer of ``target``, its folders made (and added to ``created``); one-line errors."""
+    try:
+        created += outputs.make_folders(target.parent)
+    except OSError as error:
+        raise OutputError(f"Cannot create output folder {str(target.parent)!r}: {error.strerror}.") from error
+    if target.is_dir():
+        raise OutputOptionError("filename", f"Output {str(target)!r} is a directory; choose another {{option}}.")
+    try:
+        return audio.AudioWriter(target, **options)
+    except PermissionError as error:
+        raise OutputOptionError(
+            "output_dir", f"Cannot write to {str(target.parent)!r} (permission denied); choose another {{option}}."
+        ) from error
+    except OSError as error:
+        raise outputs.disk_error(target, error) from error
 
 
 def _apply_plan(stems: np.ndarray, plan: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:

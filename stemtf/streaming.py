@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from stemtf import apply, audio, plans, sliding
+from stemtf import apply, audio, plans, sliding, streamio
 from stemtf.errors import AudioError
 
 
@@ -68,8 +68,8 @@ class StreamingSeparator:
         self.stems = separator.stems
         model_rate = separator.sample_rate
         self.sample_rate = model_rate if sample_rate is None else int(sample_rate)
-        if self.sample_rate < 1000:
-            raise AudioError(f"The stream's sample rate must be >= 1000 Hz. Received {self.sample_rate}.")
+        if self.sample_rate < streamio.MIN_SAMPLE_RATE:
+            raise AudioError(f"The stream's sample rate must be >= {streamio.MIN_SAMPLE_RATE} Hz. Received {self.sample_rate}.")
         self.num_channels = separator.config.num_channels if num_channels is None else num_channels
         apply.check_num_channels(self.num_channels)
         self._model_channels = separator.config.num_channels

@@ -164,3 +164,18 @@ def test_filename_templates(separator, tmp_path):
         check_filename("{track}.{ext}")
     with pytest.raises(OutputError, match="not a valid template"):
         check_filename("{stem")
+
+
+def test_a_rerun_deletes_the_temporary_files_a_killed_run_left_but_not_a_running_ones(separator, stereo_wav, tmp_path):
+    folder = tmp_path / "out" / stereo_wav.stem
+    folder.mkdir(parents=True)
+    killed = [folder / ".vocals.wav.k1ll3d.tmp", folder / ".other.wav.x9.tmp"]
+    for leftover in killed:
+        leftover.write_bytes(b"\0" * 4096)
+    running = folder / ".drums.wav.l1v3.tmp"
+    someone_elses = folder / ".notes.txt.a.tmp"  # not a target of this run
+    for path in (running, someone_elses):
+        path.write_bytes(b"\0")
+    with open(running, "rb"):  # held open, as by a run writing the same outputs right now
+        paths = separator.separate_file(stereo_wav, output_dir=tmp_path / "out")
+        assert sorted(p.name for p in folder.iterdir()) == sorted([*(p.name for p in paths.values()), running.name, someone_elses.name])

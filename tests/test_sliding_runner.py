@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from stemtf import litert_runner, runtimes, sliding
 from stemtf.cli import main
@@ -151,3 +152,26 @@ def test_cli_export_rejects_a_bad_latency_in_one_line(capsys, tiny_model_dir, tm
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and lines[0].startswith("stemtf: error: ") and message in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_runner_command_line_refuses_to_overwrite_and_groups_stems_by_track(exported, tiny_model, tmp_path):
+    _, config = tiny_model
+    model = str(exported[0] / "tiny.tflite")
+    songs = []
+    for name, seed in (("one", 1), ("two", 2)):
+        songs.append(tmp_path / f"{name}.wav")
+        sf.write(songs[-1], music_like(9000, seed=seed), SAMPLE_RATE)
+    out = tmp_path / "out"
+    assert litert_runner.main([model, *map(str, songs), "-o", str(out)]) == 0
+    for song in songs:  # one folder per track, as `stemtf separate` writes
+        assert sorted(p.name for p in (out / song.stem).iterdir()) == sorted(f"{stem}.wav" for stem in config.stems)
+    before = (out / "one" / "vocals.wav").read_bytes()
+    sf.write(songs[0], music_like(9000, seed=5), SAMPLE_RATE)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert litert_runner.main([model, str(songs[0]), "-o", str(out)]) == 1
+    assert err.getvalue().strip().endswith("vocals.wav' already exists; pass --overwrite to replace it.")
+    assert (out / "one" / "vocals.wav").read_bytes() == before  # untouched
+    assert litert_runner.main([model, str(songs[0]), "-o", str(out), "--overwrite"]) == 0
+    assert (out / "one" / "vocals.wav").read_bytes() != before
+    assert not list(out.rglob("*.tmp"))

@@ -97,23 +97,32 @@ def test_cli_stream_through_a_pipe(tiny_model_dir, tmp_path):
     offline = Separator.from_pretrained(tiny_model_dir).separate(np.round(waveform * 32768).clip(-32768, 32767) / 32768, SAMPLE_RATE)
     expected = offline["drums"] + offline["other"]
     assert np.max(np.abs(samples[latency:] / 32768 - expected)) < 2e-3
-    # Files: one WAV per stem, playable.
+    # Files: one WAV per stem, aligned with the input by default (the latency trimmed, the tail flushed) ...
     files = subprocess.run(command + ["-o", str(tmp_path / "out")], input=_wav_bytes(waveform), capture_output=True, timeout=300)
     assert files.returncode == 0, files.stderr.decode()[-1000:]
     for stem in ("vocals", "drums", "other"):
-        info = sf.info(tmp_path / "out" / f"{stem}.wav")
-        assert info.frames == waveform.shape[0] + latency and info.samplerate == SAMPLE_RATE
+        data, rate = sf.read(tmp_path / "out" / f"{stem}.wav")
+        assert data.shape == waveform.shape and rate == SAMPLE_RATE
+        assert np.max(np.abs(data - offline[stem])) < 2e-3  # the offline stems, sample for sample
+    # ... or with the live delay (--no-align)
+    files = subprocess.run(command + ["-o", str(tmp_path / "live"), "--no-align"], input=_wav_bytes(waveform),
+                           capture_output=True, timeout=300)
+    assert files.returncode == 0, files.stderr.decode()[-1000:]
+    info = sf.info(tmp_path / "live" / "vocals.wav")
+    assert info.frames == waveform.shape[0] + latency and info.samplerate == SAMPLE_RATE
 
 
 @pytest.mark.parametrize(
     "args,stdin,message",
     [
         (["--stdout", "--keep", "vocals"], b"not a wav at all", "The input is not a PCM WAV stream"),
-        (["--stdout", "--keep", "vocals", "--raw", "--channels", "6"], b"\0" * 64, "The stream has 6 channels"),
+        (["--stdout", "--keep", "vocals", "--raw", "--channels", "6"], b"\0" * 64, "--channels must be 1 or 2 (mono or stereo). Received 6."),
         (["--stdout", "--keep", "guitar"], b"", "--keep 'guitar' is not a stem of this model"),
         (["--stdout"], b"", "--stdout writes one stream"),
         ([], b"", "Give exactly one of --output-dir DIR"),
         (["--stdout", "--keep", "vocals", "--raw", "--sample-format", "u8"], b"\0" * 64, "--sample-format must be one of"),
+        (["--stdout", "--keep", "vocals", "--raw", "--rate", "0"], b"\0" * 64, "--rate must be >= 1000 Hz. Received 0."),
+        (["--stdout", "--keep", "vocals", "--raw", "--channels", "0"], b"\0" * 64, "--channels must be 1 or 2"),
     ],
 )
 def test_cli_stream_errors_are_one_line(tiny_model_dir, args, stdin, message):
@@ -323,6 +332,8 @@ def test_cli_stream_with_a_latency_converts_only_the_window_model(tiny_model_dir
     assert result.returncode == 0, result.stderr.decode()[-1000:]
     assert len(list((tmp_path / "cache").rglob("*.tflite"))) == 1
     assert result.stderr.decode().count("to LiteRT") == 1
+    # a window is a conversion of its own, apart from separate's chunks: the line says so
+    assert "once for windows of 40 frames (each window length is converted once, apart from the 64-frame chunks" in result.stderr.decode()
 
 
 def test_sliding_plan_at_another_rate_keeps_a_constant_latency(tiny_model):
@@ -342,3 +353,62 @@ def test_sliding_plan_at_another_rate_keeps_a_constant_latency(tiny_model):
     expected = 0.5 * np.sin(2 * np.pi * 440 * (n - streamer.latency_samples) / rate)
     middle = slice(int(streamer.latency_samples) + 2000, rate - 2000)
     np.testing.assert_allclose(streamed[middle], expected[middle], atol=2e-3)
+
+
+def _stream(tiny_model_dir, *args, input=b""):
+    return subprocess.run([sys.executable, "-m", "stemtf.cli", "stream", "--model", str(tiny_model_dir), *args],
+                          input=input, capture_output=True, timeout=300)
+
+
+def test_cli_stream_overwrite_replaces_and_refusals_leave_nothing(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    waveform = music_like(SAMPLE_RATE // 2)
+    first = _stream(tiny_model_dir, "-", "-o", str(out), "--keep", "vocals,drums", input=_wav_bytes(waveform))
+    assert first.returncode == 0, first.stderr.decode()[-1000:]
+    (out / "drums.wav").write_bytes(b"mine")
+    # An existing output is refused before anything runs: nothing read, no temporary file, the file untouched.
+    refused = _stream(tiny_model_dir, "-", "-o", str(out), "--keep", "vocals,drums", input=_wav_bytes(waveform))
+    lines = refused.stderr.decode().strip().splitlines()
+    assert refused.returncode == 1 and len(lines) == 1 and "vocals.wav' already exists; pass --overwrite" in lines[0], lines
+    assert sorted(p.name for p in out.iterdir()) == ["drums.wav", "vocals.wav"] and (out / "drums.wav").read_bytes() == b"mine"
+    # --overwrite replaces every output (it used to keep them all as hidden .tmp files).
+    louder = _stream(tiny_model_dir, "-", "-o", str(out), "--keep", "vocals,drums", "--overwrite",
+                     input=_wav_bytes(0.5 * waveform))
+    assert louder.returncode == 0, louder.stderr.decode()[-1000:]
+    assert sorted(p.name for p in out.iterdir()) == ["drums.wav", "vocals.wav"]
+    assert sf.info(out / "drums.wav").frames == waveform.shape[0]
+    # Refused options make no folder and no file.
+    for args in (["--raw", "--rate", "0"], ["--block-size", "0"], ["--keep", "guitar"]):
+        result = _stream(tiny_model_dir, "-", "-o", str(tmp_path / "never"), *args, input=b"\0" * 64)
+        assert result.returncode == 1 and not (tmp_path / "never").exists(), args
+
+
+def test_cli_stream_reads_an_mp3_file_and_cleans_a_killed_runs_leftovers(tiny_model_dir, tmp_path):
+    song = tmp_path / "song.mp3"
+    waveform = music_like(SAMPLE_RATE // 2)
+    sf.write(song, waveform, SAMPLE_RATE, format="MP3")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".vocals.wav.abc123.tmp").write_bytes(b"x" * 1000)  # what a kill -9 left
+    result = _stream(tiny_model_dir, str(song), "-o", str(out), "--keep", "vocals")
+    assert result.returncode == 0, result.stderr.decode()[-1000:]
+    assert sorted(p.name for p in out.iterdir()) == ["vocals.wav"]
+    decoded, _ = sf.read(song, dtype="float32")
+    expected = Separator.from_pretrained(tiny_model_dir).separate(decoded, SAMPLE_RATE)["vocals"]
+    data, _ = sf.read(out / "vocals.wav")
+    assert data.shape == decoded.shape and np.max(np.abs(data - expected)) < 2e-3
+
+
+def test_stem_sink_commits_every_file_even_when_one_cannot_be(tmp_path):
+    from stemtf import streamio
+    from stemtf.errors import OutputError
+
+    targets = {"a": tmp_path / "a.wav", "b": tmp_path / "b.wav"}
+    sink = streamio.StemSink({"a": ("a",), "b": ("b",)}, targets, sample_rate=SAMPLE_RATE, num_channels=1)
+    block = np.full((100, 1), 0.25, np.float32)
+    sink.send({"a": block, "b": block}, 100, last=True)
+    targets["a"].write_bytes(b"appeared meanwhile")
+    with pytest.raises(OutputError, match="a.wav' already exists"):
+        sink.commit()
+    assert targets["a"].read_bytes() == b"appeared meanwhile" and sf.info(targets["b"]).frames == 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]  # no temporary left
