@@ -6,7 +6,9 @@ through Beam's ``RunInference`` with a small :class:`SeparatorModelHandler` (the
 once per worker and shared by its threads), and writes the stems with the same naming and formats
 as ``stemtf separate``. Long files stream chunk by chunk, so a worker's memory stays flat.
 
-- A file whose stems all exist already is skipped: a rerun only does what is left (resumable).
+- A file whose stems all exist already is skipped: a rerun only does what is left (resumable). A
+  file some of whose stem files exist (another model's run into the same folder, say) is refused
+  like ``stemtf separate`` refuses, into the dead letter, unless ``overwrite``.
 - A file that fails never fails the pipeline: it goes to a dead-letter output, one line per file
   (``path<TAB>reason``), which ``stemtf separate-batch`` prints at the end.
 - Metrics (namespace ``stemtf``): ``files_done``, ``files_failed``, ``files_skipped``,
@@ -76,6 +78,7 @@ class SeparationSettings:
     fmt: str = options.DEFAULT_FORMAT
     bit_depth: int = options.DEFAULT_BIT_DEPTH
     bitrate: int | None = None
+    overwrite: bool = False
 
     def check(self) -> None:
         options.check_output(self.fmt, self.bit_depth, self.bitrate)
@@ -90,16 +93,23 @@ def separate_one(separator, path: str, settings: SeparationSettings) -> FileResu
     """Separate one file (local or on any Beam filesystem); never raises for a bad file.
 
     Returns:
-        A :class:`FileResult`; a file whose outputs all exist is ``skipped``.
+        A :class:`FileResult`; a file whose outputs all exist is ``skipped`` (without
+        ``settings.overwrite``); one some of whose outputs exist is ``failed``, nothing replaced.
     """
+    from stemtf import outputs
     from apache_beam.io.filesystems import FileSystems
 
     start = time.perf_counter()
     name = pathlib.PurePosixPath(path.split("://", 1)[-1]).name
     targets = separator.output_paths(name, output_dir="", filename=settings.filename, fmt=settings.fmt)
     final = {stem: FileSystems.join(settings.output_dir, str(relative)) for stem, relative in targets.items()}
-    if all(FileSystems.exists(target) for target in final.values()):
-        return FileResult(path, "skipped", tuple(final.values()))
+    existing = [target for target in final.values() if FileSystems.exists(target)]
+    if not settings.overwrite and existing:
+        if len(existing) == len(final):
+            return FileResult(path, "skipped", tuple(final.values()))
+        # Not every stem exists: these files are someone else's (another model, another input): refuse.
+        return FileResult(path, "failed", error=str(outputs.exists_error(existing[0])),
+                          seconds=time.perf_counter() - start)
     remote_output = _is_remote(settings.output_dir)
     try:
         with tempfile.TemporaryDirectory(prefix="stemtf-beam-") as work:
@@ -112,7 +122,7 @@ def separate_one(separator, path: str, settings: SeparationSettings) -> FileResu
             output_dir = os.path.join(work, "output") if remote_output else settings.output_dir
             written = separator.separate_file(
                 source, output_dir=output_dir, filename=settings.filename, fmt=settings.fmt,
-                bit_depth=settings.bit_depth, bitrate=settings.bitrate, overwrite=True,
+                bit_depth=settings.bit_depth, bitrate=settings.bitrate, overwrite=settings.overwrite,
             )
             if remote_output:
                 for stem, local_path in written.items():
@@ -216,6 +226,7 @@ def run(
     fmt: str = options.DEFAULT_FORMAT,
     bit_depth: int = options.DEFAULT_BIT_DEPTH,
     bitrate: int | None = None,
+    overwrite: bool = False,
     pipeline_args: Sequence[str] = (),
 ) -> BatchSummary:
     """Run the batch separation pipeline and wait for it; what ``stemtf separate-batch`` runs.
@@ -226,6 +237,8 @@ def run(
         model: A model name or directory (staged with the workers for remote runners).
         runtime: The separator's mask runtime.
         filename, fmt, bit_depth, bitrate: As ``stemtf separate``.
+        overwrite: Separate every file again and replace its stem files (without it a file whose
+            stems all exist is skipped, and one with only some of them is refused).
         pipeline_args: Beam pipeline options (``--runner``, ``--direct_num_workers``, ...).
 
     Returns:
@@ -240,7 +253,8 @@ def run(
 
     from stemtf.config import load_model_config
 
-    settings = SeparationSettings(output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate)
+    settings = SeparationSettings(output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
+                                  overwrite=overwrite)
     settings.check()
     runtimes.check_runtime(runtime, runtimes.DEFAULT_PRECISION)
     config, _ = load_model_config(model)  # an unknown model fails here, before any worker starts

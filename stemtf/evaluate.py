@@ -1,12 +1,21 @@
-"""Measure separation quality the way the field does: museval (BSS-eval v4) SDR/SIR/SAR/ISR.
+"""Measure separation quality: the SDR of each whole track first, then museval's (BSS-eval v4) windows.
 
 Every track is separated (or, for the baselines, estimated by the ideal ratio mask or by the
-unprocessed mixture), scored on 1 s windows with museval, and written as museval's per-track JSON.
-The aggregate is SiSEC's: the median over frames of each track, then the median over tracks.
+unprocessed mixture) and scored twice:
 
-BSS-eval leaves out every window in which any reference stem is silent, so on songs whose stems
-come and go (most real songs) it scores a small, quiet-biased share of the song. Every track is
-therefore also scored with the MDX challenge's global SDR (``cSDR``, the whole track at once).
+- the SDR of each stem over the whole track (the MDX challenge's global SDR, ``cSDR``): one
+  number per stem that every part of the song counts towards, and what to read first;
+- museval's SDR/SIR/ISR/SAR on 1 s windows, written as museval's per-track JSON, aggregated as
+  SiSEC does (the median over windows of each track, then the median over tracks).
+
+BSS-eval's ratios are only meaningful where every reference stem is audible: on a window where one
+stem is near-silent (real songs: stems come and go; lossy files decode silence as faint noise) its
+decomposition divides by almost nothing and prints numbers like -30 dB SDR or a SAR of 0.00 for
+every stem. Such windows are left out (NaN in the JSON, as museval leaves out digitally silent
+ones), and the CLI says how many windows were scored, or that none could be. The references are
+also given a faint seeded dither (-100 dBFS) for the decomposition: band-limited references (lossy
+files, stems recorded at 24 kHz) otherwise make its least-squares filters singular, and SIR/SAR/ISR
+come out as numerical noise while the SDR is unaffected.
 """
 
 from __future__ import annotations
@@ -25,6 +34,11 @@ from stemtf.errors import DataError, DependencyError, OptionError
 BASELINES = options.EVALUATION_BASELINES
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 GLOBAL_SDR = "cSDR"
+# A window is scored by museval only when every reference stem in it is at least this loud (RMS, dB
+# re full scale); quieter references make BSS-eval's ratios degenerate.
+AUDIBLE_DBFS = -60.0
+# The faint white noise added to the references for BSS-eval's decomposition (RMS, dB re full scale).
+DITHER_DBFS = -100.0
 
 
 @dataclasses.dataclass
@@ -34,7 +48,8 @@ class Evaluation:
     Attributes:
         store: ``museval.EvalStore`` with every track's frames.
         global_sdr: ``{track: {stem: dB}}`` MDX-style SDR over each whole track.
-        windows: ``{track: (scored windows, all windows)}``: how much of each track BSS-eval scored.
+        windows: ``{track: (scored windows, all windows)}``: how many windows museval scored
+            (those in which every reference stem is audible).
     """
 
     store: Any
@@ -61,10 +76,23 @@ class Evaluation:
         return out
 
     def coverage(self) -> float:
-        """Share of all windows that BSS-eval could score (the rest had a silent reference)."""
-        scored = sum(s for s, _ in self.windows.values())
-        total = sum(t for _, t in self.windows.values())
+        """Share of all windows that museval scored (the rest had a near-silent reference stem)."""
+        scored, total = self.window_counts()
         return scored / total if total else 0.0
+
+    def window_counts(self) -> tuple[int, int]:
+        """``(scored, total)`` windows over every track."""
+        return sum(s for s, _ in self.windows.values()), sum(t for _, t in self.windows.values())
+
+    def coverage_note(self, *, window: float = 1.0) -> str:
+        """One sentence saying what share of the song museval's columns stand for, or that they stand for none."""
+        scored, total = self.window_counts()
+        why = (f"the others have a near-silent stem (below {AUDIBLE_DBFS:g} dBFS), where BSS-eval's ratios "
+               "are degenerate")
+        if scored == 0:
+            return (f"museval scored none of the {total} windows ({window:g} s): every one has a near-silent stem "
+                    f"(below {AUDIBLE_DBFS:g} dBFS), where BSS-eval's ratios are degenerate; read the whole-track SDR.")
+        return f"museval scored {scored} of the {total} windows ({window:g} s), {scored / total:.0%}; {why}."
 
 
 def check_dependencies() -> None:
@@ -155,8 +183,9 @@ def load_tracks(
         tracks = data_lib.musdb_tracks(data, stems=stems, stem_groups=stem_groups, subset=subset)
     elif data_lib.detect_layout(data) == "csv":
         tracks = data_lib.csv_tracks(data, stems=stems, stem_groups=stem_groups)
-    else:
-        tracks = data_lib.folder_tracks(data, stems=stems, stem_groups=stem_groups)
+    else:  # only the named folders are read: another track's files cannot fail the evaluation
+        return data_lib.folder_tracks(data, stems=stems, stem_groups=stem_groups, names=names or None,
+                                      require_every_stem=not names)
     if names:
         known = {t.name for t in tracks}
         unknown = [name for name in names if name not in known]
@@ -164,6 +193,27 @@ def load_tracks(
             raise OptionError("names", f"{{option}} {unknown[0]!r} is not in the data; tracks: {', '.join(sorted(known))}.")
         tracks = [t for t in tracks if t.name in names]
     return tracks
+
+
+def audible_windows(references: np.ndarray, *, window: int, hop: int, threshold_dbfs: float = AUDIBLE_DBFS) -> np.ndarray:
+    """Which of museval's windows have every reference stem audible.
+
+    Args:
+        references: ``(num_sources, num_samples, num_channels)``.
+        window, hop: In samples, as museval frames them.
+        threshold_dbfs: The quietest RMS (dB re full scale) a reference may have in a scored window.
+
+    Returns:
+        ``(num_windows,)`` booleans, one per window museval evaluates.
+    """
+    num_samples = references.shape[1]
+    num_windows = (num_samples - window + hop) // hop if window < num_samples else 1
+    audible = np.zeros(num_windows, bool)
+    floor = 10 ** (threshold_dbfs / 10)
+    for index in range(num_windows):
+        segment = references[:, index * hop: min(index * hop + window, num_samples)]
+        audible[index] = bool(np.all(np.mean(np.square(segment, dtype=np.float64), axis=(1, 2)) >= floor))
+    return audible
 
 
 def score_track(
@@ -175,7 +225,10 @@ def score_track(
     window: float = 1.0,
     hop: float = 1.0,
 ):
-    """Score one track's estimates with museval; silent reference stems are left out.
+    """Score one track's estimates with museval on the windows where every reference stem is audible.
+
+    Silent reference stems are left out; windows where a present stem is near-silent (below
+    :data:`AUDIBLE_DBFS`) are NaN, like museval's silent windows; see the module's notes.
 
     Args:
         name: Track name (kept in the JSON).
@@ -193,7 +246,20 @@ def score_track(
         raise DataError(f"Track {name!r} has no non-silent stem to score.")
     refs = np.stack([references[s] for s in present]).astype(np.float64)
     ests = np.stack([estimates[s] for s in present]).astype(np.float64)
-    values = museval.evaluate(refs, ests, win=int(window * sample_rate), hop=int(hop * sample_rate))
+    win, step = int(window * sample_rate), int(hop * sample_rate)
+    audible = audible_windows(refs, window=win, hop=step)
+    values = np.full((4, len(present), len(audible)), np.nan)
+    if audible.any():
+        # The references as BSS-eval sees them: dithered where scored, digital silence elsewhere (so
+        # museval skips those windows, and its distortion filters are fitted on the scored audio only).
+        scored = np.zeros_like(refs)
+        rng = np.random.default_rng(0)
+        dither = 10 ** (DITHER_DBFS / 20)
+        for index in np.flatnonzero(audible):
+            span = slice(index * step, min(index * step + win, refs.shape[1]))
+            scored[:, span] = refs[:, span] + dither * rng.standard_normal(scored[:, span].shape)
+        values = np.array(museval.evaluate(scored, ests, win=win, hop=step), dtype=np.float64)
+        values[:, :, ~audible] = np.nan  # overlapping windows (hop < window) may reach into a skipped one
     for index, stem in enumerate(present):
         store.add_target(
             target_name=stem,
@@ -323,12 +389,25 @@ def plot_global_sdr(evaluation: Evaluation, path: str | os.PathLike, *, name: st
 
 
 def format_table(table: dict[str, dict[str, float]], *, title: str = "") -> str:
-    """A plain-text table of :func:`aggregate`'s result, stems as rows."""
+    """A plain-text table of :meth:`Evaluation.table`, stems as rows: the whole-track SDR first.
+
+    museval's columns read ``-`` where no window could be scored (every window had a near-silent stem).
+    """
     lines = [title] if title else []
-    columns = (*METRICS, GLOBAL_SDR)
-    lines.append(f"{'stem':14s}" + "".join(f"{m:>8s}" for m in columns))
+    columns = (GLOBAL_SDR, *METRICS)
+    headers = ("track SDR", *(f"{metric} (1 s)" for metric in METRICS))
+    lines.append(f"{'stem':14s}" + "".join(f"{header:>11s}" for header in headers))
+
+    def cell(value: float) -> str:
+        return f"{value:11.2f}" if np.isfinite(value) else f"{'-':>11s}"
+
     for stem, values in table.items():
-        lines.append(f"{stem:14s}" + "".join(f"{values.get(m, float('nan')):8.2f}" for m in columns))
-    means = [np.nanmean([v.get(m, np.nan) for v in table.values()]) if table else np.nan for m in columns]
-    lines.append(f"{'mean':14s}" + "".join(f"{m:8.2f}" for m in means))
+        lines.append(f"{stem:14s}" + "".join(cell(values.get(m, float("nan"))) for m in columns))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column of NaN has no mean: shown as -
+            means = [np.nanmean([v.get(m, np.nan) for v in table.values()]) if table else np.nan for m in columns]
+    lines.append(f"{'mean':14s}" + "".join(cell(m) for m in means))
     return "\n".join(lines)

@@ -5,10 +5,12 @@ figure state, no GUI backend), so it works in scripts, servers, the CLI and note
 (in a notebook, ``display(figure)`` shows it). matplotlib is optional and imported on first use;
 without it :func:`check_available` raises a one-line error naming the extra to install.
 
-Spectrograms are summarised before they are drawn, so a picture of a 10-minute song costs what a
-picture of 10 seconds costs: the power of every STFT frame is averaged into at most
+Spectrograms are summarised before they are drawn, so a picture of a 10-minute song costs little
+more than a picture of 10 seconds: the power of the STFT frames is averaged into at most
 ``num_columns`` time columns and into ``num_rows`` log-spaced frequency rows, reading the audio
-block by block (flat memory).
+block by block (flat memory). A long input has far more frames than a picture has columns, so its
+hop grows to half a window (Hann windows half overlapping still weigh every sample alike: no drum
+hit falls between two frames), which halves the transforms of ``separate --plot``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,25 @@ MIN_FREQUENCY = 30.0
 DB_RANGE = 80.0
 FREQUENCY_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 _BLOCK = 1 << 18  # samples decoded at a time: ~2 MB of stereo float32
+# Inputs with at least this many STFT frames per time column are transformed at a hop of half a window.
+FRAMES_PER_COLUMN = 4
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` to this stemtf install, run from the stemtf folder.
+
+    An editable install (``make demo``, ``pip install -e .``) stays editable: ``pip install -e
+    ".[extra]"``; a plain ``pip install ".[extra]"`` would replace it with a copy.
+    """
+    import json
+    from importlib import metadata
+
+    try:
+        direct_url = json.loads(metadata.distribution("stemtf").read_text("direct_url.json") or "{}")
+        editable = bool(direct_url.get("dir_info", {}).get("editable"))
+    except (metadata.PackageNotFoundError, ValueError, AttributeError):
+        editable = False
+    return f'pip install {"-e " if editable else ""}".[{extra}]"'
 
 
 def check_available() -> None:
@@ -35,7 +56,7 @@ def check_available() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise MissingExtraError('Plots need matplotlib: pip install ".[plots]" (from the stemtf folder).') from None
+        raise MissingExtraError(f"Plots need matplotlib: {install_hint('plots')} (from the stemtf folder).") from None
 
 
 def _figure(width: float, height: float):
@@ -92,8 +113,11 @@ def spectrogram_rows(
         float64 ``(columns, num_rows)`` power, averaged over channels (not a downmix, which would
         cancel anything out of phase between the channels).
     """
-    num_frames = max(1, 1 + (num_samples - n_fft) // hop_length) if num_samples >= n_fft else 1
-    columns = max(1, min(num_columns, num_frames))
+    all_frames = max(1, 1 + (num_samples - n_fft) // hop_length) if num_samples >= n_fft else 1
+    columns = max(1, min(num_columns, all_frames))
+    # Long inputs: a hop of half a window (Hann windows half overlapping cover every sample alike).
+    hop = max(hop_length, n_fft // 2) if all_frames >= columns * FRAMES_PER_COLUMN else hop_length
+    num_frames = max(1, 1 + (num_samples - n_fft) // hop) if num_samples >= n_fft else 1
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
     power = np.zeros((columns, n_fft // 2 + 1))
     counts = np.zeros(columns)
@@ -102,10 +126,13 @@ def spectrogram_rows(
 
     def add(frames: np.ndarray) -> None:  # frames: (T, C, n_fft)
         nonlocal frame
-        spectrum = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2
+        spectrum = np.fft.rfft(frames * window, axis=-1)  # float32 in, complex64 out
+        frame_power = (np.square(spectrum.real) + np.square(spectrum.imag)).mean(axis=1)
         index = np.minimum((frame + np.arange(frames.shape[0])) * columns // num_frames, columns - 1)
-        np.add.at(power, index, spectrum.mean(axis=1))
-        np.add.at(counts, index, 1)
+        # Frames come in time order, so each column's frames are one run: sum the runs.
+        targets, starts = np.unique(index, return_index=True)
+        power[targets] += np.add.reduceat(frame_power, starts, axis=0)
+        counts[targets] += np.diff(np.append(starts, index.size))
         frame += frames.shape[0]
 
     while remaining > 0:
@@ -115,9 +142,9 @@ def spectrogram_rows(
         remaining -= block.shape[0]
         buffer = np.concatenate([buffer, block.astype(np.float32)])
         if buffer.shape[0] >= n_fft:
-            frames = np.lib.stride_tricks.sliding_window_view(buffer, n_fft, axis=0)[::hop_length]
+            frames = np.lib.stride_tricks.sliding_window_view(buffer, n_fft, axis=0)[::hop]
             add(frames)
-            buffer = buffer[frames.shape[0] * hop_length :]
+            buffer = buffer[frames.shape[0] * hop :]
     if frame == 0:  # shorter than one window: one zero-padded frame
         padded = np.pad(buffer, ((0, n_fft - buffer.shape[0]), (0, 0)))
         add(padded.T[None])

@@ -16,6 +16,24 @@ from stemtf.config import ModelConfig, UNetConfig
 SAMPLE_RATE = 44100
 EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "caesium_excerpt.ogg"
 
+# Test modules that need more than the package and its pip dependencies, or minutes: every test in
+# them is marked `system`, and `make check` (-m "not slow and not system") leaves them out.
+SYSTEM_MODULES = {
+    "test_web_browser": "drives Debian's Chromium and Firefox",
+    "test_synth_render": "renders songs with FluidSynth, a SoundFont and Festival",
+    "test_apt_install": "runs the apt scripts and make against fake package tools",
+    "test_notebooks": "executes the notebooks in a Jupyter kernel",
+    "test_install": "builds the wheel and installs it into a fresh virtual environment",
+    "test_train_multiworker": "trains with several TensorFlow worker processes",
+    "test_shipped_models": "runs the full-size shipped models on real music",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module is not None and item.module.__name__.rpartition(".")[2] in SYSTEM_MODULES:
+            item.add_marker(pytest.mark.system)
+
 
 def tiny_config(**changes) -> ModelConfig:
     """A model small enough to build and run in well under a second; chunks of 3904 samples."""

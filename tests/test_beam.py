@@ -1,5 +1,6 @@
 """Batch separation on Apache Beam: real pipelines on the DirectRunner over real audio files."""
 
+import os
 import pathlib
 
 import numpy as np
@@ -78,6 +79,46 @@ def test_cli_prints_failures_and_exits_1(catalogue, tiny_model_dir, tmp_path, ca
     assert len(list((tmp_path / "out").rglob("*.flac"))) == 9
     code = main(["separate-batch", str(catalogue / "*"), "-o", str(tmp_path / "o2"), "--format", "aiff"])
     assert code == 1 and capsys.readouterr().err.strip() == "stemtf: error: --format 'aiff' is not supported; use one of wav, flac, ogg, mp3."
+
+
+def test_a_stem_file_in_the_way_fails_that_file_only(catalogue, tiny_model_dir, tmp_path):
+    """Another model's run into the same folder left vocals.wav: refused, per file, unless overwrite."""
+    (catalogue / "broken.flac").unlink()
+    (catalogue / "excerpt.ogg").unlink()
+    out = tmp_path / "out"
+    (out / "one").mkdir(parents=True)
+    theirs = out / "one" / "vocals.wav"
+    sf.write(theirs, music_like(SAMPLE_RATE, seed=5), SAMPLE_RATE)
+    before = theirs.read_bytes()
+    summary = beam.run(str(catalogue / "*"), output_dir=str(out), model=str(tiny_model_dir), pipeline_args=DIRECT)
+    assert (summary.done, summary.skipped, summary.failed) == (1, 0, 1)
+    (path, reason), = summary.failures
+    assert path == str(catalogue / "one.wav") and reason == f"Output {str(theirs)!r} already exists; pass --overwrite to replace it."
+    assert theirs.read_bytes() == before and sorted(p.name for p in (out / "one").iterdir()) == ["vocals.wav"]
+    assert len(list((out / "two").glob("*.wav"))) == 3
+    again = beam.run(str(catalogue / "*"), output_dir=str(out), model=str(tiny_model_dir), overwrite=True, pipeline_args=DIRECT)
+    assert (again.done, again.skipped, again.failed) == (2, 0, 0)
+    assert theirs.read_bytes() != before and len(list((out / "one").glob("*.wav"))) == 3
+
+
+@pytest.mark.slow
+def test_cli_prints_only_its_own_lines(catalogue, tiny_model_dir, tmp_path):
+    """No Beam, TensorFlow or libmpg123 chatter on a real stderr: the failure line, nothing else."""
+    import subprocess
+    import sys
+
+    mp3 = catalogue / "junk.mp3"
+    sf.write(mp3, music_like(SAMPLE_RATE, seed=4), SAMPLE_RATE)
+    mp3.write_bytes(b"ID3" + bytes(2000) + mp3.read_bytes())  # a broken ID3 tag: libmpg123 warns, then decodes
+    command = [sys.executable, "-c", "import sys; from stemtf.cli import main; sys.exit(main(sys.argv[1:]))", "separate-batch", str(catalogue / "*"), "-o", str(tmp_path / "out"),
+               "--model", str(tiny_model_dir)]
+    for _ in range(2):  # the second run also replaces the first run's failed.tsv
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+        assert result.returncode == 1
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"stemtf: error: {catalogue / 'broken.flac'}: "), result.stderr
+        assert "Separated 4 file(s)" in result.stdout or "skipped 4 already done" in result.stdout
 
 
 @pytest.mark.slow

@@ -81,8 +81,37 @@ def test_sdr_chart_png(tmp_path):
 
 def test_missing_matplotlib_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
-    with pytest.raises(MissingExtraError, match=r'^Plots need matplotlib: pip install "\.\[plots\]"'):
+    with pytest.raises(MissingExtraError, match=r'^Plots need matplotlib: pip install (-e )?"\.\[plots\]"'):
         plots.check_available()
+
+
+@pytest.mark.parametrize("direct_url, command", [
+    ('{"url": "file:///src/stemtf", "dir_info": {"editable": true}}', 'pip install -e ".[plots]"'),
+    ('{"url": "file:///src/stemtf", "dir_info": {}}', 'pip install ".[plots]"'),
+    (None, 'pip install ".[plots]"'),  # a wheel from an index or a file: no direct_url.json
+])
+def test_install_hint_keeps_an_editable_install_editable(monkeypatch, direct_url, command):
+    from importlib import metadata
+
+    class Distribution:
+        def read_text(self, name):
+            return direct_url if name == "direct_url.json" else None
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Distribution())
+    assert plots.install_hint("plots") == command
+
+
+def test_long_input_spectrogram_costs_half_the_transforms(monkeypatch):
+    """A song with many frames per column is transformed at half a window's hop: half the frames, same picture."""
+    long = music_like(120 * SAMPLE_RATE, num_channels=1, seed=3)
+    calls = []
+    real_rfft = np.fft.rfft
+    monkeypatch.setattr(np.fft, "rfft", lambda frames, *a, **k: calls.append(frames.shape[0]) or real_rfft(frames, *a, **k))
+    rows = plots.waveform_rows(long, SAMPLE_RATE, num_columns=100)
+    assert sum(calls) == 1 + (long.shape[0] - plots.PLOT_N_FFT) // (plots.PLOT_N_FFT // 2)
+    monkeypatch.setattr(np.fft, "rfft", real_rfft)
+    every_frame = plots.waveform_rows(long, SAMPLE_RATE, num_columns=100, hop_length=plots.PLOT_N_FFT // 2)
+    np.testing.assert_allclose(rows, every_frame, rtol=1e-5)
 
 
 def test_cli_separate_plot_writes_a_png_per_track(capsys, tiny_model_dir, tmp_path):
@@ -103,7 +132,7 @@ def test_cli_separate_plot_without_matplotlib_fails_before_work(capsys, tiny_mod
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code = main(["separate", str(stereo_wav), "-m", str(tiny_model_dir), "-o", str(tmp_path / "out"), "--plot"])
     _, err = capsys.readouterr()
-    assert code == 1 and err.strip().splitlines() == ['stemtf: error: Plots need matplotlib: pip install ".[plots]" (from the stemtf folder).']
+    assert code == 1 and err.strip().splitlines() == [f"stemtf: error: Plots need matplotlib: {plots.install_hint('plots')} (from the stemtf folder)."]
     assert not (tmp_path / "out").exists()
 
 
@@ -143,5 +172,5 @@ def test_cli_evaluate_chart_without_matplotlib_fails_before_work(capsys, tiny_mo
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code = main(["evaluate", str(tiny_model_dir), "--data", str(tmp_path / "stems"), "-o", str(tmp_path / "eval")])
     _, err = capsys.readouterr()
-    assert code == 1 and err.strip().splitlines() == ['stemtf: error: Plots need matplotlib: pip install ".[plots]" (from the stemtf folder).']
+    assert code == 1 and err.strip().splitlines() == [f"stemtf: error: Plots need matplotlib: {plots.install_hint('plots')} (from the stemtf folder)."]
     assert not (tmp_path / "eval").exists()

@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
 from typing import Optional
 
 import typer
 
-from stemtf.cli.app import app, report_error
+from stemtf.cli.app import app, import_tensorflow_quietly, report_error
 from stemtf import options, runtimes
 from stemtf.runtimes import DEFAULT_PRECISION
+
+
+# What Beam, TensorFlow/LiteRT and libmpg123 write to stderr on every healthy run, not meant for the user:
+# Beam's optional GCP clients and resource module, its note that it replaces the previous run's
+# failed.tsv, absl's start-up lines and C++ info lines (oneDNN, CPU features), and libmpg123's
+# complaints about ID3 tags and junk before the first frame of an MP3 it then decodes.
+NOISE = re.compile(
+    r"^(WARNING:root:apitools not found"
+    r"|WARNING:root:Resource module is not available"
+    r"|WARNING:apache_beam\.io\.filebasedsink:Deleting \d+ existing files"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ "
+    r"|To enable the following instructions: .* rebuild TensorFlow"
+    r"|\[src/libmpg123/[^\]]*\] (warning|error|note): )"
+)
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Collect everything written to file descriptor 2 (this process and its workers), then print
+    all but the known :data:`NOISE` lines once the block ends."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
 
 
 @app.command("separate-batch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -22,6 +65,7 @@ def separate_batch(
     bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
     filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template; fields {track} {stem} {ext} {model}."),
     runtime: str = typer.Option("auto", "--runtime", help="Mask runtime on the workers: auto, keras or litert."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Separate every file again, replacing its stem files (without it: files whose stems all exist are skipped, and a stem file in the way fails that file)."),
     runner: str = typer.Option("DirectRunner", "--runner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the failures."),
 ) -> None:
@@ -33,12 +77,15 @@ def separate_batch(
     runtimes.check_runtime(runtime, DEFAULT_PRECISION)
     load_model_config(model)
 
-    from stemtf import beam
+    with filtered_stderr():
+        import_tensorflow_quietly()
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)  # its progress notes are not the user's business
+        from stemtf import beam
 
-    summary = beam.run(
-        inputs, output_dir=output_dir, model=model, runtime=runtime, filename=filename, fmt=fmt, bit_depth=bit_depth,
-        bitrate=bitrate, pipeline_args=[f"--runner={runner}", *context.args],
-    )
+        summary = beam.run(
+            inputs, output_dir=output_dir, model=model, runtime=runtime, filename=filename, fmt=fmt, bit_depth=bit_depth,
+            bitrate=bitrate, overwrite=overwrite, pipeline_args=[f"--runner={runner}", *context.args],
+        )
     for path, reason in summary.failures:
         report_error(f"{path}: {reason}")
     if not quiet:

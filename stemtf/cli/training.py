@@ -110,7 +110,7 @@ def evaluate(
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Score separation with museval (SDR/SIR/ISR/SAR, 1 s windows) and print SiSEC's median table."""
+    """Score separation: the SDR of each whole track, then museval's SDR/SIR/ISR/SAR on 1 s windows."""
     from stemtf.config import load_model_config
 
     wiener_iterations = wiener_iterations if wiener is None else wiener
@@ -150,11 +150,11 @@ def evaluate(
             progress=lambda done, total, name: progress.update(task, completed=done, description=name),
         )
     system = config.name if baseline == "model" else baseline
-    title = f"{system} — median over frames, then over {len(tracks)} track(s)"
+    title = (f"{system} on {len(tracks)} track(s), dB: the SDR of each whole track (median over tracks), then "
+             "museval's on 1 s windows (median over windows, then over tracks)")
     typer.echo(evaluate_lib.format_table(results.table(), title=title))
+    typer.echo(results.coverage_note())
     if output_dir is not None:
         chart = evaluate_lib.plot_global_sdr(results, output_dir / "sdr_chart.png", name=system,
-                                             title=f"{system}: cSDR per stem, {len(tracks)} track(s)")
+                                             title=f"{system}: whole-track SDR per stem, {len(tracks)} track(s)")
         typer.echo(f"Chart: {chart}")
-    typer.echo(f"museval scored {results.coverage():.0%} of the 1 s windows (BSS-eval skips windows where a stem "
-               "is silent); cSDR is the MDX global SDR over whole tracks.")

@@ -8,7 +8,7 @@ import pathlib
 from collections.abc import Mapping, Sequence
 
 from stemtf.data.tracks import MIXTURE, SUM_SEPARATOR, UNKNOWN, AudioSource, Track, _check_stems_found, _make_track, _stem_groups
-from stemtf.errors import DataError, DependencyError
+from stemtf.errors import DataError, DependencyError, OptionError
 
 LAYOUTS = ("auto", "folder", "csv", "musdb")
 AUDIO_EXTENSIONS = frozenset(
@@ -23,6 +23,7 @@ def folder_tracks(
     stems: Sequence[str],
     stem_groups: Mapping[str, Sequence[str]] | None = None,
     require_every_stem: bool = True,
+    names: Sequence[str] | None = None,
 ) -> list[Track]:
     """Tracks of a folder laid out as ``ROOT/<track>/<stem>.<ext>``, sorted by name.
 
@@ -35,10 +36,13 @@ def folder_tracks(
         stem_groups: Model stem -> file stems summed into it (default: the stem's own name).
         require_every_stem: Whether every model stem must have audio in some track (a misnamed
             file is caught here); False allows a folder of parts, such as guitars alone.
+        names: Read only these tracks (folder names; None: all). The other folders are not
+            opened, so their files cannot fail the call.
 
     Raises:
         DataError: no tracks, a model stem no track has, an audio file no stem takes, two files
             for one stem, or files of different lengths or rates within a track.
+        OptionError: a name in ``names`` is not a track folder.
     """
     root = pathlib.Path(root)
     if not root.is_dir():
@@ -50,8 +54,15 @@ def folder_tracks(
             f"{str(root)!r} holds audio files directly ({loose[0]}, ...); point at the folder that holds "
             "one folder per track (ROOT/<track>/<stem>.<ext>)."
         )
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if names is not None:
+        known = [folder.name for folder in folders]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise OptionError("names", f"{{option}} {unknown[0]!r} is not in the data; tracks: {', '.join(known)}.")
+        folders = [folder for folder in folders if folder.name in names]
     tracks = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in folders:
         files: dict[str, AudioSource] = {}
         for path in sorted(folder.iterdir()):
             if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
