@@ -180,7 +180,7 @@ def write_folder(
         "under the Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0); the only change is the path of "
         "one import in `litert/index.js`. Its WebAssembly includes TensorFlow Lite / LiteRT, XNNPACK and their "
         "dependencies (Apache 2.0, BSD-3-Clause), as listed in LiteRT's repository (github.com/google-ai-edge/LiteRT).\n"
-        "- The rest (the page, `device.js`, `worker.js`, the models) is stemtf's, under its licence.\n"
+        "- The rest (the page, `device.js`, `worker.js`, the models) is stemtf's, under the MIT licence.\n"
     )
     index = {
         "format": "stemtf-web", "version": 1, "models": entries, "max_duration": max_duration,

@@ -18,6 +18,12 @@
     }
   }
 
+  // WebAssembly threads need a cross-origin isolated page (served with COOP/COEP headers, as `stemtf serve`
+  // does); elsewhere LiteRT.js runs on one thread.
+  function threads() {
+    return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4)) : 0;
+  }
+
   class DeviceError extends Error {
     constructor(kind, message) {
       super(message);
@@ -163,7 +169,7 @@
           reject(new DeviceError("failed", `The separation stopped in the browser: ${event.message || "the worker failed"}.`));
         };
         worker.onmessageerror = () => reject(new DeviceError("failed", "The separation's results could not be received."));
-        worker.postMessage({ type: "start", base: this.base, model: entry, channels: song.channels, threads: this.index.threads || 0 },
+        worker.postMessage({ type: "start", base: this.base, model: entry, channels: song.channels, threads: threads() },
           song.channels.map((c) => c.buffer));
       }).finally(() => this.stop());
       let stems = entry.stems.map((name, s) => ({ name, channels: result.stems[s] }));

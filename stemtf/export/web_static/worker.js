@@ -1,10 +1,10 @@
 // stemtf in the browser: the separation, in a worker so the page never freezes.
 //
-// A port of stemtf's numpy engine (stemtf/apply.py): the STFT pair (periodic Hann window, padding by
+// A port of stemtf's numpy engine (stemtf/dsp.py, stemtf/plans.py): the STFT pair (periodic Hann window, padding by
 // n_fft - hop_length in front), the masks model on LiteRT.js (magnitudes of the lowest max_bins bins
 // -> one mask per stem), the masks extended to every bin (mask_extension / extension_bins), one
 // inverse STFT per stem (the last stem is the chunk minus the others when the masks sum to one), and
-// the chunk plan with its linear cross-fade (num_chunks, crossfade_ramp). Arithmetic is float64 and
+// the chunk plan with its linear cross-fade (plans.ChunkPlan, dsp.crossfade_ramp). Arithmetic is float64 and
 // the results float32, so the stems agree with `stemtf separate` on the same model file up to the
 // runtimes' float32 differences in the network (tests/test_web_export.py measures it).
 //
@@ -62,7 +62,7 @@ class FFT {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// One chunk: stemtf.apply.separate_chunk_numpy.
+// One chunk: stemtf.dsp.separate_chunk.
 
 class ChunkSeparator {
   constructor(model, description) {
@@ -100,6 +100,7 @@ class ChunkSeparator {
     this.im = new Float64Array(n);
     this.maskA = new Float64Array(B);
     this.maskB = new Float64Array(B);
+    this.modelSeconds = 0;  // time in the network (LiteRT.js), for the benchmark
   }
 
   // The STFT of a chunk (L samples per channel) into specRe/specIm; two real channels per complex FFT.
@@ -144,7 +145,8 @@ class ChunkSeparator {
     }
   }
 
-  // The full-band mask of one frame and channel: the predicted bins, then the fill (mask_fill_numpy).
+  // The full-band mask of one frame and channel: the predicted bins, then the fill (dsp.mask_fill):
+  // "average" of the top extension_bins, the "edge" bin, or "zeros" (Spleeter's cut above max_bins).
   fullMask(mask, t, c, out) {
     const F = this.maxBins, C = this.channels, B = this.numBins;
     let fill = 0;
@@ -153,8 +155,10 @@ class ChunkSeparator {
         let sum = 0;
         for (let f = F - this.extensionBins; f < F; f++) sum += mask[(t * F + f) * C + c];
         fill = Math.fround(sum / this.extensionBins);
-      } else {
+      } else if (this.extension === "edge") {
         fill = mask[(t * F + F - 1) * C + c];
+      } else if (this.extension !== "zeros") {
+        throw new Error(`Unknown mask extension ${this.extension}.`);
       }
     }
     for (let f = 0; f < F; f++) out[f] = mask[(t * F + f) * C + c];
@@ -203,11 +207,13 @@ class ChunkSeparator {
     this.analyze(chunk);
     const input = new self.litert.Tensor(this.magnitude, [1, T, F, C]);
     let outputs;
+    const started = performance.now();
     try {
       outputs = await this.model.run({ [this.inputName]: input });
     } finally {
       input.delete();
     }
+    this.modelSeconds += (performance.now() - started) / 1000;
     const masks = [];
     for (const stem of this.stems) {
       const tensor = outputs[stem];
@@ -224,7 +230,8 @@ class ChunkSeparator {
       worst = Math.max(worst, Math.abs(sum - 1));
     }
     const L = chunk[0].length;
-    if (worst > 1e-4 || masks.length < 2) return masks.map((mask) => this.synthesize(mask, L));
+    // Masks cut to zero above max_bins do not sum to one there: every stem is synthesized.
+    if (worst > 1e-4 || masks.length < 2 || this.extension === "zeros") return masks.map((mask) => this.synthesize(mask, L));
     const others = masks.slice(0, -1).map((mask) => this.synthesize(mask, L));
     const last = Array.from({ length: C }, (_, c) => {
       const rest = new Float64Array(L);
@@ -240,7 +247,10 @@ class ChunkSeparator {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Many chunks: stemtf.apply.separate_stream's plan and linear cross-fade.
+// Many chunks: stemtf.plans.ChunkPlan offline. Chunk k starts at k * stride and is zero-padded past the
+// end; its head fades in over the overlap (after the first), its tail fades out (before the last). When
+// the last full chunk ends exactly at the end, ChunkPlan.finish keeps its tail unfaded: the same as
+// this count, where that chunk is the last one.
 
 async function separateWaveform(separator, channels, description, report) {
   const L = description.chunk_samples, overlap = description.overlap_samples, stride = L - overlap;
@@ -344,6 +354,8 @@ self.onmessage = async (event) => {
     const output = await separateWaveform(separator, channels, entry.description, (done, total) =>
       post({ type: "progress", done, total, seconds: (performance.now() - started) / 1000 }));
     timings.separate = (performance.now() - started) / 1000;
+    timings.model = separator.modelSeconds;
+    timings.threads = threads;
     post({ type: "done", stems: output, timings }, output.flat().map((array) => array.buffer));
   } catch (error) {
     const memory = error instanceof RangeError || /memory|allocation|Array buffer/i.test(String(error && error.message));

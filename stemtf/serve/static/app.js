@@ -267,6 +267,7 @@ async function separateOnDevice(file) {
   $("cancel").disabled = true;
   showProgress(1, `Separated ${formatTime(result.duration)} into ${result.stems.length} stems. Loading the player…`);
   result.device = job;
+  document.body.dataset.timings = JSON.stringify(result.timings);  // load and separation seconds (benchmarks/browser_speed.py)
   openPlayer(result);
 }
 
@@ -370,6 +371,7 @@ async function openPlayer(job) {
     buffers = job.device ? job.stems.map((stem) => {  // separated here: the samples are in hand
       const buffer = context.createBuffer(stem.channels.length, stem.channels[0].length, job.sample_rate);
       stem.channels.forEach((data, c) => buffer.copyToChannel(data, c));
+      stem.channels = null;  // the player's copy is enough: a long song's memory counts
       return buffer;
     }) : await Promise.all(job.stems.map(async (stem) => {
       const data = await (await api(stem.wav)).arrayBuffer();
