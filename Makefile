@@ -16,7 +16,7 @@ CHECK_MARKERS := not slow and not system
 # Extra flags of `python -m build` (e.g. --no-isolation, to build offline with this venv's setuptools).
 BUILD_FLAGS ?=
 
-.PHONY: demo test check wheel bench system-deps training-deps browser-deps serve clean
+.PHONY: demo test check wheel bench system-deps training-deps browser-deps web-runtime serve clean
 
 # Debian packages go through scripts/apt-install.sh: only the missing ones, root or sudo, one line
 # saying what to do when it cannot.
@@ -37,6 +37,11 @@ training-deps:
 browser-deps:
 	@sh tests/install-browser.sh
 
+# LiteRT.js (npm, pinned; node_modules/) for the page's "separate on this device"; Debian's npm is
+# installed when missing. Never fails: without it the page separates on the server only.
+web-runtime:
+	@sh scripts/install-web-runtime.sh
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -53,7 +58,7 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 demo: system-deps $(VENV)/.installed-base
 	$(BIN)/stemtf separate examples/caesium_excerpt.ogg --output-dir separated --overwrite
 
-test: system-deps training-deps browser-deps $(VENV)/.installed-test
+test: system-deps training-deps browser-deps web-runtime $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 # A few minutes on 2 cores: what a change to the engine, the CLI or the server needs answered first.
@@ -62,7 +67,7 @@ check: system-deps $(VENV)/.installed-test
 
 # The web page on http://127.0.0.1:8501/ with the three shipped models; 4stems, the default of every
 # other command, is preselected (the page offers them in this order) and answers TF Serving's REST API.
-serve: system-deps $(VENV)/.installed-base
+serve: system-deps web-runtime $(VENV)/.installed-base
 	$(BIN)/stemtf serve 4stems --models 4stems,2stems,5stems
 
 # dist/stemtf-VERSION-py3-none-any.whl and the sdist, with the shipped models inside. `build` is
