@@ -49,7 +49,10 @@ def separate_function(
     """A ``tf.function`` from a whole waveform ``(num_samples, C)`` to ``{stem: (num_samples, C)}``.
 
     The chunking, zero padding and linear cross-fade are :class:`~stemtf.separator.Separator`'s, in
-    graph ops, so the result matches it; chunks go through the network one at a time (flat memory).
+    graph ops, so the result matches it. Chunks go through the network one at a time in a
+    ``tf.while_loop`` that emits each stride of finished stems as soon as the next chunk's fade-in
+    is added to it, so memory holds the output and one chunk, never every chunk's stems at once
+    (the ``tf.map_fn`` form held them all, several times over: 7.6 GB for a 10-minute WAV).
     """
     length = config.chunk_samples_for(segment_frames or config.segment_frames)
     overlap = config.default_overlap_for(length) if overlap_samples is None else overlap_samples
@@ -65,19 +68,28 @@ def separate_function(
         num_samples = tf.shape(waveform)[0]
         count = apply.num_chunks(num_samples, chunk_samples=length, overlap_samples=overlap)
         total = (count - 1) * stride + length
-        chunks = tf.signal.frame(tf.pad(waveform, [[0, total - num_samples], [0, 0]]), length, stride, axis=0)
-        stems = tf.map_fn(
-            one_chunk, chunks, fn_output_signature=tf.TensorSpec([num_stems, length, channels], tf.float32)
-        )  # (count, J, L, C)
-        index = tf.range(count)[:, None]
+        padded = tf.pad(waveform, [[0, total - num_samples], [0, 0]])
         ramp = tf.constant(apply.crossfade_ramp(overlap))
-        fade_in = tf.where(index > 0, ramp[None, :], 1.0)
-        fade_out = tf.where(index < count - 1, 1.0 - ramp[None, :], 1.0)
-        weights = tf.concat([fade_in, tf.ones([count, length - 2 * overlap]), fade_out], axis=1)  # (count, L)
-        stems = stems * weights[:, None, :, None]
-        stems = tf.signal.overlap_and_add(tf.transpose(stems, [1, 3, 0, 2]), stride)  # (J, C, total)
-        stems = tf.transpose(stems[:, :, :num_samples], [0, 2, 1])
-        return {stem: stems[index] for index, stem in enumerate(config.stems)}
+        ones = tf.ones([overlap])
+
+        def step(index, carry, pieces):
+            # Chunk `index` covers [index * stride, index * stride + L): its faded head plus the
+            # previous chunk's faded tail (`carry`) and its middle are final; its tail waits.
+            stems = one_chunk(tf.slice(padded, tf.stack([index * stride, 0]), [length, channels]))  # (J, L, C)
+            fade_in = tf.where(index > 0, ramp, ones)
+            fade_out = tf.where(index < count - 1, 1.0 - ramp, ones)
+            head = stems[:, :overlap] * fade_in[None, :, None] + carry
+            done = tf.concat([head, stems[:, overlap:stride]], axis=1)  # (J, stride, C)
+            tail = stems[:, stride:] * fade_out[None, :, None]  # (J, overlap, C)
+            return index + 1, tail, pieces.write(index, tf.transpose(done, [1, 0, 2]))
+
+        pieces = tf.TensorArray(tf.float32, size=count, element_shape=[stride, num_stems, channels])
+        _, tail, pieces = tf.while_loop(
+            lambda index, carry, pieces: index < count, step,
+            [tf.constant(0), tf.zeros([num_stems, overlap, channels]), pieces], parallel_iterations=1,
+        )
+        stems = tf.concat([pieces.concat(), tf.transpose(tail, [1, 0, 2])], axis=0)[:num_samples]  # (num_samples, J, C)
+        return {stem: stems[:, index] for index, stem in enumerate(config.stems)}
 
     return separate
 
