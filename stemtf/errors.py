@@ -59,7 +59,8 @@ class OptionError(StemtfError, ValueError):
 
     Args:
         keyword: The Python keyword of the option (``overlap``, ``wiener_iterations``, ...).
-        message: The message, with ``{option}`` where the option's name goes (nothing else in it is a field).
+        message: The message, with ``{option}`` where the option's name goes and ``{option:KEYWORD}``
+            where another option's does (nothing else in it is a field).
     """
 
     # Flags that are not the kebab-case of their keyword.
@@ -69,16 +70,30 @@ class OptionError(StemtfError, ValueError):
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword
         self.template = message
-        super().__init__(message.replace("{option}", f"`{keyword}`"))
+        super().__init__(self._render(lambda name: f"`{name}`"))
+
+    def _render(self, name_of) -> str:
+        import re
+
+        return re.sub(r"\{option(?::(\w+))?\}", lambda match: name_of(match.group(1) or self.keyword), self.template)
+
+    @classmethod
+    def flag_of(cls, keyword: str) -> str:
+        """The command-line flag of a keyword (the kebab-case of it, but for :attr:`FLAGS`)."""
+        return cls.FLAGS.get(keyword, "--" + keyword.replace("_", "-"))
 
     @property
     def flag(self) -> str:
-        """The command-line flag of the option (the kebab-case of its keyword)."""
-        return self.FLAGS.get(self.keyword, "--" + self.keyword.replace("_", "-"))
+        """The command-line flag of the option."""
+        return self.flag_of(self.keyword)
 
     def for_cli(self) -> str:
-        """The message with the option named by its command-line flag."""
-        return self.template.replace("{option}", self.flag)
+        """The message with every option named by its command-line flag."""
+        return self._render(self.flag_of)
+
+
+class ModelOptionError(OptionError, ModelError):
+    """An option that asks for a model or runtime this installation cannot give."""
 
 
 class AudioOptionError(OptionError, AudioError):

@@ -29,6 +29,7 @@ import numpy as np
 
 from stemtf import apply, dsp, interpreters, outputs, plans
 from stemtf.errors import OutputError, StemtfError
+from stemtf.options import DEFAULT_OUTPUT_DIR
 from stemtf.export.artifacts import read_description
 
 ChunkFunction = Callable[[np.ndarray], np.ndarray]
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Separate files with an exported .tflite/.onnx chunk model (no TensorFlow).")
     parser.add_argument("model", help="the exported waveform chunk model (.tflite or .onnx, with its .json)")
     parser.add_argument("inputs", nargs="+", metavar="input", help="audio files (WAV, FLAC, OGG, MP3)")
-    parser.add_argument("-o", "--output-dir", default="separated", help="root folder: DIR/TRACK/STEM.wav (default: separated)")
+    parser.add_argument("-o", "--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"root folder: DIR/TRACK/STEM.wav (default: {DEFAULT_OUTPUT_DIR})")
     parser.add_argument("--overwrite", action="store_true", help="replace existing stem files")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
     args = parser.parse_args(argv)

@@ -109,13 +109,13 @@ def check_output(fmt: str, bit_depth: int, bitrate: int | None) -> None:
     if bit_depth not in BIT_DEPTHS:
         raise OutputOptionError("bit_depth", f"{{option}} must be 16, 24 or 32. Received {bit_depth}.")
     if fmt == "flac" and bit_depth == 32:
-        raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or the wav format for float.")
+        raise OutputOptionError("bit_depth", "FLAC stores at most 24 bits; use {option} 16 or 24, or {option:fmt} wav for float.")
     if bitrate is not None and not 32 <= bitrate <= 320:
         raise OutputOptionError("bitrate", f"{{option}} must be between 32 and 320 kbps. Received {bitrate}.")
     if bitrate is not None and fmt in ("wav", "flac"):
         # An error, not a warning: a bitrate that silently does nothing looks like it worked.
         raise OutputOptionError(
-            "bitrate", f"{{option}} applies to mp3 and ogg only; {fmt} is lossless (its sample format is --bit-depth)."
+            "bitrate", f"{{option}} applies to mp3 and ogg only; {fmt} is lossless (its sample format is {{option:bit_depth}})."
         )
 
 
@@ -152,7 +152,7 @@ def parse_groups(values: list[str] | None, *, two_stems: str | None = None) -> d
     every other stem; it is expanded by :func:`check_groups`, which knows the model's stems.
     """
     if values and two_stems is not None:
-        raise OptionError("two_stems", "{option} and --group cannot be combined; use one or the other.")
+        raise OptionError("two_stems", "{option} and {option:groups} cannot be combined; use one or the other.")
     if two_stems is not None:
         return {f"no_{two_stems}": [f"!{two_stems}"]}  # "every stem but": resolved against the model
     if not values:
@@ -254,7 +254,7 @@ def check_training(
         raise OptionError("learning_rate", f"{{option}} must be > 0. Received {learning_rate:g}.")
     if freeze_encoder and from_model is None:
         raise OptionError(
-            "freeze_encoder", "{option} needs --from MODEL (`from_model`): a randomly initialised encoder would stay random."
+            "freeze_encoder", "{option} needs {option:from_model} MODEL: a randomly initialised encoder would stay random."
         )
     if num_frames is not None and config is not None and (num_frames < 1 or num_frames % config.frame_multiple):
         raise OptionError(
@@ -344,6 +344,8 @@ def check_serving(
 # Defaults shared by the library's keywords and the CLI's flags (the CLI imports these, never TensorFlow).
 DEFAULT_MODEL = "4stems"
 DEFAULT_RUNTIME = "auto"
+DEFAULT_WIENER_ITERATIONS = 0  # off
+DEFAULT_OFFSET = 0.0
 DEFAULT_OVERLAP = None  # None: the model's (1 s, or a quarter of a chunk for short chunks)
 DEFAULT_RAW_RATE = 44100  # stemtf stream --raw
 DEFAULT_RAW_CHANNELS = 2

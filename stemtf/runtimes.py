@@ -30,7 +30,7 @@ from typing import Any
 
 from stemtf import __version__, interpreters
 from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
-from stemtf.errors import ModelError, OptionError
+from stemtf.errors import ModelError, ModelOptionError, OptionError
 
 RUNTIMES = ("auto", "keras", "litert")
 PRECISIONS = ("float32", "float16", "int8")
@@ -66,7 +66,9 @@ def resolve_runtime(runtime: str) -> str:
     if runtime == "auto":
         return "litert" if litert_available() else "keras"
     if runtime == "litert" and not litert_available():
-        raise ModelError('The litert runtime needs ai-edge-litert: pip install ".[tflite]" from the stemtf folder, or use --runtime keras.')
+        raise ModelOptionError(
+            "runtime", 'The litert runtime needs ai-edge-litert: pip install ".[tflite]" from the stemtf folder, or set {option} to keras.'
+        )
     return runtime
 
 

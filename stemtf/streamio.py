@@ -189,7 +189,7 @@ def select_outputs(stems: Sequence[str], keep: Sequence[str], remove: Sequence[s
         OptionError: an unknown stem, both --keep and --remove, or nothing left.
     """
     if keep and remove:
-        raise OptionError("keep", "Give either {option} or --remove, not both.")
+        raise OptionError("keep", "Give either {option} or {option:remove}, not both.")
     for keyword, names in (("keep", keep), ("remove", remove)):
         unknown = [name for name in names if name not in stems]
         if unknown:

@@ -86,3 +86,33 @@ def test_old_flag_spellings_are_hidden_aliases(capsys):
     assert main(["export", "--help"]) == 0
     help_text = capsys.readouterr().out
     assert "--output-dir" in help_text and "--output " not in help_text
+
+
+@pytest.mark.parametrize(
+    "check,library,cli",
+    [
+        (lambda: options.parse_groups(["a=vocals"], two_stems="vocals"),
+         "`two_stems` and `groups` cannot be combined", "--two-stems and --group cannot be combined"),
+        (lambda: options.check_output("wav", 16, 128), "its sample format is `bit_depth`", "its sample format is --bit-depth"),
+        (lambda: options.check_output("flac", 32, None), "use `bit_depth` 16 or 24, or `fmt` wav", "use --bit-depth 16 or 24, or --format wav"),
+        (lambda: options.check_training(steps=1, batch_size=1, learning_rate=1e-3, checkpoint_every=1, freeze_encoder=True),
+         "`freeze_encoder` needs `from_model` MODEL", "--freeze-encoder needs --from MODEL"),
+        (lambda: __import__("stemtf.streamio").streamio.select_outputs(["a", "b"], ["a"], ["b"]),
+         "Give either `keep` or `remove`", "Give either --keep or --remove"),
+        (lambda: __import__("stemtf.streamio").streamio.check_raw(0, 2, "s16le"), "`sample_rate` must be >= 1000 Hz", "--rate must be >= 1000 Hz"),
+        (lambda: __import__("stemtf.streamio").streamio.check_raw(44100, 3, "s16le"), "`num_channels` must be 1 or 2", "--channels must be 1 or 2"),
+    ],
+)
+def test_messages_naming_a_second_option_speak_keywords_in_the_library_and_flags_on_the_cli(check, library, cli):
+    with pytest.raises(OptionError) as raised:
+        check()
+    assert library in str(raised.value) and " --" not in str(raised.value)
+    assert cli in raised.value.for_cli() and "`" not in raised.value.for_cli()
+
+
+def test_a_missing_litert_names_the_runtime_keyword_in_the_library():
+    code = ("import sys; sys.modules['ai_edge_litert'] = None; from stemtf import runtimes\n"
+            "try:\n    runtimes.resolve_runtime('litert')\nexcept Exception as error:\n    print(type(error).__name__, error, '|', error.for_cli())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.startswith("ModelOptionError The litert runtime needs ai-edge-litert") and "or set `runtime` to keras. |" in out
+    assert out.strip().endswith("or set --runtime to keras.")

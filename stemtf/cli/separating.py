@@ -22,15 +22,15 @@ def separate(
     bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32 (float, WAV only)."),
     bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
     filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template under --output-dir; fields {track} {stem} {ext} {model}."),
-    offset: float = typer.Option(0.0, "--offset", help="Seconds to skip at the start of each input."),
+    offset: float = typer.Option(options.DEFAULT_OFFSET, "--offset", help="Seconds to skip at the start of each input."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to separate (default: to the end)."),
-    wiener_iterations: int = typer.Option(0, "--wiener-iterations", help="Multichannel Wiener filter EM iterations after masking (0: off; 1-2 typical)."),
+    wiener_iterations: int = typer.Option(options.DEFAULT_WIENER_ITERATIONS, "--wiener-iterations", help="Multichannel Wiener filter EM iterations after masking (0: off; 1-2 typical)."),
     wiener: Optional[int] = typer.Option(None, "--wiener", hidden=True),  # the old spelling of --wiener-iterations
     overlap: Optional[float] = typer.Option(None, "--overlap", help="Overlap of neighbouring chunks in seconds, cross-faded (default 1).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     group: Optional[list[str]] = typer.Option(None, "--group", help="Sum stems into one output: NAME=STEM,STEM (repeatable), e.g. accompaniment=drums,bass,other.", show_default=False),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Only STEM and no_STEM (everything else), e.g. --two-stems vocals for karaoke.", show_default=False),
-    runtime: str = typer.Option("auto", "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
+    runtime: str = typer.Option(options.DEFAULT_RUNTIME, "--runtime", help="Where the masks are computed: litert (no TensorFlow; converted once and cached), keras, or auto (litert when installed)."),
     precision: str = typer.Option(DEFAULT_PRECISION, "--precision", help="LiteRT weights: float32, float16 or int8 (faster, less faithful)."),
     plot: bool = typer.Option(False, "--plot", help="Also write TRACK_spectrograms.png next to the stems (mixture and stem spectrograms; needs matplotlib)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
@@ -56,19 +56,32 @@ def separate(
         plots.check_available()  # a missing matplotlib fails before any work
     readable, failed = readable_inputs(inputs)
 
-    from rich.progress import TextColumn
-
     from stemtf.separator import Separator
 
     separator = Separator.from_pretrained(
         model, runtime=runtime, precision=precision, overlap=overlap, wiener_iterations=wiener_iterations,
         on_status=load_status(runtime, quiet),
     )
+    file_options = dict(output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
+                        offset=offset, duration=duration, overwrite=overwrite, groups=groups)
+    written, more_failed = _separate_all(separator, readable, file_options, plot=plot, quiet=quiet)
+    failed += more_failed
+    if not quiet:
+        typer.echo(f"Separated {written} of {len(inputs)} file(s) with model {separator.config.name!r}"
+                   + (f"; {failed} failed." if failed else "."))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _separate_all(separator, paths: list[pathlib.Path], file_options: dict, *, plot: bool, quiet: bool) -> tuple[int, int]:
+    """Separate every input with a progress bar; one line per failed file. ``(written, failed)``."""
+    from rich.progress import TextColumn
+
     planned: dict[pathlib.Path, pathlib.Path] = {}
-    written = 0
+    written = failed = 0
     progress = progress_bar(quiet, TextColumn("chunks"))
     with progress, signals.at_callbacks():
-        for path in readable:
+        for path in paths:
             task = progress.add_task(path.name, total=None)
 
             def report(done: int, total: int | None, task=task) -> None:
@@ -76,35 +89,37 @@ def separate(
                 progress.update(task, completed=done, total=total)
 
             try:
-                targets = separator.output_paths(path, output_dir=output_dir, filename=filename, fmt=fmt, groups=groups)
-                clash = next((planned[t] for t in targets.values() if t in planned), None)
-                if clash is not None:
-                    raise StemtfError(
-                        f"{str(path)!r} would write the same files as {str(clash)!r}; "
-                        "use --filename with a distinct pattern or separate them apart."
-                    )
-                paths = separator.separate_file(
-                    path, output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
-                    offset=offset, duration=duration, overwrite=overwrite, groups=groups, progress=report,
-                )
-                if plot:
-                    plots.plot_track(path, paths, offset=offset)
+                written_paths = _separate_one(separator, path, planned, file_options, report, plot=plot)
             except StemtfError as error:
                 progress.remove_task(task)
                 report_error(error.for_cli() if isinstance(error, OptionError) else str(error))
                 failed += 1
                 continue
             progress.remove_task(task)
-            planned.update({t: path for t in paths.values()})
             written += 1
             if not quiet:
-                folders = sorted({str(p.parent) for p in paths.values()})
-                typer.echo(f"{path.name}: {len(paths)} stems ({', '.join(paths)}) -> {', '.join(folders)}")
-    if not quiet:
-        typer.echo(f"Separated {written} of {len(inputs)} file(s) with model {separator.config.name!r}"
-                   + (f"; {failed} failed." if failed else "."))
-    if failed:
-        raise typer.Exit(1)
+                folders = sorted({str(p.parent) for p in written_paths.values()})
+                typer.echo(f"{path.name}: {len(written_paths)} stems ({', '.join(written_paths)}) -> {', '.join(folders)}")
+    return written, failed
+
+
+def _separate_one(separator, path: pathlib.Path, planned: dict, file_options: dict, report, *, plot: bool) -> dict:
+    """One input's stems, refused when an earlier input of this run wrote the same files."""
+    targets = separator.output_paths(path, output_dir=file_options["output_dir"], filename=file_options["filename"],
+                                     fmt=file_options["fmt"], groups=file_options["groups"])
+    clash = next((planned[t] for t in targets.values() if t in planned), None)
+    if clash is not None:
+        raise StemtfError(
+            f"{str(path)!r} would write the same files as {str(clash)!r}; "
+            "use --filename with a distinct pattern or separate them apart."
+        )
+    paths = separator.separate_file(path, progress=report, **file_options)
+    if plot:
+        from stemtf import plots
+
+        plots.plot_track(path, paths, offset=file_options["offset"])
+    planned.update({t: path for t in paths.values()})
+    return paths
 
 
 @app.command()
