@@ -208,3 +208,37 @@ def test_silent_and_trickling_connections_are_closed_by_their_deadlines(tmp_path
         assert list(manager.uploads_dir.iterdir()) == []
         status, _ = ask(f"{url}/v1/separators")
         assert status == 200
+
+
+# The page's on-device files (helper E's web export) under /device/, cross-origin isolated.
+
+
+def test_device_files_are_served_once_built_and_only_from_their_folder(tmp_path):
+    from stemtf.serve.web import DeviceFiles
+
+    folder = tmp_path / "web"
+    (folder / "models").mkdir(parents=True)
+    (folder / "device.js").write_text("// worker")
+    (folder / "models" / "tiny.tflite").write_bytes(b"TFL3")
+    (tmp_path / "secret.txt").write_text("no")
+    device = DeviceFiles()
+    with running_server({}, tmp_path / "cache", app_options={"device": device}) as (url, _):
+        status, answer = ask(f"{url}/v1/separators")
+        assert status == 200 and "device" not in answer  # not built yet: separate on the server only
+        assert ask(f"{url}/device/device.js")[0] == 404
+        device.folder = folder
+        status, answer = ask(f"{url}/v1/separators")
+        assert answer["device"] == "/device/"
+        port = url.rsplit(":", 1)[1]
+        worker = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "worker"}
+        request = urllib.request.Request(f"{url}/device/device.js", headers=worker)
+        with urllib.request.urlopen(request, timeout=20) as response:
+            assert response.read() == b"// worker" and response.headers["Content-Type"].startswith("text/javascript")
+            assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert ask(f"{url}/device/models/tiny.tflite")[1] == b"TFL3"
+        for bad in ["../secret.txt", "%2e%2e/secret.txt", ".hidden", "models/../../secret.txt", ""]:
+            assert ask(f"{url}/device/{bad}")[0] == 404, bad
+        with urllib.request.urlopen(f"{url}/", timeout=20) as response:  # the page itself is isolated too
+            assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert ask(f"{url}/device/device.js", headers={"Origin": "http://evil.example"})[0] == 403

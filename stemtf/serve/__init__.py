@@ -1,4 +1,7 @@
-"""Serve an exported SavedModel over TensorFlow Serving's REST API, plus a file-upload endpoint.
+"""Serve a model over TensorFlow Serving's REST API, a file-upload endpoint, and the web page with its job API.
+
+The model is an exported SavedModel (:class:`ServedModel`, run by TensorFlow) or a stemtf model run
+by the page's own ``Separator`` (:class:`EngineModel`: one engine per model, no temporary export).
 
 Endpoints (the subset of TF Serving's REST API that clients use, so the same client code works
 against ``tensorflow/serving`` with the same SavedModel):
@@ -14,9 +17,10 @@ against ``tensorflow/serving`` with the same SavedModel):
   job API under it (queued separations with progress, cancel, cached results; see :mod:`stemtf.serve.web`).
 
 Every error is a 4xx JSON ``{"error": "..."}`` (5xx only for a bug); bodies and durations are
-limited, a body that stops arriving for ``read_timeout`` seconds is a 408, and connections beyond
-``max_connections`` get uvicorn's 503; inference runs in worker threads, at most ``max_concurrency``
-at a time.
+limited, a body that stops arriving for ``read_timeout`` seconds or trickles is a 408, silent and
+trickling connections are closed (:mod:`~stemtf.serve.connections`), requests from other sites'
+pages or for other host names are a 403 (:mod:`~stemtf.serve.guard`), and bodies wait for one of
+``max_concurrency`` slots on disk; parsing, inference and formatting happen inside the slot.
 """
 
 from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app

@@ -35,6 +35,7 @@ def create_app(
     host: str | None = None,
     allowed_origins: Sequence[str] = (),
     min_body_rate: float = MIN_BODY_RATE,
+    device=None,
 ):
     """The FastAPI app serving ``model`` over TF Serving's REST API, and the web page if ``jobs`` is given.
 
@@ -50,6 +51,7 @@ def create_app(
             :mod:`stemtf.serve.guard`: every request must name this server and come from its own page).
         allowed_origins: Other origins (``https://stems.example.com``) whose pages may use the server.
         min_body_rate: Bytes per second a request body must average after ``2 * read_timeout`` s; then 408.
+        device: The page's on-device files (a :class:`~stemtf.serve.web.DeviceFiles`), with ``jobs``.
     """
     try:
         from fastapi import FastAPI, Request, Response
@@ -211,5 +213,5 @@ def create_app(
         from stemtf.serve.web import add_job_routes
 
         add_job_routes(app, jobs, max_upload_mb=max_upload_mb, read_timeout=read_timeout, min_body_rate=min_body_rate,
-                       json_response=json_response)
+                       json_response=json_response, device=device)
     return app

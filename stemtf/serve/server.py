@@ -21,6 +21,7 @@ from stemtf.serve.guard import parse_origin
 from stemtf.serve.jobs import DEFAULT_EXPIRY, DEFAULT_MAX_QUEUE, DEFAULT_QUOTA_MB, DEFAULT_WORKERS, JobManager, check_options
 from stemtf.serve.jobs.runner import offered_model
 from stemtf.serve.served_model import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_DURATION, ServedModel, find_savedmodel
+from stemtf.serve.web import DeviceFiles
 
 DEFAULT_HOST = options.DEFAULT_HOST
 DEFAULT_PORT = options.DEFAULT_PORT
@@ -122,8 +123,11 @@ def serve(
             entry = jobs.offered(key) if key in offered else offered_model(model, on_status)
             entry.load()
             served = EngineModel(entry, name=name or key, max_duration=max_duration, max_concurrency=max_concurrency)
+        device = DeviceFiles()
+        if offered:  # the page's models, also as files for separating in the browser (built once, cached)
+            device.build(list(offered.values()), max_duration=max_duration, on_status=on_status)
         app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
-                         host=host, allowed_origins=allow_origins)
+                         host=host, allowed_origins=allow_origins, device=device)
         # Bound only now: a client that connects is answered at once, never left waiting on a load.
         sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
         server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))

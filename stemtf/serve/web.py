@@ -6,6 +6,8 @@
 - ``GET /v1/jobs/ID``: status, progress 0..1, time left, queue position; stems when done.
 - ``GET /v1/jobs/ID/stems/STEM.wav|mp3``, ``GET /v1/jobs/ID/stems.zip`` (streamed).
 - ``DELETE /v1/jobs/ID``: cancel a waiting or running job, or delete a finished one's results.
+- ``GET /device/PATH``: the files that let the page separate on the user's device (LiteRT.js and
+  the models), once built; ``/v1/separators`` then says ``"device": "/device/"``.
 
 Errors are ``{"error": sentence, "kind": word}``; a full queue is a 503 with ``Retry-After``; an
 upload that stalls is a 408 ``timeout`` and its connection is closed.
@@ -14,7 +16,10 @@ upload that stalls is a 408 ``timeout`` and its connection is closed.
 
 import importlib.resources
 import os
+import pathlib
 import shutil
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from stemtf.serve.bodies import BodyClock, close_after
@@ -30,13 +35,57 @@ _STATIC = {
 }
 
 
+# What stemtf.export.web.ISOLATION_HEADERS says (repeated here: importing it is not free): the page
+# and its files are cross-origin isolated, so LiteRT.js can run on WebAssembly threads.
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
+
+
 def static_file(name: str) -> bytes:
     """The bytes of one of the page's files shipped in ``stemtf/serve/static/``."""
     return importlib.resources.files("stemtf.serve").joinpath("static", name).read_bytes()
 
 
+class DeviceFiles:
+    """The page's files for separating on the user's device (``/device/...``), once they are built.
+
+    :meth:`build` makes them in a background thread (:func:`stemtf.export.web.device_folder`: a
+    LiteRT.js runtime and each model's ``.tflite``, cached); until then, or if it fails (no
+    runtime installed), the page offers separation on the server only.
+    """
+
+    def __init__(self) -> None:
+        self.folder: pathlib.Path | None = None
+
+    def build(self, models: list, *, max_duration: float, on_status: Callable[[str], None] | None = None) -> threading.Thread:
+        """Build the folder for the page's ``models`` (names or directories) in a thread; returns it, started."""
+        def work() -> None:
+            from stemtf.errors import StemtfError
+            from stemtf.export.web import device_folder
+
+            try:
+                self.folder = device_folder(models, max_duration=max_duration, on_status=on_status)
+            except StemtfError as error:
+                if on_status is not None:
+                    on_status(f"On-device separation: off ({str(error).rstrip('.')}).")
+                return
+            if on_status is not None:
+                on_status("On-device separation: on (the page can separate in the browser, nothing uploaded).")
+
+        thread = threading.Thread(target=work, name="stemtf-device-files", daemon=True)
+        thread.start()
+        return thread
+
+    def file(self, path: str) -> pathlib.Path | None:
+        """The file at URL path ``path`` under ``/device/``, or None (not built, or not a file of the folder)."""
+        if self.folder is None:
+            return None
+        from stemtf.export.web import device_file
+
+        return device_file(self.folder, path)
+
+
 def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout: float, json_response,
-                   min_body_rate: float = 0.0) -> None:
+                   min_body_rate: float = 0.0, device: DeviceFiles | None = None) -> None:
     """Add the page and the job API to the FastAPI ``app``.
 
     Args:
@@ -47,6 +96,7 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         read_timeout: Seconds an upload may go without a byte arriving; then 408 ``timeout``.
         json_response: ``(data, status) -> Response``, the app's JSON encoder.
         min_body_rate: Bytes per second an upload must average after ``2 * read_timeout`` s; then 408 ``timeout``.
+        device: The page's on-device files (``GET /device/PATH``, named in ``/v1/separators`` once built).
     """
     from fastapi import Request, Response
     from fastapi.responses import StreamingResponse
@@ -63,7 +113,8 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         return response
 
     def page_file(name: str) -> Response:
-        return Response(static_file(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
+        # Cross-origin isolated (every resource of the page is its own): LiteRT.js may use threads.
+        return Response(static_file(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache", **ISOLATION})
 
     @app.get("/")
     async def index():
@@ -75,12 +126,27 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
             raise JobError(f"No such file: {name!r}.", 404, "not_found")
         return page_file(name)
 
+    @app.get("/device/{path:path}")
+    async def device_route(path: str):
+        from fastapi.responses import FileResponse
+
+        found = device.file(path) if device is not None else None
+        if found is None:
+            raise JobError(f"No such file: {path!r}.", 404, "not_found")
+        from stemtf.export.web import MEDIA_TYPES
+
+        return FileResponse(found, media_type=MEDIA_TYPES.get(found.suffix, "application/octet-stream"),
+                            headers={"Cache-Control": "no-cache", **ISOLATION})
+
     @app.get("/v1/separators")
     async def separators():
-        return json_response({
+        answer = {
             "models": jobs.models(), "max_upload_mb": max_upload_mb, "max_duration": jobs.max_duration,
             "max_queue": jobs.max_queue, "workers": jobs.workers, "expiry": jobs.expiry,
-        })
+        }
+        if device is not None and device.folder is not None:
+            answer["device"] = "/device/"
+        return json_response(answer)
 
     @app.post("/v1/jobs")
     async def create_job(request: Request):
