@@ -224,3 +224,26 @@ def test_ffmpeg_reader_is_accurate_right_after_an_offset(tmp_path):
     waveform, _ = audio.read_audio(target, offset=0.5, duration=0.1)
     assert waveform.shape == (4410, 2)
     assert relative_error(waveform[:, 0], chirp(SAMPLE_RATE)[22050:26460]) < 0.02
+
+
+def test_a_truncated_flac_is_one_sentence(tmp_path, tiny_model_dir, capsys):
+    """An interrupted download: the header promises 12 s, the data stops at about 7 s."""
+    from stemtf.cli import main
+
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, music_like(12 * SAMPLE_RATE, seed=3), SAMPLE_RATE)
+    truncated = tmp_path / "truncated.flac"
+    truncated.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    reader = audio.open_audio(truncated)
+    try:
+        with pytest.raises(AudioError, match=r"^Cannot decode '.*truncated\.flac' near \d+\.\d s: .*\(the file is truncated or corrupt; "):
+            while reader.read(1 << 16).shape[0]:
+                pass
+    finally:
+        reader.close()
+    code = main(["separate", str(truncated), "-m", str(tiny_model_dir), "-o", str(tmp_path / "out"), "--runtime", "keras"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "LibsndfileError" not in err
+    errors = [line for line in err.splitlines() if line.startswith("stemtf: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"stemtf: error: Cannot decode {str(truncated)!r}"), err
+    assert not (tmp_path / "out" / "truncated").exists() or not any((tmp_path / "out" / "truncated").iterdir())

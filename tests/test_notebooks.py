@@ -42,6 +42,17 @@ def test_notebooks_use_only_the_public_api(path):
     assert not private, f"{path.name} uses private names: {private}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_notebooks_need_only_the_repository(path):
+    """A newcomer has the clone, not the development data next to it: every file a notebook reads is in it."""
+    text = path.read_text()
+    assert "shared/data" not in text and "REPO.parent" not in text, f"{path.name} reads data outside the repository"
+
+
+# TensorFlow's C++ logging (absl): "I0000 00:00:... port.cc:153] oneDNN custom operations are on...".
+TF_LOG_LINE = re.compile(r"^[IW]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|oneDNN custom operations|rebuild TensorFlow", re.M)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_runs(path, monkeypatch):
@@ -54,6 +65,7 @@ def test_notebook_runs(path, monkeypatch):
     # `python3` kernel with this interpreter), so this checkout's stemtf is the one it imports.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([repo, *filter(None, [os.environ.get("PYTHONPATH")])]))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # as in a user's Jupyter: the notebook must quieten TensorFlow
     notebook = nbformat.read(str(path), as_version=4)
     client = nbclient.NotebookClient(
         notebook, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
@@ -63,6 +75,9 @@ def test_notebook_runs(path, monkeypatch):
     elapsed = time.perf_counter() - started
     errors = [output for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "error"]
     assert not errors
+    texts = [output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []) if output.output_type == "stream"]
+    noise = [line for text in texts for line in text.splitlines() if TF_LOG_LINE.search(line)]
+    assert not noise, f"{path.name} shows TensorFlow's C++ log lines: {noise[:2]}"
     images = [output for cell in notebook.cells for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
     assert images, f"{path.name} drew no figure"
     print(f"{path.name}: {elapsed:.0f} s")

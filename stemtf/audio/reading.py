@@ -57,8 +57,15 @@ def _count_frames(path: pathlib.Path) -> int:
         reader.close()
 
 
+def _libsndfile_reason(error: sf.LibsndfileError) -> str:
+    """libsndfile's words without its "Error : " prefix or final period: "flac decoder lost sync"."""
+    reason = error.error_string.strip().rstrip(".")
+    return reason[len("Error :"):].strip() if reason.startswith("Error :") else reason
+
+
 class _SoundfileReader:
     def __init__(self, path: pathlib.Path, offset: float) -> None:
+        self._path = path
         self._file = sf.SoundFile(str(path))
         self.sample_rate = self._file.samplerate
         self.num_channels = self._file.channels
@@ -79,7 +86,16 @@ class _SoundfileReader:
         self.num_samples: int | None = max(total - start, 0)
 
     def read(self, num_samples: int) -> np.ndarray:
-        return self._file.read(num_samples, dtype="float32", always_2d=True)
+        position = self._file.tell()
+        try:
+            return self._file.read(num_samples, dtype="float32", always_2d=True)
+        except sf.LibsndfileError as error:
+            # The header was fine, the data is not: a truncated file (an interrupted download or
+            # copy) or one damaged mid-file. One sentence, never libsndfile's exception.
+            raise AudioError(
+                f"Cannot decode {str(self._path)!r} near {position / self.sample_rate:.1f} s: "
+                f"{_libsndfile_reason(error)} (the file is truncated or corrupt; download or re-encode it again)."
+            ) from None
 
     def close(self) -> None:
         self._file.close()
@@ -153,7 +169,7 @@ def read_segment(
                     # skip the damage and hand back silence in its place, so stop here instead.
                     raise AudioError(
                         f"Cannot decode {str(path)!r} near {start / handle.samplerate:.1f} s: "
-                        f"{error.error_string.strip().rstrip('.')} (the file is corrupt; re-encode or remove it)."
+                        f"{_libsndfile_reason(error)} (the file is corrupt; re-encode or remove it)."
                     ) from None
         except _SOUNDFILE_ERRORS:
             pass
