@@ -306,23 +306,31 @@ class Separator:
                 raise outputs.exists_error(existing[0])
         outputs.remove_stale_temporaries(targets.values())  # what a killed run left next to these outputs
         source = audio.open_audio(path, offset=offset)
-        writers: list[audio.AudioWriter] = []
-        created: list[pathlib.Path] = []  # folders this call made: removed again if it fails
-        committed: list[pathlib.Path] = []
         try:
             source = audio.FiniteReader(source, f"Input {str(path)!r}")
             if duration is not None:
                 source = audio.LimitedReader(source, int(round(duration * source.sample_rate)))
-            input_channels = source.num_channels
-            writer_options = dict(sample_rate=source.sample_rate, num_channels=input_channels, fmt=fmt,
+            writer_options = dict(sample_rate=source.sample_rate, num_channels=source.num_channels, fmt=fmt,
                                   bit_depth=bit_depth, bitrate=bitrate, input_rate=self.sample_rate)
+            return self._write(source, targets, plan, writer_options, overwrite=overwrite, progress=progress)
+        finally:
+            source.close()
+
+    def _write(self, source: audio.AudioReader, targets: dict[str, pathlib.Path], plan, writer_options: dict, *,
+               overwrite: bool, progress: ProgressCallback | None) -> dict[str, pathlib.Path]:
+        """Separate ``source`` into ``targets``: all of them in place, or none (and no folder this made)."""
+        writers: list[audio.AudioWriter] = []
+        created: list[pathlib.Path] = []  # folders this call made: removed again if it fails
+        committed: list[pathlib.Path] = []
+        channels = source.num_channels
+        try:
             for target in targets.values():
                 writers.append(_open_writer(target, created, **writer_options))
             for block in self.separate_stream(self._model_reader(source), progress=progress):
                 for writer, stem_block in zip(writers, _apply_plan(block, plan)):
-                    writer.write(audio.convert_channels(stem_block, input_channels))
+                    writer.write(audio.convert_channels(stem_block, channels))
             for writer in writers:
-                writer.write(np.zeros((0, input_channels), np.float32), last=True)
+                writer.write(np.zeros((0, channels), np.float32), last=True)
             for writer in writers:
                 # Each move refuses to replace a file that appeared since the check above (another
                 # process writing the same outputs), unless overwrite: the first writer's files survive.
@@ -335,8 +343,6 @@ class Separator:
                 done.unlink(missing_ok=True)
             outputs.remove_folders(created)
             raise
-        finally:
-            source.close()
 
 
 def _open_writer(target: pathlib.Path, created: list[pathlib.Path], **options) -> audio.AudioWriter:

@@ -23,7 +23,17 @@ MIN_SAMPLE_RATE = 1000  # Hz, the lowest rate a stream is resampled from
 SAMPLE_FORMATS = {"s16le": ("<i2", 32768.0), "s32le": ("<i4", 2147483648.0), "f32le": ("<f4", 1.0)}
 
 
-class PcmSource:
+class _Source:
+    """A context manager that closes the source."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PcmSource(_Source):
     """Blocks of float32 ``(n, channels)`` from a WAV or raw PCM byte stream.
 
     Args:
@@ -53,10 +63,7 @@ class PcmSource:
         self._frame_bytes = np.dtype(self._dtype).itemsize * self.num_channels
         self._leftover = b""
 
-    def __enter__(self) -> "PcmSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         self._stream.close()
 
     def blocks(self, num_samples: int) -> Iterator[np.ndarray]:
@@ -90,17 +97,14 @@ def check_raw(sample_rate: int, num_channels: int, sample_format: str) -> None:
         raise OptionError("num_channels", f"{{option}} must be 1 or 2 (mono or stereo). Received {num_channels}.")
 
 
-class ReaderSource:
+class ReaderSource(_Source):
     """:class:`PcmSource`'s interface over a stemtf audio reader (any file :func:`stemtf.audio.open_audio` reads)."""
 
     def __init__(self, reader) -> None:
         self._reader = reader
         self.sample_rate, self.num_channels = reader.sample_rate, reader.num_channels
 
-    def __enter__(self) -> "ReaderSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         self._reader.close()
 
     def blocks(self, num_samples: int) -> Iterator[np.ndarray]:
