@@ -141,10 +141,11 @@ def separate_in_page(driver, url: str, song: pathlib.Path, *, model: str | None 
 
 @pytest.fixture(scope="module")
 def tiny_web(tmp_path_factory, tiny_model_dir):
-    """The tiny model exported for the web (a folder), with a 2 s song limit."""
+    """The tiny model exported for the web in float32 (the file `stemtf separate` runs: the JS port is
+    then compared with the numpy engine alone), with a 2 s song limit."""
     _runtime()
     folder = tmp_path_factory.mktemp("web") / "tiny-web"
-    web.export_web(tiny_model_dir, folder, max_duration=2.0)
+    web.export_web(tiny_model_dir, folder, quantize="none", max_duration=2.0)
     return folder
 
 
@@ -189,9 +190,10 @@ def assert_one_line_error(code: int, err: str, text: str) -> None:
 def test_cli_writes_the_folder_and_refuses_to_overwrite(tmp_path, tiny_model_dir, capsys):
     _runtime()
     target = tmp_path / "out"
-    code, out, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", target, "--quantize", "float16")
+    code, out, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", target)
     assert code == 0, err
-    assert (target / "models" / "tiny_masks_float16.tflite").is_file() and "python -m http.server" in out
+    assert [p.name for p in (target / "models").glob("*.tflite")] == ["tiny_masks_float16.tflite"]  # the web's default
+    assert "python -m http.server" in out
     marker = (target / "index.html").read_bytes()
     code, _, err = run_cli(capsys, "export", tiny_model_dir, "--format", "web", "-o", target)
     assert_one_line_error(code, err, "already exists; pass --overwrite")
@@ -299,7 +301,8 @@ def test_cancel_stops_the_worker(chromium, tiny_web, tmp_path):
 
 @pytest.mark.slow
 def test_the_shipped_2stems_model_in_the_browser_matches_stemtf_separate(chromium, tmp_path):
-    """The real model on the bundled 20 s song: browser stems vs `stemtf separate`'s, >= 40 dB each."""
+    """The real model on the bundled 20 s song: browser stems (float16 weights, the web export's default)
+    vs `stemtf separate`'s (float32), >= 40 dB each (measured: 55-66 dB; float32 in the page: 56-71 dB)."""
     from selenium.webdriver.common.by import By
 
     driver, downloads = chromium

@@ -50,6 +50,9 @@ ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-
 # the tab needs about 1.9 MB per second of stereo audio with 4 stems, 1.1 GB for 10 minutes).
 DEFAULT_MAX_DURATION = 600.0
 _PRECISION = {"none": "float32", "float16": "float16", "int8": "int8"}
+# The model's weights in the folder: float16 halves the download (4stems: 24.5 MB instead of 49) at
+# the same speed, its stems 55-66 dB from float32's (benchmarks/browser_speed.py, docs/browser.md).
+DEFAULT_QUANTIZE = "float16"
 _PAGE_FILES = ("app.js", "app.css")
 _DEVICE_FILES = ("device.js", "worker.js")
 
@@ -158,7 +161,7 @@ def write_folder(
     models: Sequence[str | os.PathLike],
     target: pathlib.Path,
     *,
-    quantize: str = "none",
+    quantize: str = DEFAULT_QUANTIZE,
     max_duration: float = DEFAULT_MAX_DURATION,
     runtime_dir: str | os.PathLike | None = None,
     on_status: Callable[[str], None] | None = None,
@@ -194,7 +197,7 @@ def export_web(
     model: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    quantize: str = "none",
+    quantize: str = DEFAULT_QUANTIZE,
     max_duration: float = DEFAULT_MAX_DURATION,
     runtime_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
@@ -205,8 +208,9 @@ def export_web(
     Args:
         model: A model name (``stemtf models``) or directory.
         output_dir: The folder to write; written whole or not at all.
-        quantize: The masks model's weights: ``none`` (float32, what ``stemtf separate`` runs),
-            ``float16`` or ``int8``.
+        quantize: The masks model's weights: ``float16`` (the default: half the download of
+            ``none``, float32, what ``stemtf separate`` runs, and stems 55-66 dB from its), ``none``
+            or ``int8`` (a quarter, but only 23-37 dB from float32).
         max_duration: Longest song the page accepts, in seconds (the device's memory).
         runtime_dir: The ``@litertjs/core`` folder (default: see :func:`find_runtime`).
         overwrite: Replace an existing ``output_dir``.
@@ -249,6 +253,7 @@ def export_web(
 def device_folder(
     models: Sequence[str | os.PathLike],
     *,
+    quantize: str = DEFAULT_QUANTIZE,
     max_duration: float = DEFAULT_MAX_DURATION,
     runtime_dir: str | os.PathLike | None = None,
     on_status: Callable[[str], None] | None = None,
@@ -268,11 +273,12 @@ def device_folder(
 
     core = find_runtime(runtime_dir)
     digest = hashlib.sha256()
-    for part in (__version__, runtime_version(core), str(max_duration)):
+    for part in (__version__, runtime_version(core), str(max_duration), quantize):
         digest.update(part.encode())
     for model in models:
         config, directory = load_model_config(model)
-        digest.update(str(runtimes.litert_cache_path(directory, config, segment_frames=config.segment_frames, precision="float32")).encode())
+        digest.update(str(runtimes.litert_cache_path(directory, config, segment_frames=config.segment_frames,
+                                                     precision=_PRECISION[quantize])).encode())
     for name in _PAGE_FILES:
         digest.update(_static("stemtf.serve", f"static/{name}"))
     for name in _DEVICE_FILES:
@@ -283,7 +289,7 @@ def device_folder(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".web.", dir=folder.parent))
     try:
-        write_folder(models, staging / "web", max_duration=max_duration, runtime_dir=core, on_status=on_status)
+        write_folder(models, staging / "web", quantize=quantize, max_duration=max_duration, runtime_dir=core, on_status=on_status)
         try:
             os.rename(staging / "web", folder)
         except OSError:
