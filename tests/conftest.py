@@ -20,6 +20,7 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "caesium_ex
 # them is marked `system`, and `make check` (-m "not slow and not system") leaves them out.
 SYSTEM_MODULES = {
     "test_web_browser": "drives Debian's Chromium and Firefox",
+    "test_web_export": "drives Chromium on the exported web page (LiteRT.js from npm)",
     "test_synth_render": "renders songs with FluidSynth, a SoundFont and Festival",
     "test_apt_install": "runs the apt scripts and make against fake package tools",
     "test_notebooks": "executes the notebooks in a Jupyter kernel",
@@ -28,11 +29,29 @@ SYSTEM_MODULES = {
     "test_shipped_models": "runs the full-size shipped models on real music",
 }
 
+# Tests of other modules that take half a minute or more on 2 loaded cores (a LiteRT conversion, a
+# real-shaped model, several processes): marked `slow` here, so `make check` leaves them out. Keyed
+# by module, then by test function (every parametrisation); tests/test_tiers.py checks they exist.
+SLOW_TESTS = {
+    "test_runtimes": {"test_litert_runtime_matches_keras_and_converts_once", "test_two_processes_converting_at_once_share_one_file",
+                      "test_shipped_model_litert_parity_on_real_music", "test_deferred_litert_chunk_model_converts_only_when_used"},
+    "test_streaming": {"test_cli_stream_with_a_latency_converts_only_the_window_model", "test_cli_stream_with_a_short_latency",
+                       "test_exported_streaming_step_runs_on_litert"},
+    "test_sliding_runner": {  # the module's `exported` fixture converts a window model to LiteRT
+        "test_cli_export_writes_the_window_model_and_its_plan", "test_sliding_runner_on_the_exported_model_equals_the_library_stream",
+        "test_sliding_runner_never_imports_tensorflow", "test_runner_command_line_refuses_to_overwrite_and_groups_stems_by_track"},
+    "test_quality_benchmark": {"test_museval_medians_come_beside_csdr"},
+    "test_export": {"test_savedmodel_chunking_matches_separator_at_every_length"},
+}
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module is not None and item.module.__name__.rpartition(".")[2] in SYSTEM_MODULES:
+        module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
+        if module in SYSTEM_MODULES:
             item.add_marker(pytest.mark.system)
+        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(module, ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def tiny_config(**changes) -> ModelConfig:

@@ -42,6 +42,7 @@ def test_file_corrupted_mid_way_stops_training_with_one_line_naming_it(corrupt_d
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_train_prints_progress_lines_when_stderr_is_a_log(tmp_path):
     data = write_toy_data(tmp_path / "data", num_tracks=2)
     config = tmp_path / "toy.json"

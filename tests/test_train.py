@@ -85,6 +85,7 @@ def test_fit_learns_toy_task_and_writes_loadable_model(trained):
     assert len(state["train_tracks"]) == 3 and len(state["validation_tracks"]) == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(toy_data, tmp_path):
     output_dir = tmp_path / "model"
     train.fit(CONFIG, toy_data, output_dir=output_dir, steps=6, checkpoint_every=3, tensorboard=False, **FAST)
@@ -112,6 +113,7 @@ def test_resume_continues_from_checkpoint(toy_data, tmp_path):
         train.fit(CONFIG, toy_data, output_dir=tmp_path / "fresh", steps=3, resume=True, **FAST)
 
 
+@pytest.mark.slow
 def test_fine_tune_to_new_stems_reuses_trunk(trained, toy_data, tmp_path):
     source_dir = trained[0].output_dir
     source, _ = load_model(source_dir)
@@ -140,6 +142,7 @@ def test_fine_tune_to_new_stems_reuses_trunk(trained, toy_data, tmp_path):
     assert load_model(result.output_dir)[1].stems == ("a", "c")
 
 
+@pytest.mark.slow
 def test_fine_tune_same_stems_continues_and_checks_geometry(trained, toy_data, tmp_path):
     source, _ = load_model(trained[0].output_dir)
     snapshot = Snapshot()
@@ -155,6 +158,7 @@ def test_fine_tune_same_stems_continues_and_checks_geometry(trained, toy_data, t
                   from_model=trained[0].output_dir, **FAST)
 
 
+@pytest.mark.slow
 def test_fine_tune_keeps_the_source_mask_calibration(trained, toy_data, tmp_path):
     source_dir = tmp_path / "calibrated"
     model, config = load_model(trained[0].output_dir)
@@ -303,6 +307,7 @@ def write_partial_data(root: pathlib.Path) -> pathlib.Path:
     return root / "parts.csv"
 
 
+@pytest.mark.slow
 def test_fit_on_partly_labelled_tracks_logs_the_sum_and_skips_unknown_stems(tmp_path):
     manifest = write_partial_data(tmp_path)
     result = train.fit(
