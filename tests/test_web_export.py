@@ -291,9 +291,16 @@ def test_cancel_stops_the_worker(chromium, tiny_web, tmp_path):
         by_id = lambda name: driver.find_element(By.ID, name)  # noqa: E731
         wait_for(lambda: by_id("model").find_elements(By.TAG_NAME, "option"), what="the model list")
         by_id("file").send_keys(str(song))
+        leave = ("const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented;")
+        assert not driver.execute_script(leave)  # nothing running: leaving needs no question
         by_id("separate").click()
-        by_id("cancel").click()  # while decoding or loading: the worker is stopped wherever it is
+        # The worker is loading LiteRT.js (a fresh worker per song: about a second): closing the tab now
+        # would end the separation, so the page asks first.
+        wait_for(lambda: by_id("job-status").text.startswith(("Loading", "Separating")), what="the worker")
+        assert driver.execute_script(leave)
+        by_id("cancel").click()  # the worker is stopped wherever it is
         wait_for(lambda: by_id("job-status").text == "Cancelled.", what="the cancel")
+        assert not driver.execute_script(leave)
         assert driver.execute_script("return document.body.dataset.state") == "idle"
         assert by_id("player").get_attribute("hidden") is not None and by_id("separate").is_enabled()
         assert console_errors(driver) == []
@@ -323,3 +330,46 @@ def test_the_shipped_2stems_model_in_the_browser_matches_stemtf_separate(chromiu
             assert data.shape == reference[stem].shape
             assert snr_db(reference[stem], data) >= 40, (stem, snr_db(reference[stem], data))
         assert console_errors(driver) == []
+
+
+def test_the_server_page_separates_on_the_device_without_uploading(chromium, tiny_model_dir, tmp_path):
+    """`stemtf serve`'s page with its /device/ files: "Separate on this device" runs LiteRT.js on
+    WebAssembly threads (the page is cross-origin isolated) and never posts a job."""
+    from selenium.webdriver.common.by import By
+
+    from stemtf import serve
+    from stemtf.serve.jobs import JobManager
+    from stemtf.serve.web import DeviceFiles
+    from web_server import serving
+
+    driver, downloads = chromium
+    _runtime()
+    song = tmp_path / "tones.wav"
+    sf.write(song, music_like(20000, seed=7), SAMPLE_RATE, subtype="PCM_16")
+    reference = _reference_stems(tiny_model_dir, song, tmp_path / "separated")
+    device = DeviceFiles()
+    device.folder = web.device_folder([str(tiny_model_dir)], quantize="none")
+    with JobManager({"tiny": str(tiny_model_dir)}, tmp_path / "jobs") as manager:
+        submitted = []
+        original = manager.submit
+        manager.submit = lambda *args, **kwargs: submitted.append(args) or original(*args, **kwargs)
+        app = serve.create_app(None, jobs=manager, device=device)
+        with serving(app) as url:
+            driver.get(url + "/")
+            by_id = lambda name: driver.find_element(By.ID, name)  # noqa: E731
+            wait_for(lambda: by_id("on-device-row").is_displayed(), what="the on-device switch")
+            assert driver.execute_script("return self.crossOriginIsolated") is True
+            driver.get_log("browser")
+            by_id("on-device").click()
+            by_id("file").send_keys(str(song))
+            by_id("separate").click()
+            wait_for(lambda: driver.execute_script("return document.body.dataset.state") in ("ready", "error"), what="the separation")
+            assert by_id("job-status").text.endswith("with tiny on this device."), by_id("error-text").text
+            timings = json.loads(driver.execute_script("return document.body.dataset.timings"))
+            assert timings["threads"] >= 1  # the threaded LiteRT.js build
+            lane = driver.find_element(By.CSS_SELECTOR, '#lanes .lane[data-stem="vocals"]')
+            path = click_download(driver, lane.find_element(By.CSS_SELECTOR, "a.download-wav"), downloads, "vocals.wav")
+            data, _ = sf.read(path, dtype="float32", always_2d=True)
+            assert snr_db(reference["vocals"], data) > 60
+            assert console_errors(driver) == []
+        assert submitted == []  # nothing was uploaded
