@@ -99,7 +99,7 @@ def import_model(release: str, store: pathlib.Path) -> pathlib.Path:
                            output_dir=store / f"spleeter-{release}", overwrite=True)
 
 
-def mask_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path) -> dict[str, float]:
+def mask_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path, *, litert: bool = True) -> dict[str, float]:
     """SNR (dB) of stemtf's masks (Keras, LiteRT) against Spleeter's on one 512-frame patch, every bin."""
     from stemtf import apply
     from stemtf.model import load_model
@@ -117,14 +117,17 @@ def mask_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path) -> di
     )
     reference = np.load(work / "masks.npz")
     keras_masks = model(patch, training=False)
-    litert = LiteRTMasks(cached_masks_model(model_dir, config, segment_frames=config.segment_frames, precision="float32"),
-                         config.stems)
-    litert_masks = litert(patch)
+    runtimes = {"keras": lambda stem, index: np.asarray(keras_masks[stem])[0]}
+    if litert:
+        litert_masks = LiteRTMasks(cached_masks_model(model_dir, config, segment_frames=config.segment_frames, precision="float32"),
+                                   config.stems)(patch)
+        runtimes["litert"] = lambda stem, index: litert_masks[index]
     above = config.num_bins - config.max_bins
     result = {}
     for index, stem in enumerate(config.stems):
         theirs = reference[stem]  # (T, 2049, 2): Spleeter's masks, extended by its mask_extension
-        for runtime, mask in (("keras", np.asarray(keras_masks[stem])[0]), ("litert", litert_masks[index])):
+        for runtime, get in runtimes.items():
+            mask = get(stem, index)
             # Spleeter-exact: zeros above max_bins (stemtf's "zeros" extension)
             full = np.concatenate([mask, np.zeros((mask.shape[0], above, mask.shape[2]), np.float32)], axis=1)
             result[f"{stem} {runtime}"] = snr(theirs, full)
@@ -174,6 +177,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runtime", default="keras", choices=["keras", "litert"])
     parser.add_argument("--skip-separate", action="store_true")
+    parser.add_argument("--skip-masks", action="store_true")
+    parser.add_argument("--skip-litert", action="store_true", help="masks: Keras only (no LiteRT conversion)")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     results = {}
@@ -184,17 +189,21 @@ def main() -> None:
             release_work = work / release
             release_work.mkdir()
             model_dir = import_model(release, work / "models")
-            results[release] = {"masks": mask_parity(release, model_dir, release_work)}
+            results[release] = {"masks": {} if args.skip_masks else mask_parity(release, model_dir, release_work, litert=not args.skip_litert)}
             if not args.skip_separate:
                 results[release]["separate"] = separate_parity(release, model_dir, release_work, args.seconds, args.runtime)
     print(f"| model | stem | masks, Keras (dB) | masks, LiteRT (dB) | separate {args.seconds:.0f} s, {args.runtime} (dB) |")
     print("|---|---|---|---|---|")
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for release, result in results.items():
-        stems = [key[: -len(" keras")] for key in result["masks"] if key.endswith(" keras")]
+        stems = [key for key in result.get("separate", {}) if " " not in key]
+        stems = stems or [key[: -len(" keras")] for key in result["masks"] if key.endswith(" keras")]
         for stem in stems:
-            separate = result.get("separate", {}).get(stem)
-            print(f"| {release} | {stem} | {result['masks'][stem + ' keras']:.1f} | {result['masks'][stem + ' litert']:.1f} | "
-                  f"{'-' if separate is None else f'{separate:.1f}'} |")
+            print(f"| {release} | {stem} | {cell(result['masks'].get(stem + ' keras'))} | "
+                  f"{cell(result['masks'].get(stem + ' litert'))} | {cell(result.get('separate', {}).get(stem))} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -340,13 +340,16 @@ def preset_path(name: str) -> pathlib.Path | None:
 
 
 def load_config(path: str | os.PathLike) -> ModelConfig:
-    """Load a JSON config file strictly; a preset name (``4stems``) loads the shipped preset.
+    """Load a JSON config file strictly; a preset name (``4stems``) loads the shipped preset, another
+    model's name (``spleeter-4stems``) that model's ``config.json``.
 
     Raises:
         ConfigError: the file is missing, is not valid JSON, or has an unknown or invalid key.
     """
     if not pathlib.Path(path).exists() and preset_path(str(path)) is not None:
         path = preset_path(str(path))
+    elif not pathlib.Path(path).exists() and str(path) in available_models():
+        path = available_models()[str(path)] / CONFIG_FILE  # a model's own config (an imported one, say)
     path = pathlib.Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -21,7 +21,8 @@ app.add_typer(import_app, name="import")
 def import_spleeter_command(
     source: str = typer.Argument(
         ..., help="A Spleeter model folder (checkpoint + model.*), a release archive (.tar.gz), or spleeter:2stems|4stems|5stems "
-        "(and -16kHz), downloaded once from Spleeter's GitHub release ($STEMTF_SPLEETER_URL overrides it).", show_default=False),
+        "(and -16kHz), downloaded once from Spleeter's GitHub release ($STEMTF_SPLEETER_URL overrides it).", metavar="SOURCE",
+        show_default=False),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the stemtf model (default: spleeter-RELEASE).", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(
         None, "--output-dir", "-o", help="Model folder to write (default: the user model store, ~/.cache/stemtf/models/NAME).",

@@ -41,16 +41,18 @@ def initialise_from(model: keras.Model, config: ModelConfig, source: str | os.Pa
     """Copy weights from a trained model (name or directory) into ``model``.
 
     Same stems: every weight. Different stems: the trunk (the nested ``unet`` model) and the heads
-    of stems both models have; the other heads keep their fresh initialisation.
+    of stems both models have; the other heads keep their fresh initialisation. With one trunk per
+    stem (``trunk: per_stem``, Spleeter's layout) each shared stem brings its own trunk and head; a
+    new stem's trunk starts fresh.
 
     Returns:
         Names of the layers whose weights were copied.
 
     Raises:
-        ModelError: the source is missing, or its input geometry or trunk differs from ``config``.
+        ModelError: the source is missing, or its input geometry or network layout differs from ``config``.
     """
     source_model, source_config = load_model(source)
-    for field in ("sample_rate", "num_channels", "n_fft", "hop_length", "max_bins", "unet"):
+    for field in ("sample_rate", "num_channels", "n_fft", "hop_length", "max_bins", "unet", "trunk", "masks"):
         mine, theirs = getattr(config, field), getattr(source_config, field)
         if mine != theirs:
             raise ModelError(
@@ -60,22 +62,28 @@ def initialise_from(model: keras.Model, config: ModelConfig, source: str | os.Pa
     if tuple(source_config.stems) == tuple(config.stems):
         model.set_weights(source_model.get_weights())
         return [layer.name for layer in model.layers if layer.weights]
-    copied = ["unet"]
-    model.get_layer("unet").set_weights(source_model.get_layer("unet").get_weights())
+    copied = []
+    if config.trunk == "shared":
+        copied.append("unet")
+        model.get_layer("unet").set_weights(source_model.get_layer("unet").get_weights())
     for stem in config.stems:
         if stem in source_config.stems:
-            model.get_layer(f"head_{stem}").set_weights(source_model.get_layer(f"head_{stem}").get_weights())
-            copied.append(f"head_{stem}")
+            names = [f"head_{stem}"] + ([f"unet_{stem}"] if config.trunk == "per_stem" else [])
+            for name in names:
+                model.get_layer(name).set_weights(source_model.get_layer(name).get_weights())
+            copied.extend(names)
     return copied
 
 
 def freeze_encoder_layers(model: keras.Model) -> list[str]:
-    """Make the trunk's ``encoder_*`` layers untrainable (their batch norms then run in inference mode)."""
+    """Make the trunk's (or every per-stem trunk's) ``encoder_*`` layers untrainable (their batch norms then run in inference mode)."""
     frozen = []
-    for layer in model.get_layer("unet").layers:
-        if layer.name.startswith("encoder_"):
-            layer.trainable = False
-            frozen.append(layer.name)
+    trunks = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name.startswith("unet")]
+    for trunk in trunks:
+        for layer in trunk.layers:
+            if layer.name.startswith("encoder_"):
+                layer.trainable = False
+                frozen.append(layer.name if len(trunks) == 1 else f"{trunk.name}/{layer.name}")
     return frozen
 
 
