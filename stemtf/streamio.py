@@ -47,7 +47,10 @@ class PcmSource(_Source):
             try:
                 self._wave = wave.open(stream, "rb")
             except (wave.Error, EOFError) as error:
-                raise AudioError(f"The input is not a PCM WAV stream ({error}); for raw PCM pass --raw with --rate, --channels and --sample-format.") from error
+                raise AudioError(
+                    f"The input is not a PCM WAV stream ({error}); give a file's path for other formats (MP3, FLAC, ...), "
+                    "or pass --raw with --rate, --channels and --sample-format for raw PCM."
+                ) from error
             width = self._wave.getsampwidth()
             if width not in (2, 4):
                 raise AudioError(f"WAV streams of {8 * width}-bit samples are not supported; use 16- or 32-bit PCM (ffmpeg -c:a pcm_s16le).")
