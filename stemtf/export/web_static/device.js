@@ -111,18 +111,19 @@
     return (crc ^ 0xffffffff) >>> 0;
   }
 
-  // A zip of stored (uncompressed) files: [{name, bytes}] -> Blob. WAV barely compresses anyway.
+  // A zip of stored (uncompressed) files: [{name, blob, crc, size}] -> Blob. WAV barely compresses anyway.
+  // The files' blobs are parts of the zip's, not copies: a long song's memory counts.
   function zipBlob(files) {
     const parts = [], central = [];
     let offset = 0;
     const encoder = new TextEncoder();
     for (const file of files) {
-      const name = encoder.encode(file.name), crc = crc32(file.bytes), size = file.bytes.length;
+      const name = encoder.encode(file.name), crc = file.crc, size = file.size;
       const local = new DataView(new ArrayBuffer(30));
       local.setUint32(0, 0x04034b50, true); local.setUint16(4, 20, true); local.setUint16(8, 0, true);
       local.setUint32(14, crc, true); local.setUint32(18, size, true); local.setUint32(22, size, true);
       local.setUint16(26, name.length, true);
-      parts.push(local.buffer, name, file.bytes);
+      parts.push(local.buffer, name, file.blob);
       const entry = new DataView(new ArrayBuffer(46));
       entry.setUint32(0, 0x02014b50, true); entry.setUint16(4, 20, true); entry.setUint16(6, 20, true);
       entry.setUint32(16, crc, true); entry.setUint32(20, size, true); entry.setUint32(24, size, true);
@@ -192,14 +193,18 @@
         }
       }
       const track = file.name.replace(/\.[^.]*$/, "") || "song";
-      const files = stems.map((stem) => ({ name: `${track}/${stem.name}.wav`, bytes: wavBytes(stem.channels, d.sample_rate) }));
+      // Each WAV file's bytes live only until its Blob (and CRC) is made.
+      const files = stems.map((stem) => {
+        const bytes = wavBytes(stem.channels, d.sample_rate);
+        return { name: `${track}/${stem.name}.wav`, blob: new Blob([bytes], { type: "audio/wav" }), crc: crc32(bytes), size: bytes.length };
+      });
       const url = (blob) => { const u = URL.createObjectURL(blob); this.urls.push(u); return u; };
       return {
         model: entry.name,
         duration: song.duration,
         sample_rate: d.sample_rate,
         timings: result.timings,
-        stems: stems.map((stem, s) => ({ name: stem.name, wav: url(new Blob([files[s].bytes], { type: "audio/wav" })), channels: stem.channels })),
+        stems: stems.map((stem, s) => ({ name: stem.name, wav: url(files[s].blob), channels: stem.channels })),
         zip: url(zipBlob(files)),
         zipName: `${track}.zip`,
       };
