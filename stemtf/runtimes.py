@@ -3,7 +3,7 @@
 A mask predictor maps mixture magnitudes float32 ``(1, segment_frames, max_bins, C)`` to masks
 ``(num_stems, segment_frames, max_bins, C)`` in stem order. Everything else a separator does (STFT,
 full-band extension, masking, Wiener filtering, chunking, writing) is the same numpy code for both
-(:func:`stemtf.apply.separate_chunk_numpy`).
+(:func:`stemtf.dsp.separate_chunk`, :mod:`stemtf.plans`).
 
 - :class:`KerasMasks` runs the Keras model in a ``tf.function``.
 - :class:`LiteRTMasks` runs the exported masks model (``stemtf export --format tflite``'s
