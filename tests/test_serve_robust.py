@@ -178,7 +178,7 @@ def test_serve_leaves_no_temporary_folder_on_any_exit(tiny_model_dir, tmp_path, 
             process.communicate()
     assert "Traceback" not in err, err[-2000:]
     assert list(temp.glob("stemtf-serve-*")) == []
-    assert out.splitlines()[-1] == "Stopped."
+    assert out.splitlines()[-1] == "Stopped.", (process.returncode, out, err[-2000:])
 
 
 def test_stale_temporary_folders_of_dead_servers_are_removed(tmp_path):

@@ -90,7 +90,7 @@ def serve(
     """
     def status(line: str) -> None:
         if on_status is not None:
-            on_status(line)
+            on_status(line[:1].upper() + line[1:])  # library lines ("converting ...") start lower-case
 
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
                           read_timeout=read_timeout, max_connections=max_connections)
@@ -110,7 +110,7 @@ def serve(
     with contextlib.ExitStack() as stack:
         jobs = stack.enter_context(JobManager(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
-            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True, on_status=on_status,
+            quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True, on_status=status,
         ))
         served = None
         if exported:
@@ -120,12 +120,12 @@ def serve(
             # One engine per model: the REST API uses the page's Separator (loaded now, so the URL
             # printed below answers at once), never a second copy of the model.
             key = _page_name(model)
-            entry = jobs.offered(key) if key in offered else offered_model(model, on_status)
+            entry = jobs.offered(key) if key in offered else offered_model(model, status)
             entry.load()
             served = EngineModel(entry, name=name or key, max_duration=max_duration, max_concurrency=max_concurrency)
         device = DeviceFiles()
         if offered:  # the page's models, also as files for separating in the browser (built once, cached)
-            device.build(list(offered.values()), max_duration=max_duration, on_status=on_status)
+            device.build(list(offered.values()), max_duration=max_duration, on_status=status)
         app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
                          host=host, allowed_origins=allow_origins, device=device)
         # Bound only now: a client that connects is answered at once, never left waiting on a load.
