@@ -6,7 +6,6 @@ import base64
 import concurrent.futures
 import io
 import json
-import threading
 import time
 
 import numpy as np
