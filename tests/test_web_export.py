@@ -280,6 +280,28 @@ def test_bad_input_is_a_sentence_and_the_page_stays_usable(chromium, tiny_web, t
         assert console_errors(driver) == []
 
 
+def test_a_song_beyond_the_devices_memory_is_a_sentence(chromium, tiny_web):
+    """The worker's stems for a song whose length the browser cannot allocate (4e9 samples a channel,
+    48 GB of stems): it answers with the sentence, it does not crash or hang."""
+    driver, _ = chromium
+    with static_server(tiny_web) as url:
+        driver.get(url)
+        driver.get_log("browser")
+        answer = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            StemtfDevice.loadIndex("./").then((index) => {
+              const worker = new Worker("worker.js");
+              worker.onmessage = (event) => {
+                if (event.data.type === "error" || event.data.type === "done") { worker.terminate(); done(event.data); }
+              };
+              const huge = { length: 4e9 };  // what the worker reads of a channel before allocating the stems
+              worker.postMessage({ type: "start", base: location.href, model: index.models[0], channels: [huge, huge], threads: 0 });
+            });""")
+        assert answer == {"type": "error", "kind": "too_long",
+                          "message": "This song is too long for this device's memory; try a shorter excerpt, or the server."}
+        assert console_errors(driver) == []
+
+
 def test_cancel_stops_the_worker(chromium, tiny_web, tmp_path):
     from selenium.webdriver.common.by import By
 
