@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import io
 import json
 import pathlib
 import shutil
@@ -24,11 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stemtf.export import web
+import stemtf.export.web as web  # not `from stemtf.export import web`: the package's __getattr__ would load TensorFlow
 
 from conftest import EXAMPLE, SAMPLE_RATE, music_like
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _runtime() -> pathlib.Path:
