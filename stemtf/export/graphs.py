@@ -81,15 +81,17 @@ def separate_function(
             head = stems[:, :overlap] * fade_in[None, :, None] + carry
             done = tf.concat([head, stems[:, overlap:stride]], axis=1)  # (J, stride, C)
             tail = stems[:, stride:] * fade_out[None, :, None]  # (J, overlap, C)
-            return index + 1, tail, pieces.write(index, tf.transpose(done, [1, 0, 2]))
+            return index + 1, tail, [array.write(index, done[j]) for j, array in enumerate(pieces)]
 
-        pieces = tf.TensorArray(tf.float32, size=count, element_shape=[stride, num_stems, channels])
+        # One TensorArray per stem, of (stride, C) pieces: each stem is concatenated in its final
+        # layout, with no (num_samples, J, C) intermediate to transpose or slice apart.
+        pieces = [tf.TensorArray(tf.float32, size=count, element_shape=[stride, channels]) for _ in config.stems]
         _, tail, pieces = tf.while_loop(
             lambda index, carry, pieces: index < count, step,
             [tf.constant(0), tf.zeros([num_stems, overlap, channels]), pieces], parallel_iterations=1,
         )
-        stems = tf.concat([pieces.concat(), tf.transpose(tail, [1, 0, 2])], axis=0)[:num_samples]  # (num_samples, J, C)
-        return {stem: stems[:, index] for index, stem in enumerate(config.stems)}
+        return {stem: tf.concat([array.concat(), tail[j]], axis=0)[:num_samples]
+                for j, (stem, array) in enumerate(zip(config.stems, pieces))}
 
     return separate
 
