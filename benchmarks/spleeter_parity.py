@@ -135,6 +135,35 @@ def mask_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path, *, li
     return result
 
 
+def spleeter_grid_separation(model, config, waveform: np.ndarray) -> dict[str, np.ndarray]:
+    """The imported model's stems computed on Spleeter's own grid (to locate the residual of ``stemtf separate``).
+
+    Spleeter takes one STFT of the whole song with ``n_fft`` zeros in front (stemtf's STFT pads
+    ``n_fft - hop_length``: Spleeter's frame ``k + 1`` is stemtf's frame ``k``), cuts it into
+    512-frame segments without overlap (the last one zero-padded), and inverts the masked STFT once.
+    Here the same with stemtf's numpy STFT (one hop of zeros more in front) and the Keras model.
+    """
+    from stemtf import dsp
+
+    hop, frames = config.hop_length, config.segment_frames
+    shifted = np.concatenate([np.zeros((hop, waveform.shape[1]), np.float32), waveform])
+    spectrogram = dsp.stft(shifted, n_fft=config.n_fft, hop_length=hop)
+    magnitude = np.abs(spectrogram)[:, : config.max_bins]
+    pad = (-len(magnitude)) % frames
+    magnitude = np.concatenate([magnitude, np.zeros((pad,) + magnitude.shape[1:], np.float32)])
+    masks = {stem: [] for stem in config.stems}
+    for start in range(0, len(magnitude), frames):
+        outputs = model(magnitude[None, start : start + frames], training=False)
+        for stem in config.stems:
+            masks[stem].append(np.asarray(outputs[stem])[0])
+    stems = {}
+    for stem in config.stems:
+        mask = np.concatenate(masks[stem])[: len(spectrogram)]
+        full = np.concatenate([mask, np.zeros((len(mask), config.num_bins - config.max_bins, mask.shape[2]), np.float32)], axis=1)
+        stems[stem] = dsp.istft(spectrogram * full, n_fft=config.n_fft, hop_length=hop, num_samples=len(shifted))[hop:]
+    return stems
+
+
 def separate_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path, seconds: float, runtime: str) -> dict[str, float]:
     """SNR (dB) per stem of ``stemtf separate`` against ``spleeter separate`` on ``seconds`` of the song."""
     import soundfile as sf
@@ -159,15 +188,22 @@ def separate_parity(release: str, model_dir: pathlib.Path, work: pathlib.Path, s
          "--runtime", runtime, "--bit-depth", "32", "--quiet", "--overwrite"],
         check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
+    from stemtf.model import load_model
+
+    model, _ = load_model(model_dir)
+    song_16bit, _ = sf.read(song, dtype="float32", always_2d=True)
+    grid = spleeter_grid_separation(model, config, song_16bit)
     result = {}
     for stem in config.stems:
         theirs, _ = sf.read(work / "spleeter" / "song" / f"{stem}.wav", dtype="float32", always_2d=True)
+        result[f"{stem} grid"] = snr(theirs, grid[stem][: len(theirs)])
         ours, _ = sf.read(work / "stemtf" / "song" / f"{stem}.wav", dtype="float32", always_2d=True)
         length = min(len(theirs), len(ours))
         result[stem] = snr(theirs[:length], ours[:length])
         # where the differences are: Spleeter's 512-frame segments vs stemtf's cross-faded chunks
         error = np.sum((theirs[:length] - ours[:length]) ** 2, axis=1)
-        result[f"{stem} worst second"] = float(np.argmax(np.convolve(error, np.ones(rate), "valid")) / rate)
+        seconds = np.add.reduceat(error, np.arange(0, length, rate))
+        result[f"{stem} worst second"] = float(np.argmax(seconds))
     return result
 
 
@@ -192,8 +228,9 @@ def main() -> None:
             results[release] = {"masks": {} if args.skip_masks else mask_parity(release, model_dir, release_work, litert=not args.skip_litert)}
             if not args.skip_separate:
                 results[release]["separate"] = separate_parity(release, model_dir, release_work, args.seconds, args.runtime)
-    print(f"| model | stem | masks, Keras (dB) | masks, LiteRT (dB) | separate {args.seconds:.0f} s, {args.runtime} (dB) |")
-    print("|---|---|---|---|---|")
+    print(f"| model | stem | masks, Keras (dB) | masks, LiteRT (dB) | separate {args.seconds:.0f} s, {args.runtime} (dB) "
+          "| Spleeter's segment grid (dB) |")
+    print("|---|---|---|---|---|---|")
 
     def cell(value) -> str:
         return "-" if value is None else f"{value:.1f}"
@@ -203,7 +240,8 @@ def main() -> None:
         stems = stems or [key[: -len(" keras")] for key in result["masks"] if key.endswith(" keras")]
         for stem in stems:
             print(f"| {release} | {stem} | {cell(result['masks'].get(stem + ' keras'))} | "
-                  f"{cell(result['masks'].get(stem + ' litert'))} | {cell(result.get('separate', {}).get(stem))} |")
+                  f"{cell(result['masks'].get(stem + ' litert'))} | {cell(result.get('separate', {}).get(stem))} | "
+                  f"{cell(result.get('separate', {}).get(stem + ' grid'))} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
