@@ -108,6 +108,19 @@ def test_integer_outputs_are_clipped_not_wrapped(tmp_path):
     assert restored.min() > 0.99
 
 
+def test_writers_count_what_they_clip(tmp_path):
+    loud = music_like(SAMPLE_RATE) * 2.0  # peaks at 1.6: beyond full scale
+    over = int(np.count_nonzero(np.abs(loud) > 1.0))
+    assert over > 0
+    for fmt, bit_depth, clipped in (("wav", 16, over), ("mp3", 16, over), ("wav", 32, 0)):
+        writer = audio.AudioWriter(tmp_path / f"x{bit_depth}.{fmt}", sample_rate=SAMPLE_RATE, num_channels=2, fmt=fmt,
+                                   bit_depth=bit_depth)
+        writer.write(loud[: SAMPLE_RATE // 2])
+        writer.write(loud[SAMPLE_RATE // 2 :], last=True)
+        writer.commit()
+        assert writer.clipped_samples == clipped and writer.peak == pytest.approx(float(np.abs(loud).max()))
+
+
 def test_mp3_bitrate_is_honoured(tmp_path):
     waveform = music_like(5 * SAMPLE_RATE)
     sizes = {}

@@ -33,9 +33,16 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
     assert (output / "config.json").is_file() and (output / "model.weights.h5").is_file()
     code, _, err = run(capsys, *common, "--steps", "4")
     assert code == 1 and "already holds a training checkpoint" in err and "Traceback" not in err
-    code, _, err = run(capsys, *common, "--steps", "4", "--resume")
+    without_batch_size = [arg for i, arg in enumerate(common) if arg != "--batch-size" and common[i - 1] != "--batch-size"]
+    code, _, err = run(capsys, *without_batch_size, "--steps", "4", "--resume")  # keeps the checkpoint's 2
     assert code == 0, err
-    assert json.loads((output / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert "Warning" not in err
+    state = json.loads((output / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4 and state["batch_size"] == 2
+    code, _, err = run(capsys, *without_batch_size, "--steps", "6", "--resume", "--batch-size", "4")
+    assert code == 0, err
+    assert err.strip().splitlines() == ["Warning: the checkpoint was trained with --batch-size 2; resuming with 4 changes "
+                                        "the examples per step from here on (omit --batch-size to keep 2)."]
 
     code, out, err = run(capsys, "evaluate", output, "--data", stem_folder, "--track", "three",
                          "--stem-group", "other=other,piano", "-o", tmp_path / "eval", "-q")

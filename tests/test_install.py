@@ -131,3 +131,13 @@ def test_wheel_installs_and_separates_from_any_directory(fresh_env, tmp_path):
     # The trained model ran: the stems differ, and sum back to the mixture (up to 16-bit rounding).
     assert np.abs(vocals - accompaniment).max() > 0.05
     np.testing.assert_allclose(vocals + accompaniment, mixture, atol=5e-4)
+
+
+def test_make_wheel_builds_next_to_pips_build_folder(tmp_path):
+    """`make wheel` in a clone where pip left build/: that folder must not stand in for the `build` package."""
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    source = copy_source(tmp_path / "clone")
+    (source / "build" / "lib").mkdir(parents=True)  # what a plain `pip install .` leaves behind
+    run(["make", "-s", "wheel", f"VENV={sys.prefix}", "BUILD_FLAGS=--no-isolation"], cwd=source, timeout=600)
+    assert len(list((source / "dist").glob("stemtf-*.whl"))) == 1 and len(list((source / "dist").glob("stemtf-*.tar.gz"))) == 1

@@ -242,3 +242,51 @@ def test_multi_worker_after_other_tensorflow_work_is_one_clear_error(monkeypatch
     ))
     with pytest.raises(ClusterError, match="must start before TensorFlow runs anything else"):
         train.distributed.make_cluster("multi-worker")
+
+
+def _lone_worker(tmp_path, stem_folder, timeout: float) -> tuple[subprocess.Popen, int]:
+    """Worker 0 of two whose peer never starts; returns the process and its own port."""
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(tiny_config().to_dict()))
+    ports = free_ports(2)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": 0}})}
+    args = ["train", config_file, "--data", stem_folder, "-o", tmp_path / "run", "--batch-size", "2", "--num-frames", "64",
+            "--stem-group", "other=other,piano", "--strategy", "multi-worker", "--worker-timeout", str(timeout), "-q"]
+    process = subprocess.Popen([sys.executable, "-c", WORKER, *map(str, args)], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, ports[0]
+
+
+def test_a_peer_that_never_starts_fails_after_the_worker_timeout(tmp_path, stem_folder):
+    process, _ = _lone_worker(tmp_path, stem_folder, timeout=3)
+    try:
+        _, err = process.communicate(timeout=120)  # TensorFlow's own wait hung for 14 minutes here
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("stemtf: error: Worker 0 of 2 waited 3 s for the other workers of TF_CONFIG; 127.0.0.1:")
+    assert line.endswith("never answered. Start every worker (each with its own task in TF_CONFIG), or wait longer "
+                         "with worker_timeout (--worker-timeout).")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_worker_waiting_for_its_peers_obeys_stop_signals(tmp_path, stem_folder, signum):
+    process, port = _lone_worker(tmp_path, stem_folder, timeout=600)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # it listens on its own address once it waits for the other worker
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err

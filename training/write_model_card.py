@@ -72,10 +72,12 @@ def main() -> None:
         logs = {k: round(v, 3) for k, v in last["last"].items() if isinstance(v, (int, float))}
         out.append(f"- Last logged metrics: `{json.dumps(logs)}`")
     out += ["", "## Evaluation", "",
-            "`stemtf evaluate` (museval BSS-eval v4, 1 s windows, median over windows then tracks; "
-            "cSDR = the MDX global SDR over whole tracks). BSS-eval skips every window in which any "
-            "stem is silent, so on real songs cSDR is the more complete number. Reproduce with "
-            f"`training/evaluate_presets.sh {args.preset} saved_models/{args.preset}`.", ""]
+            "`stemtf evaluate`: first the SDR of each stem over the whole track (\"track SDR\", the MDX "
+            "challenge's global SDR; the median over tracks), the number to read; then museval's BSS-eval v4 "
+            "SDR/SIR/ISR/SAR on the 1 s windows in which every stem is audible (louder than -60 dBFS; median "
+            "over windows, then tracks). On a window with a near-silent stem BSS-eval's ratios are degenerate, "
+            "so those windows are left out and the line under each table says how many were scored (`-`: none). "
+            f"Reproduce with `training/evaluate_presets.sh {args.preset} saved_models/{args.preset}`.", ""]
     for name, description in SETS.items():
         tables = [(b, eval_dir / f"{name}-{args.preset}-{b}.txt") for b in ("model", "oracle", "mixture")]
         if not any(path.exists() for _, path in tables):

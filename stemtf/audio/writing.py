@@ -61,6 +61,10 @@ class AudioWriter:
         self.num_channels = num_channels
         subtype = output_subtype(fmt, bit_depth)
         self._clip = subtype.startswith("PCM") or fmt in ("ogg", "mp3")
+        # Samples beyond full scale that integer and lossy formats cannot hold and this writer clipped
+        # (a caller says so: loud input, or stems louder than the mixture), and the largest magnitude seen.
+        self.clipped_samples = 0
+        self.peak = 0.0
         options = {}
         if bitrate is not None and fmt == "mp3":
             # libsndfile maps the compression level linearly onto 320..32 kbps, then to an MPEG rate.
@@ -87,7 +91,10 @@ class AudioWriter:
         if self._resampler is not None:
             block = self._resampler.resample_chunk(np.ascontiguousarray(block, np.float32), last=last)
             block = block.reshape(-1, self.num_channels)
+        if block.size:
+            self.peak = max(self.peak, float(np.max(np.abs(block))))
         if self._clip:
+            self.clipped_samples += int(np.count_nonzero(np.abs(block) > 1.0))
             block = np.clip(block, -1.0, 1.0)
         if block.shape[0]:
             try:

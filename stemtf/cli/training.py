@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 import time
@@ -20,7 +21,7 @@ def train(
     data: pathlib.Path = typer.Option(..., "--data", help="Folder of ROOT/<track>/<stem>.<ext>, a CSV manifest (a cell ? is an unknown stem, a drums+bass_path column a sum of stems), or a MUSDB18 folder.", show_default=False),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Model directory to write (default {options.DEFAULT_RUNS_DIR}/NAME).", show_default=False),
     steps: int = typer.Option(options.DEFAULT_STEPS, "--steps", help="Total optimizer steps (a resumed run counts those done)."),
-    batch_size: int = typer.Option(options.DEFAULT_BATCH_SIZE, "--batch-size", help="Examples per step (global: over all GPUs and workers)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Examples per step (global: over all GPUs and workers); default {options.DEFAULT_BATCH_SIZE}, or with --resume the checkpoint's.", show_default=False),
     learning_rate: float = typer.Option(options.DEFAULT_LEARNING_RATE, "--learning-rate", help="Peak learning rate (Adam, cosine decay)."),
     num_frames: Optional[int] = typer.Option(None, "--num-frames", help="STFT frames per training example (default: the config's segment_frames).", show_default=False),
     checkpoint_every: int = typer.Option(options.DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between validation + checkpoint."),
@@ -45,6 +46,8 @@ def train(
     from stemtf.config import load_config
 
     config = load_config(config_path)
+    output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
+    batch_size = _batch_size(batch_size, output_dir, resume=resume)
     groups = stem_groups(stem_group)
     stem_weights = options.parse_stem_weights(stem_weight)
     options.check_stem_weights(stem_weights, config.stems)
@@ -58,7 +61,6 @@ def train(
         raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
     if not data.exists():
         raise StemtfError(f"--data {str(data)!r} does not exist.")
-    output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
     import_tensorflow_quietly()
     from rich.progress import TextColumn
@@ -68,6 +70,12 @@ def train(
 
     augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems,
                                 eq_reverb_probability=eq_reverb_probability)
+    if strategy == "multi-worker" and 0 < worker_timeout < float("inf"):
+        # Before the stop signals are deferred to training steps: Ctrl-C or SIGTERM ends this wait at once.
+        from stemtf.train.distributed import read_tf_config, wait_for_workers, worker_addresses
+
+        _, index, _ = read_tf_config()  # a missing or malformed TF_CONFIG is one line here
+        wait_for_workers(worker_addresses(), index, timeout=worker_timeout)
     progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     with progress, signals.at_callbacks():
         task = progress.add_task(f"training {config.name}", total=steps, loss="")
@@ -93,6 +101,24 @@ def train(
         )
     if not quiet:
         typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")
+
+
+def _batch_size(given: Optional[int], output_dir: pathlib.Path, *, resume: bool) -> int:
+    """The batch size of this run: as given, else the resumed checkpoint's, else the default; a resumed
+    run that changes it says so (its later steps see a different number of examples each)."""
+    saved = None
+    state_file = output_dir / "checkpoint" / "state.json"  # stemtf.train.checkpoints' layout (read without TensorFlow)
+    if resume and state_file.is_file():
+        try:
+            saved = json.loads(state_file.read_text(encoding="utf-8")).get("batch_size")
+        except (OSError, ValueError, AttributeError):
+            saved = None  # training reports a damaged checkpoint itself
+    if given is None:
+        return int(saved) if isinstance(saved, int) else options.DEFAULT_BATCH_SIZE
+    if isinstance(saved, int) and given != saved:
+        typer.echo(f"Warning: the checkpoint was trained with --batch-size {saved}; resuming with {given} "
+                   f"changes the examples per step from here on (omit --batch-size to keep {saved}).", err=True)
+    return given
 
 
 @app.command()

@@ -12,11 +12,14 @@ progress). Only the loop differs between the two paths.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
+import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -120,6 +123,7 @@ def make_cluster(strategy: str = "auto", *, worker_timeout: float = DEFAULT_WORK
         gpus = tf.config.list_logical_devices("GPU")
         return Cluster(tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy())
     num_workers, worker_index, is_chief = read_tf_config()
+    wait_for_workers(worker_addresses(), worker_index, timeout=worker_timeout)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
     try:
         multi_worker = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
@@ -129,6 +133,68 @@ def make_cluster(strategy: str = "auto", *, worker_timeout: float = DEFAULT_WORK
             "train in a fresh process, once per process (as `stemtf train` does)."
         ) from None
     return Cluster(multi_worker, num_workers, worker_index, is_chief)
+
+
+def worker_addresses(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The ``host:port`` of every task of ``TF_CONFIG`` (checked by :func:`read_tf_config`), chief first."""
+    cluster = json.loads(environ["TF_CONFIG"])["cluster"]
+    return [*(cluster.get("chief") or []), *(cluster.get("worker") or [])]
+
+
+def wait_for_workers(addresses: Sequence[str], index: int, *, timeout: float, poll: float = 0.2) -> None:
+    """Wait, in Python, until every other task of the cluster listens on its address.
+
+    TensorFlow's own wait for the other workers (in ``MultiWorkerMirroredStrategy()``) holds the
+    main thread and the GIL inside C++ with no time limit: a peer that never starts hung it for
+    14 minutes, through ``--worker-timeout``, SIGTERM and Ctrl-C. So every worker first listens on
+    its own address (until its TensorFlow server takes the port over, which also answers) and
+    connects to the others' until all answer; a signal stops this loop as it stops any Python code.
+
+    Raises:
+        ClusterError: some worker did not answer within ``timeout`` seconds.
+    """
+    own = addresses[index]
+    with contextlib.closing(_listen(own)):
+        deadline = time.monotonic() + timeout
+        waiting = [address for position, address in enumerate(addresses) if position != index]
+        while waiting:
+            waiting = [address for address in waiting if not _answers(address)]
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"Worker {index} of {len(addresses)} waited {timeout:g} s for the other workers of TF_CONFIG; "
+                    f"{', '.join(waiting)} never answered. Start every worker (each with its own task in TF_CONFIG), "
+                    "or wait longer with worker_timeout (--worker-timeout)."
+                )
+            time.sleep(poll)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "localhost", int(port)
+
+
+def _listen(address: str) -> socket.socket:
+    """A listening socket on this task's port (all interfaces), which the TensorFlow server then takes over."""
+    listener = socket.socket(socket.AF_INET6 if ":" in _split(address)[0] else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", _split(address)[1]))
+        listener.listen(64)  # the kernel completes the others' connections; nothing needs accepting
+    except OSError:
+        listener.close()
+        raise ClusterError(f"This worker cannot listen on {address} (TF_CONFIG's address of its task): the port is taken "
+                           "or not this machine's.") from None
+    return listener
+
+
+def _answers(address: str) -> bool:
+    try:
+        with socket.create_connection(_split(address), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 DatasetsFn = Callable[[int, int, int], tuple[tf.data.Dataset, "tf.data.Dataset | None"]]
