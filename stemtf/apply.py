@@ -193,8 +193,9 @@ def separate_chunk(
     num_samples = waveform.shape[0] if waveform.shape[0] is not None else tf.shape(waveform)[0]
     spectrogram = transform.analyze(waveform)
     masks = predict_masks(model, transform.magnitude(spectrogram), config)
-    if not wiener_iterations and len(masks) > 1 and _has_ratio_masks(model):
-        # As separate_chunk_numpy: ratio masks sum to one in every bin (the extension keeps that) and the
+    if not wiener_iterations and len(masks) > 1 and _has_ratio_masks(model) and config.mask_extension != "zeros":
+        # As separate_chunk_numpy: ratio masks sum to one in every bin (the extension keeps that, but
+        # ``zeros`` leaves nothing above max_bins, so not there) and the
         # STFT pair gives back its input, so the last stem is the chunk minus the others: one inverse
         # STFT fewer (in the exported waveform graphs, a quarter of their DFT work with 4 stems).
         others = masks_to_stems(transform, spectrogram, masks[:-1], num_samples=num_samples)

@@ -100,13 +100,15 @@ def istft(spectrogram: tf.Tensor, *, n_fft: int, hop_length: int, num_samples: i
 def extend_mask(mask: tf.Tensor, *, num_bins: int, how: str = "average", extension_bins: int = 256) -> tf.Tensor:
     """Extend masks predicted for the lowest bins to all ``num_bins`` bins.
 
-    Masks that sum to one over stems still do after extension, so stems still sum to the mixture.
+    Masks that sum to one over stems still do after ``average`` or ``edge`` extension, so stems
+    still sum to the mixture; ``zeros`` (Spleeter's) leaves nothing above ``max_bins``.
 
     Args:
         mask: float32 ``(..., num_frames, max_bins, num_channels)``.
         num_bins: Bins of the full spectrogram (``n_fft // 2 + 1``).
         how: ``average``: every higher bin gets, per frame and channel, the mean of the top
-            ``extension_bins`` predicted bins; ``edge``: it gets the highest predicted bin.
+            ``extension_bins`` predicted bins; ``edge``: it gets the highest predicted bin;
+            ``zeros``: it gets 0. As :func:`stemtf.dsp.extend_masks`.
         extension_bins: Bins averaged by ``average``.
 
     Returns:
@@ -120,8 +122,10 @@ def extend_mask(mask: tf.Tensor, *, num_bins: int, how: str = "average", extensi
         fill = tf.reduce_mean(mask[..., max_bins - extension_bins :, :], axis=-2, keepdims=True)
     elif how == "edge":
         fill = mask[..., max_bins - 1 :, :]
+    elif how == "zeros":
+        fill = tf.zeros_like(mask[..., :1, :])
     else:
-        raise ValueError(f"Argument `how` must be 'average' or 'edge'. Received {how!r}.")
+        raise ValueError(f"Argument `how` must be 'average', 'edge' or 'zeros'. Received {how!r}.")
     multiples = [1] * (len(mask.shape) - 2) + [missing, 1]
     return tf.concat([mask, tf.tile(fill, multiples)], axis=-2)
 

@@ -186,3 +186,65 @@ def test_numpy_stft_pair_runs_in_a_forked_child():
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung in the numpy STFT")
+
+
+@pytest.fixture(scope="module")
+def zeros_model():
+    """``(model, config)``: a tiny random model with Spleeter's ``mask_extension: zeros`` (0 above max_bins)."""
+    import keras
+
+    from stemtf.model import build_model
+
+    keras.utils.set_random_seed(3)
+    config = tiny_config(mask_extension="zeros")
+    return build_model(config), config
+
+
+def _band_energy(waveform: np.ndarray, config, low: int, high: int) -> float:
+    """Energy of ``waveform``'s STFT in bins ``low .. high - 1``."""
+    spectrogram = apply.stft_numpy(waveform, n_fft=config.n_fft, hop_length=config.hop_length)
+    return float(np.sum(np.abs(spectrogram[:, low:high]) ** 2))
+
+
+def test_zeros_extension_leaves_nothing_above_max_bins_and_graphs_equal_the_engine(zeros_model):
+    from stemtf import dsp, runtimes
+
+    model, config = zeros_model
+    waveform = music_like(config.chunk_samples, seed=5)
+    predict = runtimes.KerasMasks(model, config, segment_frames=config.segment_frames)
+    engine = dsp.separate_chunk(predict, config, waveform)
+
+    class Counting(apply.ComplexTransform):
+        calls = 0
+
+        def synthesize(self, spectrogram, num_samples):
+            Counting.calls += 1
+            return super().synthesize(spectrogram, num_samples)
+
+    # The graph path (SavedModel: tf.signal; TFLite/ONNX: the matmul DFT) equals the numpy engine, and
+    # takes no "last stem = chunk minus the others" shortcut: the masks no longer sum to one above max_bins.
+    graph = apply.separate_chunk(model, config, tf.constant(waveform), transform=Counting(n_fft=config.n_fft, hop_length=config.hop_length))
+    assert Counting.calls == len(config.stems)
+    portable = apply.separate_chunk(model, config, tf.constant(waveform), transform=apply.transform_for(config, portable=True))
+    for stem, from_graph, from_portable in zip(engine, graph, portable):
+        np.testing.assert_allclose(from_graph.numpy(), stem, atol=2e-5)
+        np.testing.assert_allclose(from_portable.numpy(), stem, atol=2e-4)
+
+    # Every stem is empty above max_bins, up to the windows' leakage (-45 dB measured; -10 dB with "average") ...
+    edge = config.max_bins + 4
+    mixture_high = _band_energy(waveform, config, edge, config.num_bins)
+    assert mixture_high > 1e-3 * _band_energy(waveform, config, 0, config.num_bins)  # the mixture is not
+    for stem in engine:
+        assert _band_energy(stem, config, edge, config.num_bins) < 1e-4 * mixture_high
+        assert _band_energy(stem, config, 0, config.max_bins) > 0
+    # ... so the stems sum to the mixture below max_bins only: what is missing is the mixture above it.
+    missing = waveform - engine.sum(axis=0)
+    low = config.max_bins - 4
+    assert _band_energy(missing, config, 0, low) < 1e-3 * _band_energy(waveform, config, 0, low)
+    np.testing.assert_allclose(_band_energy(missing, config, edge, config.num_bins), mixture_high, rtol=0.02)
+
+    # The same masks under the default extension: the stems add up to the whole mixture (the shortcut).
+    average = dsp.separate_chunk(predict, dsp.Spectral(config.n_fft, config.hop_length, config.max_bins, "average",
+                                                       config.extension_bins), waveform)
+    np.testing.assert_allclose(average.sum(axis=0), waveform, atol=1e-6)
+    assert _band_energy(average[0], config, edge, config.num_bins) > 1e-2 * mixture_high

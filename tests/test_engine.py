@@ -89,7 +89,7 @@ def test_sliding_latency_is_the_documented_formula():
     assert plan.latency_samples == (4 + 2 + config.n_fft // config.hop_length - 1) * config.hop_length
     with pytest.raises(ValueError, match="sum <= window_frames"):
         plans.SlidingPlan(_window_masks, config, num_stems=2, num_channels=2, window_frames=4, step_frames=4, lookahead_frames=1)
-    with pytest.raises(ValueError, match="`mask_extension` must be 'average' or 'edge'"):
+    with pytest.raises(ValueError, match=r"`mask_extension` must be one of \['average', 'edge', 'zeros'\]"):
         dsp.Spectral(256, 64, 64, "mirror")
 
 

@@ -179,3 +179,38 @@ def test_a_rerun_deletes_the_temporary_files_a_killed_run_left_but_not_a_running
     with open(running, "rb"):  # held open, as by a run writing the same outputs right now
         paths = separator.separate_file(stereo_wav, output_dir=tmp_path / "out")
         assert sorted(p.name for p in folder.iterdir()) == sorted([*(p.name for p in paths.values()), running.name, someone_elses.name])
+
+
+def test_zeros_mask_extension_separates_nothing_above_max_bins_offline_and_streamed():
+    import keras
+
+    from stemtf import dsp
+    from stemtf.model import build_model
+    from stemtf.streaming import StreamingSeparator
+
+    from conftest import tiny_config
+
+    keras.utils.set_random_seed(4)
+    config = tiny_config(mask_extension="zeros")  # Spleeter's: masks are 0 above max_bins
+    separator = Separator(build_model(config), config, overlap=0.02)
+    waveform = music_like(12_000, seed=9)  # four chunks
+
+    def energy(x, low, high):
+        return float(np.sum(np.abs(dsp.stft(x, n_fft=config.n_fft, hop_length=config.hop_length)[:, low:high]) ** 2))
+
+    edge, top = config.max_bins + 4, config.num_bins
+    stems = separator.separate(waveform, SAMPLE_RATE)
+    for stem in config.stems:
+        assert energy(stems[stem], edge, top) < 1e-4 * energy(waveform, edge, top)
+        assert energy(stems[stem], 0, config.max_bins) > 0
+    missing = waveform - sum(stems.values())  # the stems sum to the mixture below max_bins only
+    assert energy(missing, 0, config.max_bins - 4) < 1e-3 * energy(waveform, 0, config.max_bins - 4)
+    assert energy(missing, edge, top) == pytest.approx(energy(waveform, edge, top), rel=0.02)
+    # A stream (chunk plan and sliding plan) takes the same extension.
+    for latency in (None, 0.05):
+        streamer = StreamingSeparator(separator, latency=latency)
+        out = [streamer.process(waveform[i : i + 1000]) for i in range(0, waveform.shape[0], 1000)] + [streamer.flush()]
+        vocals = np.concatenate([o["vocals"] for o in out])[round(streamer.latency_samples):]
+        if latency is None:
+            np.testing.assert_allclose(vocals, stems["vocals"], atol=1e-5)
+        assert energy(vocals, edge, top) < 1e-4 * energy(waveform, edge, top)

@@ -44,8 +44,29 @@ def test_extended_masks_still_sum_to_one(how):
 
 
 def test_extend_mask_rejects_unknown_strategy():
+    from stemtf import dsp
+
     with pytest.raises(ValueError, match="Argument `how`"):
-        spectral.extend_mask(tf.ones([2, 64, 1]), num_bins=129, how="zeros")
+        spectral.extend_mask(tf.ones([2, 64, 1]), num_bins=129, how="median")
+    with pytest.raises(ValueError, match="Argument `how`"):
+        dsp.extend_masks(np.ones([2, 64, 1], np.float32), num_bins=129, how="median")
+    with pytest.raises(ValueError, match="'zeros'"):
+        dsp.Spectral(256, 64, 64, "median")
+
+
+@pytest.mark.parametrize("how", ["average", "edge", "zeros"])
+def test_extend_mask_in_graphs_equals_the_numpy_engine(how):
+    from stemtf import dsp
+
+    masks = np.random.default_rng(2).uniform(0.01, 1, (3, 8, 64, 2)).astype(np.float32)
+    in_graph = spectral.extend_mask(masks, num_bins=129, how=how, extension_bins=16).numpy()
+    np.testing.assert_array_equal(in_graph, dsp.extend_masks(masks, num_bins=129, how=how, extension_bins=16))
+    np.testing.assert_array_equal(in_graph[..., :64, :], masks)
+    if how == "zeros":  # Spleeter's: nothing above max_bins
+        np.testing.assert_array_equal(in_graph[..., 64:, :], 0.0)
+        np.testing.assert_array_equal(dsp.mask_fill(masks, how="zeros"), np.zeros((3, 8, 1, 2), np.float32))
+    else:
+        assert np.all(in_graph[..., 64:, :] > 0)
 
 
 @pytest.mark.parametrize(("n_fft", "hop_length", "num_samples"), [(256, 64, 1), (256, 64, 3904), (4096, 1024, 44100 + 17), (512, 256, 999)])
