@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import sys
 import threading
 from typing import Optional
 
@@ -63,9 +64,14 @@ def serve_command(
         import_tensorflow_quietly()  # the SavedModel, or Keras models, need it; LiteRT does not
     from stemtf.serve import serve
 
+    # The streams as they are now: a LiteRT conversion in a background thread swaps sys.stdout for
+    # /dev/null while it runs (contextlib.redirect_stdout is process-wide), and the console's lines
+    # from other threads must not vanish meanwhile.
+    console, errors = sys.stdout, sys.stderr
+
     def status(line: str) -> None:
         if not quiet:
-            typer.echo(line, err=line.startswith("Warning:"))
+            typer.echo(line, file=errors if line.startswith("Warning:") else console)
         if "to LiteRT" in line:  # a model is converted once, with TensorFlow: import it without its chatter
             import_tensorflow_quietly()
 
