@@ -19,7 +19,7 @@ Scenarios (sizes are options):
 
 Usage::
 
-    python benchmarks/serve_memory.py --before 164083a --after HEAD --out benchmarks/results/serve_memory.json
+    python benchmarks/serve_memory.py --before 164083a --after HEAD --out /tmp/serve_memory.json
 
 Prints one line per (tree, scenario): seconds, memory after start-up and peak, in GB.
 """
@@ -220,7 +220,10 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="serve-memory-") as scratch:
         work = pathlib.Path(scratch)
-        trees = {label: extract(revision, work / label) for label, revision in (("before", args.before), ("after", args.after))}
+        for label in ("before", "after"):  # what a revision like HEAD was when measured
+            setattr(args, label, subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", getattr(args, label)],
+                                                check=True, capture_output=True, text=True).stdout.strip())
+        trees = {label: extract(getattr(args, label), work / label) for label in ("before", "after")}
         for scenario in args.scenarios.split(","):
             extra, run = SCENARIOS[scenario]
             for label, tree in trees.items():
