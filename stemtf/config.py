@@ -23,6 +23,7 @@ UNET_VARIANTS = ("stemtf", "spleeter")
 ACTIVATIONS = ("leaky_relu", "relu", "elu")
 TRUNK_LAYOUTS = ("shared", "per_stem")
 MASK_FORMULAS = ("ratio", "spleeter", "spleeter_softmax")
+CHUNKINGS = ("crossfade", "spleeter")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
 MODELS_ENV = "STEMTF_MODELS"
@@ -126,6 +127,10 @@ class ModelConfig:
             sum to one over stems.
         separation_exponent: ``p`` of the ``spleeter`` masks (Spleeter's released models: 2).
             With ``mask_exponent`` ``a`` the inference uses ``p * a``.
+        chunking: How offline separation and the chunk stream cut a song: ``crossfade`` (chunks of
+            ``segment_frames`` frames, each with its own STFT, cross-faded) or ``spleeter`` (``spleeter
+            separate``'s: one STFT with ``n_fft`` zeros in front, masked ``segment_frames`` frames at a
+            time without overlap; :class:`stemtf.plans.SpleeterPlan`).
     """
 
     name: str = "custom"
@@ -143,6 +148,7 @@ class ModelConfig:
     trunk: str = "shared"
     masks: str = "ratio"
     separation_exponent: float = 2.0
+    chunking: str = "crossfade"
 
     def __post_init__(self) -> None:
         if len(self.stems) < 2:
@@ -181,6 +187,8 @@ class ModelConfig:
             raise ConfigError(f"`masks` must be one of {list(MASK_FORMULAS)}. Received {self.masks!r}.")
         if not 0.1 <= self.separation_exponent <= 8:  # also rejects NaN
             raise ConfigError(f"`separation_exponent` must be between 0.1 and 8. Received {self.separation_exponent!r}.")
+        if self.chunking not in CHUNKINGS:
+            raise ConfigError(f"`chunking` must be one of {list(CHUNKINGS)}. Received {self.chunking!r}.")
         if self.segment_frames % stride or self.segment_frames < self.min_segment_frames:
             raise ConfigError(
                 f"`segment_frames` must be a multiple of {stride} and at least {self.min_segment_frames}. "
