@@ -11,6 +11,8 @@ that became final, ``(num_stems, m, C)``:
 samples with a chunk function (:func:`stemtf.dsp.separate_chunk`, or an exported chunk model) and
 cross-fades neighbours; its latency is a chunk. :class:`SlidingPlan` runs a continuous STFT and masks
 the newest frames from a short window of frames around them; its latency is a few frames.
+:class:`SpleeterPlan` is ``spleeter separate``'s own chunking (a sliding plan whose windows do not
+overlap, on Spleeter's frame grid), for models with ``chunking: spleeter``.
 
 Three ways to drive one: :func:`run` over a reader (files, offline), :func:`run_array` over a whole
 waveform, and :class:`Delayed` for a live stream (as many samples out as in, every sample exactly
@@ -209,6 +211,72 @@ class SlidingPlan:
         parts = self._run(final=True)
         parts.append(self._sum)  # the tail (only padding beyond the input's end remains after it)
         return self._collect(parts)
+
+
+class SpleeterPlan:
+    """``spleeter separate``'s chunking: one continuous STFT, masked ``segment_frames`` frames at a time.
+
+    Spleeter takes the STFT of the whole song with ``n_fft`` zeros in front (stemtf's STFT puts
+    ``n_fft - hop_length``: Spleeter's frame ``k + 1`` is stemtf's frame ``k``) and masks frames
+    ``0 .. S - 1``, ``S .. 2S - 1``, ... of that grid (``S = segment_frames``; the last segment
+    zero-padded) without overlap, the STFT continuous across segment edges. That is a
+    :class:`SlidingPlan` with ``window_frames = step_frames = S``, no lookahead, fed one hop of
+    zeros before the input (whose stems are dropped again). The network's output depends on where
+    its windows sit (a U-Net of depth ``d`` has a ``2 ** d``-frame stride), so only this grid gives
+    Spleeter's stems.
+
+    Args:
+        predict: Magnitudes float32 ``(1, S, max_bins, C)`` -> masks ``(num_stems, S, max_bins, C)``.
+        spectral: The model's geometry (:class:`stemtf.dsp.Spectral`, or a model config).
+        num_stems, num_channels: The shape of the stems.
+        segment_frames: ``S``.
+
+    Attributes:
+        latency_samples: ``(segment_frames + n_fft // hop_length - 1) * hop_length``.
+        chunks_done: Segments masked so far.
+    """
+
+    def __init__(self, predict: dsp.MaskPredictor, spectral, *, num_stems: int, num_channels: int,
+                 segment_frames: int) -> None:
+        self.chunks_done = 0
+
+        def counted(magnitude: np.ndarray) -> np.ndarray:
+            self.chunks_done += 1
+            return predict(magnitude)
+
+        self._plan = SlidingPlan(counted, spectral, num_stems=num_stems, num_channels=num_channels,
+                                 window_frames=segment_frames, step_frames=segment_frames, lookahead_frames=0)
+        self.latency_samples = self._plan.latency_samples
+        self._hop, self._segment = self._plan.spectral.hop_length, segment_frames
+        self._skip = self._hop  # the stems of the hop of zeros put in front
+        self._plan.feed(np.zeros((self._hop, num_channels), np.float32))  # nothing is final yet
+
+    def wanted(self) -> int:
+        """Input samples that complete the next segment (what an offline loop reads next)."""
+        plan, n_fft = self._plan, self._plan.spectral.n_fft
+        frames = plan._masked + self._segment - plan._computed  # frames the next segment still needs
+        return max(1, n_fft + (frames - 1) * self._hop - plan._input.shape[0])
+
+    def _drop_front(self, stems: np.ndarray) -> np.ndarray:
+        skip = min(self._skip, stems.shape[1])
+        self._skip -= skip
+        return stems[:, skip:]
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Model-format input ``(n, C)`` -> the stem samples that became final (a segment's at a time)."""
+        return self._drop_front(self._plan.feed(block))
+
+    def finish(self) -> np.ndarray:
+        """End of input: the rest of the stems (their total length is the input's)."""
+        return self._drop_front(self._plan.finish())
+
+
+def spleeter_segments(num_samples: int, *, n_fft: int, hop_length: int, segment_frames: int) -> int:
+    """How many segments a :class:`SpleeterPlan` masks for ``num_samples`` samples of input."""
+    shifted = int(num_samples) + hop_length  # the plan's hop of zeros in front
+    padded = shifted + 2 * (n_fft - hop_length) + (-shifted) % hop_length  # as dsp.stft pads
+    frames = (padded - n_fft) // hop_length + 1
+    return -(-frames // segment_frames)
 
 
 def sliding_latency(step_frames: int, lookahead_frames: int, *, n_fft: int, hop_length: int) -> int:

@@ -4,6 +4,8 @@ The separator is the waveform-level front of the engine: it cuts the input into 
 ``segment_frames`` STFT frames that overlap by ``overlap`` seconds, separates each chunk with
 :func:`stemtf.dsp.separate_chunk` and cross-fades neighbours linearly (:class:`stemtf.plans.ChunkPlan`), so memory stays flat in the
 track length and an identity model returns its input exactly. Files are decoded and encoded as streams.
+A model with ``chunking: spleeter`` (imported Spleeter models, Spleeter-exact) is cut as ``spleeter
+separate`` cuts a song instead (:class:`stemtf.plans.SpleeterPlan`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from stemtf import apply, audio, dsp, options, outputs, plans, runtimes
 from stemtf.config import ModelConfig
-from stemtf.errors import AudioError, ModelError, OutputError, OutputOptionError
+from stemtf.errors import AudioError, ModelError, OptionError, OutputError, OutputOptionError
 
 ProgressCallback = apply.ProgressCallback
 DEFAULT_FILENAME = options.DEFAULT_FILENAME
@@ -36,6 +38,9 @@ class Separator:
             of a chunk for models with chunks shorter than 4 s.
         wiener_iterations: EM iterations of multichannel Wiener filtering after masking (0: off).
         segment_frames: STFT frames per chunk; defaults to the config's. Memory grows with it.
+
+    A config with ``chunking: spleeter`` cuts the input as ``spleeter separate`` does
+    (:meth:`separation_plan`): no overlap (``overlap`` is not used) and no Wiener filtering.
 
     Attributes:
         masks: The mask predictor: magnitudes ``(1, segment_frames, max_bins, C)`` -> masks
@@ -58,6 +63,9 @@ class Separator:
         frames = options.check_segment_frames(segment_frames, config)
         self.overlap_samples = options.check_overlap(overlap, config, segment_frames=frames)
         options.check_wiener_iterations(wiener_iterations)
+        if wiener_iterations and config.chunking == "spleeter":
+            raise OptionError("wiener_iterations", "{option} needs a model with chunking 'crossfade' (this one cuts songs as "
+                                                   "spleeter separate does, one STFT for the whole song).")
         if getattr(model, "runtime", None) is None:  # a Keras model: wrap it
             keras_model = model
             model = runtimes.KerasMasks(model, config, segment_frames=frames)
@@ -70,6 +78,7 @@ class Separator:
         self.runtime: str = model.runtime
         self.config = config
         self.chunk_samples = config.chunk_samples_for(frames)
+        self.segment_frames = frames
         self.wiener_iterations = wiener_iterations
         self._separate_chunk = self._build_chunk_function()
 
@@ -156,6 +165,21 @@ class Separator:
             chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples,
         )
 
+    def separation_plan(self) -> plans.ChunkPlan | plans.SpleeterPlan:
+        """A fresh plan of what :meth:`separate` does: :meth:`chunk_plan`, or for a model with
+        ``chunking: spleeter`` a :class:`stemtf.plans.SpleeterPlan` of ``segment_frames`` frames."""
+        if self.config.chunking == "spleeter":
+            return plans.SpleeterPlan(self.masks, self.config, num_stems=len(self.stems),
+                                      num_channels=self.config.num_channels, segment_frames=self.segment_frames)
+        return self.chunk_plan()
+
+    def num_chunks(self, num_samples: int) -> int:
+        """How many chunks (segments, for ``chunking: spleeter``) :meth:`separate` runs for ``num_samples`` model-format samples."""
+        if self.config.chunking == "spleeter":
+            return plans.spleeter_segments(num_samples, n_fft=self.config.n_fft, hop_length=self.config.hop_length,
+                                           segment_frames=self.segment_frames)
+        return dsp.num_chunks(num_samples, chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples)
+
     def separate_stream(
         self, reader: audio.AudioReader, *, progress: ProgressCallback | None = None
     ) -> Iterator[np.ndarray]:
@@ -164,10 +188,8 @@ class Separator:
         Yields:
             float32 ``(num_stems, n, num_channels)`` consecutive blocks; together as long as the input.
         """
-        total = None if reader.num_samples is None else dsp.num_chunks(
-            reader.num_samples, chunk_samples=self.chunk_samples, overlap_samples=self.overlap_samples
-        )
-        return plans.run(self.chunk_plan(), reader, progress=progress, total_chunks=total)
+        total = None if reader.num_samples is None else self.num_chunks(reader.num_samples)
+        return plans.run(self.separation_plan(), reader, progress=progress, total_chunks=total)
 
     def _model_reader(self, reader: audio.AudioReader) -> audio.AudioReader:
         return apply.model_reader(reader, sample_rate=self.sample_rate, num_channels=self.config.num_channels)

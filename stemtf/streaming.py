@@ -50,14 +50,16 @@ class StreamingSeparator:
         num_channels: Channels of the stream (1 or 2; default: the model's).
         latency: Seconds (at least a tenth or so, see :func:`stemtf.sliding.frames_for_latency`):
             use the sliding plan within this latency. Default: the separator's chunk plan, whose
-            latency is one chunk.
+            latency is one chunk (its :meth:`~stemtf.separator.Separator.separation_plan`).
 
     Attributes:
         latency_samples: Every stem sample comes out exactly this many samples after its input (at
             the stream's rate; a whole number at the model's rate).
         latency: The same in seconds.
-        plan: ``"chunk"`` or ``"sliding"``; for ``"sliding"``, ``window_frames``, ``step_frames``
-            and ``lookahead_frames`` say which (:mod:`stemtf.sliding`).
+        plan: ``"chunk"``, ``"spleeter"`` (without ``latency``, for a model with ``chunking: spleeter``:
+            latency ``(segment_frames + n_fft // hop_length - 1) * hop_length``) or ``"sliding"``; for
+            ``"sliding"``, ``window_frames``, ``step_frames`` and ``lookahead_frames`` say which
+            (:mod:`stemtf.sliding`).
 
     Raises:
         OptionError: (``latency``) a latency the model cannot meet.
@@ -74,8 +76,8 @@ class StreamingSeparator:
         apply.check_num_channels(self.num_channels)
         self._model_channels = separator.config.num_channels
         if latency is None:
-            self.plan = "chunk"
-            core = separator.chunk_plan()
+            core = separator.separation_plan()
+            self.plan = "spleeter" if isinstance(core, plans.SpleeterPlan) else "chunk"
         else:
             self.plan = "sliding"
             window, step, lookahead = sliding.plan_for_latency(latency, separator.config)

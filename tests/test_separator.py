@@ -214,3 +214,94 @@ def test_zeros_mask_extension_separates_nothing_above_max_bins_offline_and_strea
         if latency is None:
             np.testing.assert_allclose(vocals, stems["vocals"], atol=1e-5)
         assert energy(vocals, edge, top) < 1e-4 * energy(waveform, edge, top)
+
+
+def _spleeter_grid_by_hand(predict, config, waveform: np.ndarray, *, front: int) -> np.ndarray:
+    """``spleeter separate``'s grid written out in float64: one STFT of the whole song with ``front``
+    zeros in front (Spleeter: ``n_fft``), masks of segment_frames-frame segments without overlap (the
+    last zero-padded; zeros above max_bins), one weighted overlap-add inverse. ``(num_stems, L, C)``."""
+    n_fft, hop, bins, segment = config.n_fft, config.hop_length, config.max_bins, config.segment_frames
+    length = waveform.shape[0]
+    x = np.pad(waveform.astype(np.float64), ((front, n_fft + (-length) % hop), (0, 0)))
+    count = (x.shape[0] - n_fft) // hop + 1
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spectra = np.fft.rfft(np.stack([x[t * hop : t * hop + n_fft] for t in range(count)]) * window[:, None], axis=1)
+    magnitude = np.abs(spectra[:, :bins]).astype(np.float32)
+    magnitude = np.concatenate([magnitude, np.zeros(((-count) % segment,) + magnitude.shape[1:], np.float32)])
+    masks = np.concatenate([predict(magnitude[None, s : s + segment]) for s in range(0, magnitude.shape[0], segment)], axis=1)
+    full = np.zeros((masks.shape[0],) + spectra.shape)
+    full[:, :, :bins] = masks[:, :count]
+    frames = np.fft.irfft(spectra[None] * full, n=n_fft, axis=2) * window[:, None]  # (J, T, n_fft, C)
+    out, weight = np.zeros((masks.shape[0],) + x.shape), np.zeros(x.shape[0])
+    for t in range(count):
+        out[:, t * hop : t * hop + n_fft] += frames[:, t]
+        weight[t * hop : t * hop + n_fft] += window**2
+    return (out / np.maximum(weight, 1e-12)[:, None])[:, front : front + length]
+
+
+@pytest.fixture(scope="module")
+def spleeter_exact():
+    """A tiny random model cut as ``spleeter separate`` cuts songs, with Spleeter's zeros extension."""
+    import keras
+
+    from stemtf.model import build_model
+
+    from conftest import tiny_config
+
+    keras.utils.set_random_seed(6)
+    config = tiny_config(mask_extension="zeros", chunking="spleeter")
+    return build_model(config), config
+
+
+@pytest.mark.parametrize("num_samples", [1, 3000, 3840, 4096 - 64, 4096, 12_345])
+def test_spleeter_chunking_equals_spleeters_grid_written_out(spleeter_exact, num_samples):
+    from stemtf import plans
+
+    model, config = spleeter_exact
+    separator = Separator(model, config)
+    assert isinstance(separator.separation_plan(), plans.SpleeterPlan)
+    waveform = music_like(num_samples, seed=num_samples)
+    calls = []
+    stems = separator.separate(waveform, SAMPLE_RATE, progress=lambda done, total: calls.append((done, total)))
+    expected = _spleeter_grid_by_hand(separator.masks, config, waveform, front=config.n_fft)
+    for index, stem in enumerate(config.stems):
+        assert stems[stem].shape == waveform.shape
+        np.testing.assert_allclose(stems[stem], expected[index], atol=2e-5)
+    # One progress call per segment, over the frames of Spleeter's grid that touch the input (its STFT has
+    # one all-zero frame more at the end, a segment more for 3840 samples: nothing to mask there).
+    touching = (num_samples + (-num_samples) % config.hop_length + config.n_fft - config.hop_length) // config.hop_length + 1
+    segments = -(-touching // config.segment_frames)
+    assert calls == [(i, segments) for i in range(segments + 1)]
+    if num_samples > 3000:  # the grid matters: one hop less in front (stemtf's own STFT) is another separation
+        shifted = _spleeter_grid_by_hand(separator.masks, config, waveform, front=config.n_fft - config.hop_length)
+        assert np.max(np.abs(shifted[0] - stems["vocals"])) > 1e-3
+
+
+def test_spleeter_chunking_streams_and_writes_files_like_separate(spleeter_exact, tmp_path):
+    from stemtf.errors import OptionError
+    from stemtf.streaming import StreamingSeparator
+
+    model, config = spleeter_exact
+    separator = Separator(model, config)
+    waveform = music_like(10_000, seed=2)
+    offline = separator.separate(waveform, SAMPLE_RATE)
+    for sizes in ([1] * 300 + [700] * 20, [10_000]):
+        streamer = StreamingSeparator(separator)
+        assert streamer.plan == "spleeter"
+        latency = streamer.latency_samples
+        assert latency == (config.segment_frames + config.n_fft // config.hop_length - 1) * config.hop_length
+        out, position = [], 0
+        for size in sizes:
+            out.append(streamer.process(waveform[position : position + size]))
+            position += size
+        out.append(streamer.flush())
+        vocals = np.concatenate([o["vocals"] for o in out])
+        assert vocals.shape == (10_000 + latency, 2)
+        np.testing.assert_array_equal(vocals[:latency], 0.0)
+        np.testing.assert_allclose(vocals[latency:], offline["vocals"], atol=1e-6)
+    path = tmp_path / "song.wav"
+    sf.write(path, waveform, SAMPLE_RATE, subtype="FLOAT")
+    written = separator.separate_file(path, output_dir=tmp_path / "out", bit_depth=32)
+    np.testing.assert_allclose(sf.read(written["drums"], dtype="float32")[0], offline["drums"], atol=1e-6)
+    with pytest.raises(OptionError, match="chunking 'crossfade'"):
+        Separator(model, config, wiener_iterations=1)
