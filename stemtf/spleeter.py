@@ -170,6 +170,8 @@ def _config(
         name=name, stems=list(stems), sample_rate=sample_rate, num_channels=2, n_fft=n_fft, hop_length=hop_length,
         max_bins=max_bins, mask_extension=mask_extension, segment_frames=segment_frames,
         trunk="per_stem", masks=masks, separation_exponent=separation_exponent,
+        # Spleeter-exact: its own grid too (one STFT, 512-frame segments without overlap); full band: stemtf's chunks
+        chunking="spleeter" if mask_extension == "zeros" else "crossfade",
         unet=dict(
             filters=list(filters), kernel_size=5, dropout_rate=0.5, num_dropout_layers=3, leaky_relu_slope=0.2,
             head_filters=1, variant="spleeter", encoder_activation=encoder_activation,

@@ -271,6 +271,7 @@ def test_import_folder_and_archive_give_the_same_model(tiny_checkpoint, tmp_path
                  "--mask-extension", "average", "-q"]) == 0
     (a, config_a), (b, config_b) = load_model("tiny-a"), load_model(out)  # found by name in the store
     assert config_a.mask_extension == "zeros" and config_b.mask_extension == "average"
+    assert (config_a.chunking, config_b.chunking) == ("spleeter", "crossfade")  # Spleeter-exact: Spleeter's grid too
     assert config_b.extension_bins == 64  # Spleeter's "average": the mean over every predicted bin
     magnitude = np.random.default_rng(0).uniform(0, 1, (1, 128, 64, 2)).astype(np.float32)
     for stem in config_a.stems:
