@@ -184,6 +184,13 @@ def model_card(config: ModelConfig, *, origin: str, described: str, consumed: in
         "extended from the predicted ones, so the stems sum to the mixture (Spleeter itself drops that band: "
         "import with `--mask-extension zeros` for its exact output)."
     )
+    chunks = (
+        f"Spleeter's own grid (`chunking: spleeter`): one STFT of the song, masked {config.segment_frames} frames at a "
+        "time without overlap, as `spleeter separate` does; `stemtf separate` then matches it to >= 40 dB per stem."
+        if config.chunking == "spleeter" else
+        f"stemtf's cross-faded chunks of {config.segment_frames} frames (`chunking: crossfade`, what streaming and "
+        "the exports use); Spleeter's own grid is `chunking: spleeter` (the Spleeter-exact import's)."
+    )
     return f"""# {config.name}
 
 Deezer's Spleeter model ({described}, {len(config.stems)} stems: {', '.join(config.stems)}), converted for stemtf.
@@ -200,8 +207,7 @@ Deezer's Spleeter model ({described}, {len(config.stems)} stems: {', '.join(conf
   variables skipped (`global_step`, optimizer slots). Masks agree with Spleeter 2.4.2's graph to
   >= 100 dB SNR (`benchmarks/spleeter_parity.py`).
 - **Inference**: {band}
-- **Chunks**: {config.segment_frames} frames, cross-faded (Spleeter cuts the song into 512-frame segments
-  without overlap; the difference is confined to the segment boundaries).
+- **Chunks**: {chunks}
 
 Use it like any stemtf model: `stemtf separate song.mp3 -m {config.name}`, `stemtf export {config.name}`,
 `stemtf train --from {config.name} ...`.
