@@ -34,14 +34,22 @@ SYSTEM_MODULES = {
 # by module, then by test function (every parametrisation); tests/test_tiers.py checks they exist.
 SLOW_TESTS = {
     "test_runtimes": {"test_litert_runtime_matches_keras_and_converts_once", "test_two_processes_converting_at_once_share_one_file",
-                      "test_shipped_model_litert_parity_on_real_music", "test_deferred_litert_chunk_model_converts_only_when_used"},
+                      "test_shipped_model_litert_parity_on_real_music", "test_deferred_litert_chunk_model_converts_only_when_used",
+                      "test_a_damaged_cached_conversion_is_converted_again", "test_litert_matches_keras_with_a_mask_exponent"},
     "test_streaming": {"test_cli_stream_with_a_latency_converts_only_the_window_model", "test_cli_stream_with_a_short_latency",
                        "test_exported_streaming_step_runs_on_litert"},
     "test_sliding_runner": {  # the module's `exported` fixture converts a window model to LiteRT
         "test_cli_export_writes_the_window_model_and_its_plan", "test_sliding_runner_on_the_exported_model_equals_the_library_stream",
         "test_sliding_runner_never_imports_tensorflow", "test_runner_command_line_refuses_to_overwrite_and_groups_stems_by_track"},
     "test_quality_benchmark": {"test_museval_medians_come_beside_csdr"},
-    "test_export": {"test_savedmodel_chunking_matches_separator_at_every_length"},
+    "test_export": {"test_savedmodel_chunking_matches_separator_at_every_length", "test_wav_signature_returns_wav_per_stem_with_input_layout"},
+    "test_spleeter": {"test_download_import_verifies_converts_and_downloads_once", "test_import_folder_and_archive_give_the_same_model"},
+    "test_distill": {"test_distill_writes_a_student_that_resumes_and_validates", "test_a_spleeter_layout_teacher_gets_one_shared_trunk_student"},
+}
+# Module fixtures that convert or import a model for every test that uses them: those tests are slow too.
+SLOW_FIXTURES = {
+    "test_export": "exports",  # every TFLite and ONNX artifact of the tiny model
+    "test_spleeter_pipeline": "imported",  # a Spleeter checkpoint imported, then run on both runtimes
 }
 
 
@@ -50,7 +58,8 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2] if item.module is not None else ""
         if module in SYSTEM_MODULES:
             item.add_marker(pytest.mark.system)
-        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(module, ()):
+        heavy_fixture = SLOW_FIXTURES.get(module)
+        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(module, ()) or heavy_fixture in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 

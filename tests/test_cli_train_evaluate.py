@@ -51,6 +51,7 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
     assert (tmp_path / "eval" / "three.json").is_file()
 
 
+@pytest.mark.slow
 def test_train_on_a_partly_labelled_csv(capsys, stem_folder, tiny_config_file, tmp_path):
     """Row one: vocals and a backing known only as drums+other; row two: an unknown drums under a mixture file."""
     manifest = tmp_path / "parts.csv"
@@ -99,6 +100,7 @@ def test_train_and_evaluate_errors_are_one_line(capsys, stem_folder, tiny_config
     assert __import__("re").search(pattern, lines[0]), lines[0]
 
 
+@pytest.mark.slow
 def test_train_never_replaces_a_model_by_accident(capsys, stem_folder, tiny_config_file, tiny_model_dir, tmp_path, monkeypatch):
     # A directory holding a model (like saved_models/4stems, which has no checkpoint/) is refused.
     target = tmp_path / "shipped"

@@ -58,6 +58,7 @@ def test_baselines_bracket_each_other(stem_folder, tmp_path):
     assert lines[1].split()[1:3] == ["track", "SDR"]  # the whole-track SDR comes first
 
 
+@pytest.mark.slow
 def test_perfect_estimates_score_high_and_mixture_low():
     references = {stem: 0.5 * music_like(2 * SAMPLE_RATE, seed=i) for i, stem in enumerate(STEMS)}
     noise = np.random.default_rng(0).standard_normal((2 * SAMPLE_RATE, 2)).astype(np.float32) * 1e-4

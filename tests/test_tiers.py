@@ -24,6 +24,8 @@ def test_every_listed_module_and_test_exists():
     for module, names in conftest.SLOW_TESTS.items():
         missing = names - _functions(module)
         assert not missing, f"{module} has no {sorted(missing)}: update SLOW_TESTS in tests/conftest.py"
+    for module, fixture in conftest.SLOW_FIXTURES.items():
+        assert fixture in _functions(module), f"{module} has no fixture {fixture}: update SLOW_FIXTURES in tests/conftest.py"
 
 
 def test_make_check_leaves_out_the_marked_tiers_and_make_test_runs_everything():

@@ -31,6 +31,7 @@ def read_events(log_dir) -> dict[str, list[tuple[int, str, np.ndarray]]]:
     return found
 
 
+@pytest.mark.slow
 def test_fit_writes_audio_and_spectrogram_summaries_at_every_checkpoint(tmp_path):
     data = write_toy_data(tmp_path / "data", num_tracks=3)
     result = train.fit(CONFIG, data, output_dir=tmp_path / "run", steps=4, checkpoint_every=2, seed=0,
@@ -67,6 +68,7 @@ def test_fit_writes_audio_and_spectrogram_summaries_at_every_checkpoint(tmp_path
     np.testing.assert_allclose(total, mixture, atol=2e-3)  # 16-bit WAV in the event file
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_audio_is_still_written(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     data = write_toy_data(tmp_path / "data", num_tracks=2)
