@@ -402,7 +402,7 @@ def available_models() -> dict[str, pathlib.Path]:
     for root in model_search_path():
         if root.is_dir():
             for child in sorted(root.iterdir()):
-                if (child / CONFIG_FILE).is_file():
+                if (child / CONFIG_FILE).is_file() and not child.name.startswith("."):  # not an import being staged
                     found.setdefault(child.name, child)
     return found
 

@@ -103,3 +103,6 @@ def test_user_model_store_follows_the_cache_and_is_searched_after_the_shipped_mo
     (store / "4stems").mkdir()
     (store / "4stems" / "config.json").write_text('{"name": "4stems", "stems": ["a", "b"]}')
     assert config.resolve_model_dir("4stems").parent == config.SHIPPED_MODELS  # a shipped name wins
+    (store / ".imported.tmp-x1").mkdir()  # an import being staged (or killed half-way) is not a model
+    (store / ".imported.tmp-x1" / "config.json").write_text('{"name": "imported", "stems": ["a", "b"]}')
+    assert ".imported.tmp-x1" not in config.available_models()
