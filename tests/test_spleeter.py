@@ -224,9 +224,10 @@ def test_another_family_or_no_spleeter_checkpoint_is_one_line(tiny_checkpoint, t
     with pytest.raises(spleeter.SpleeterCheckpointError, match=r"holds 3 Spleeter U-Nets, but 'spleeter-tiny' has 2 stems"):
         spleeter.convert_checkpoint(folder, tiny_spleeter_config(instrument_list=["vocals", "accompaniment"]))
     # a 3-U-Net checkpoint imported as Spleeter's 4stems
+    from stemtf.spleeter_import import import_spleeter
+
     with pytest.raises(ModelError, match=r"holds 3 Spleeter U-Nets, but 'spleeter-4stems' has 4 stems"):
-        main_import = __import__("stemtf.spleeter_import", fromlist=["import_spleeter"]).import_spleeter
-        main_import(str(folder), release="4stems", output_dir=tmp_path / "out")
+        import_spleeter(str(folder), release="4stems", output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     other = write_checkpoint(tmp_path / "other", {"dense/kernel": np.zeros((3, 3), np.float32), "global_step": np.array(1, np.int64)})
     with pytest.raises(spleeter.SpleeterCheckpointError, match=r"is not a Spleeter checkpoint"):
@@ -286,7 +287,8 @@ def test_import_folder_and_archive_give_the_same_model(tiny_checkpoint, tmp_path
 def test_corrupt_archive_and_bad_sources_are_one_line(tmp_path, capsys):
     bad = tmp_path / "4stems.tar.gz"
     bad.write_bytes(b"\x1f\x8b" + b"not really gzip" * 100)
-    empty = _archive(tmp_path / "none", tmp_path / "empty.tar.gz") if (tmp_path / "none").mkdir() is None else None
+    (tmp_path / "none").mkdir()
+    empty = _archive(tmp_path / "none", tmp_path / "empty.tar.gz")
     for args, message in [
         ([str(bad)], "is not a readable .tar.gz archive"),
         ([str(empty)], "holds no TensorFlow checkpoint"),
