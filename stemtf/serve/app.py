@@ -26,6 +26,15 @@ DEFAULT_READ_TIMEOUT = options.DEFAULT_READ_TIMEOUT
 _MODEL_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?(?P<rest>/metadata|:predict)?$")
 
 
+def check_dependencies() -> None:
+    """Fail with one line naming the ``serve`` extra unless FastAPI and python-multipart are installed."""
+    if importlib.util.find_spec("fastapi") is None:
+        raise DependencyError("stemtf serve", "FastAPI", "serve")
+    if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
+        # Starlette asserts on the first upload without it: say so now, not as a 500 later.
+        raise DependencyError("stemtf serve (uploads)", "python-multipart", "serve")
+
+
 def create_app(
     model: "ServedModel | EngineModel | None",
     *,
@@ -62,9 +71,7 @@ def create_app(
         from starlette.requests import ClientDisconnect
     except ImportError:
         raise DependencyError("stemtf serve", "FastAPI", "serve") from None
-    if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
-        # Starlette asserts on the first upload without it: say so now, not as a 500 later.
-        raise DependencyError("stemtf serve (uploads)", "python-multipart", "serve")
+    check_dependencies()
 
     max_bytes = int(max_upload_mb * 1e6)
     app = FastAPI(title="stemtf", docs_url=None, redoc_url=None, openapi_url=None)

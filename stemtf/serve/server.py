@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from stemtf import options
 from stemtf.config import load_model_config
 from stemtf.errors import DependencyError, StemtfError
-from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, create_app
+from stemtf.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, check_dependencies, create_app
 from stemtf.serve.bodies import HEADER_TIMEOUT, IDLE_TIMEOUT, MIN_BODY_RATE
 from stemtf.serve.engine_model import EngineModel
 from stemtf.serve.guard import parse_origin
@@ -98,6 +98,7 @@ def serve(
         import uvicorn
     except ImportError:
         raise DependencyError("stemtf serve", "uvicorn", "serve") from None
+    check_dependencies()  # before any model loads: a missing extra is one line at once
     check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
     allow_origins = [parse_origin(origin) for origin in allow_origins]
     exported = model is not None and find_savedmodel(model) is not None
@@ -108,6 +109,9 @@ def serve(
         offered.setdefault(_page_name(source), source)
     remove_stale_temporary_folders()
     with contextlib.ExitStack() as stack:
+        # Bound first, so a taken port fails at once; listening only once the model is loaded, so a
+        # client that connects is answered at once, never left waiting on a load.
+        sock = stack.enter_context(contextlib.closing(bind_socket(host, port, listen=False)))
         jobs = stack.enter_context(JobManager(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
             quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True, on_status=status,
@@ -126,10 +130,13 @@ def serve(
         device = DeviceFiles()
         if offered:  # the page's models, also as files for separating in the browser (built once, cached)
             device.build(list(offered.values()), max_duration=max_duration, on_status=status)
+            stack.callback(device.stop)
         app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
                          host=host, allowed_origins=allow_origins, device=device)
-        # Bound only now: a client that connects is answered at once, never left waiting on a load.
-        sock = stack.enter_context(contextlib.closing(bind_socket(host, port)))
+        try:
+            sock.listen(128)
+        except OSError as error:  # another server took the port while this one loaded
+            raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from None
         server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))
         for line in address_lines(host, sock.getsockname()[1]):
             status(line)
@@ -235,14 +242,15 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "stemtf" / "web"
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one); a clear error if it is taken."""
+def bind_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: a free one), listening unless ``listen`` is False; a clear error if it is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-        sock.listen(128)
+        if listen:
+            sock.listen(128)
     except OSError as error:
         sock.close()
         raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from error

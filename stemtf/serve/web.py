@@ -15,9 +15,12 @@ upload that stalls is a 408 ``timeout`` and its connection is closed.
 
 
 import importlib.resources
+import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -45,35 +48,72 @@ def static_file(name: str) -> bytes:
     return importlib.resources.files("stemtf.serve").joinpath("static", name).read_bytes()
 
 
+_BUILD_DEVICE_FILES = """
+import json, sys
+from stemtf.errors import StemtfError
+from stemtf.export.web import device_folder
+try:
+    folder = device_folder(json.loads(sys.argv[1]), max_duration=float(sys.argv[2]),
+                           on_status=lambda line: print("STATUS " + line, flush=True))
+except StemtfError as error:
+    print("ERROR " + str(error).replace("\\n", " "), flush=True)
+    sys.exit(1)
+print("FOLDER " + str(folder), flush=True)
+"""
+
+
 class DeviceFiles:
     """The page's files for separating on the user's device (``/device/...``), once they are built.
 
-    :meth:`build` makes them in a background thread (:func:`stemtf.export.web.device_folder`: a
-    LiteRT.js runtime and each model's ``.tflite``, cached); until then, or if it fails (no
-    runtime installed), the page offers separation on the server only.
+    :meth:`build` makes them in a child process (:func:`stemtf.export.web.device_folder`: a
+    LiteRT.js runtime and each model's ``.tflite``, converted with TensorFlow the first time, then
+    cached), so the server neither holds TensorFlow for it nor has to wait for a conversion when it
+    stops (:meth:`stop` ends the child). Until then, or if it fails (no runtime installed), the page
+    offers separation on the server only.
     """
 
     def __init__(self) -> None:
         self.folder: pathlib.Path | None = None
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
 
-    def build(self, models: list, *, max_duration: float, on_status: Callable[[str], None] | None = None) -> threading.Thread:
-        """Build the folder for the page's ``models`` (names or directories) in a thread; returns it, started."""
-        def work() -> None:
-            from stemtf.errors import StemtfError
-            from stemtf.export.web import device_folder
+    def build(self, models: list, *, max_duration: float, on_status: Callable[[str], None] | None = None) -> None:
+        """Start building the folder for the page's ``models`` (names or directories); returns at once."""
+        tell = on_status or (lambda line: None)
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _BUILD_DEVICE_FILES, json.dumps([str(model) for model in models]), str(max_duration)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
 
+        def follow(process: subprocess.Popen) -> None:
+            error = None
+            for line in process.stdout:
+                kind, _, text = line.rstrip("\n").partition(" ")
+                if kind == "STATUS":
+                    tell(text)
+                elif kind == "FOLDER":
+                    self.folder = pathlib.Path(text)
+                    tell("On-device separation: on (the page can separate in the browser, nothing uploaded).")
+                elif kind == "ERROR":
+                    error = text
+            if process.wait() != 0 and self.folder is None and process.returncode > 0:
+                tell(f"On-device separation: off ({(error or 'the files could not be built').rstrip('.')}).")
+
+        self._thread = threading.Thread(target=follow, args=(self._process,), name="stemtf-device-files", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End a build still running (it resumes from scratch next time)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
             try:
-                self.folder = device_folder(models, max_duration=max_duration, on_status=on_status)
-            except StemtfError as error:
-                if on_status is not None:
-                    on_status(f"On-device separation: off ({str(error).rstrip('.')}).")
-                return
-            if on_status is not None:
-                on_status("On-device separation: on (the page can separate in the browser, nothing uploaded).")
-
-        thread = threading.Thread(target=work, name="stemtf-device-files", daemon=True)
-        thread.start()
-        return thread
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def file(self, path: str) -> pathlib.Path | None:
         """The file at URL path ``path`` under ``/device/``, or None (not built, or not a file of the folder)."""
