@@ -79,3 +79,20 @@ def test_shipped_model_separates_held_out_music(name, runtime, clip):
         floor = sdr(reference[None], mixture[None])[0]
         assert model_sdr > floor, f"{name}/{stem}: SDR {model_sdr:.2f} dB is not above the mixture's {floor:.2f} dB"
         assert model_sdr > shipped - 1.0, f"{name}/{stem}: SDR {model_sdr:.2f} dB, {shipped:.2f} dB when shipped"
+
+
+@pytest.mark.parametrize("name", sorted(STEMS))
+def test_model_card_tables_come_from_the_current_evaluate(name):
+    """The Caesium tables of every card: whole-track SDR first, museval's window count said, no degenerate ratios."""
+    text = (SHIPPED_MODELS / name / "MODEL_CARD.md").read_text()
+    section = text.split('### held-out real song: "Caesium"', 1)[1].split("\n### ", 1)[0]
+    tables = section.split("```")[1::2]
+    assert len(tables) == 3  # the model, the oracle (ideal masks) and the mixture
+    for table in tables:
+        lines = table.strip().splitlines()
+        assert lines[1].split()[:3] == ["stem", "track", "SDR"], lines[1]
+        assert lines[-1].startswith("museval scored ")
+        rows = [line.split() for line in lines[2:-1]]
+        assert "mean" in {row[0] for row in rows} and {row[0] for row in rows} <= set(STEMS[name]) | {"mean"}  # Caesium has no piano
+        sar = [row[5] for row in rows]
+        assert "0.00" not in sar and "-0.00" not in sar, table  # the signature of BSS-eval's singular filters
