@@ -147,7 +147,7 @@ def test_upload_separate_play_mute_download_and_errors(browser, tiny_model, tmp_
         by_id("zip").click()
         archive = wait_for(lambda: next((p for p in downloads.glob("*.zip")), None), what="the zip download")
         wait_for(lambda: not list(downloads.glob("*.crdownload")), what="the download to finish")
-        assert archive.name == "Caesium_clip_stems.zip"
+        assert archive.name == "Caesium clip_stems.zip"  # the upload's own name, kept by RFC 6266's filename*
         with zipfile.ZipFile(archive) as bundle:
             assert sorted(bundle.namelist()) == sorted(f"{stem}.wav" for stem in config.stems)
             stem_audio, stem_rate = sf.read(io.BytesIO(bundle.read("drums.wav")), dtype="float32", always_2d=True)
