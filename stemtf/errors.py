@@ -24,6 +24,23 @@ class OutputError(StemtfError):
     """An output cannot be written (exists, unwritable, bad name template)."""
 
 
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` to this stemtf install, run from the stemtf folder.
+
+    An editable install (``make demo``, ``pip install -e .``) stays editable: ``pip install -e
+    ".[extra]"``; a plain ``pip install ".[extra]"`` would replace it with a copy.
+    """
+    import json
+    from importlib import metadata
+
+    try:
+        direct_url = json.loads(metadata.distribution("stemtf").read_text("direct_url.json") or "{}")
+        editable = bool(direct_url.get("dir_info", {}).get("editable"))
+    except (metadata.PackageNotFoundError, ValueError, AttributeError):
+        editable = False
+    return f'pip install {"-e " if editable else ""}".[{extra}]"'
+
+
 class DependencyError(StemtfError, ImportError):
     """An optional package is not installed; the message names the extra that installs it.
 
@@ -36,7 +53,7 @@ class DependencyError(StemtfError, ImportError):
     def __init__(self, what: str, package: str, extra: str) -> None:
         # stemtf is not on a package index: the hint installs the extra from the clone.
         super().__init__(
-            f'{what} needs {package}, which is not installed: from the stemtf folder run pip install ".[{extra}]" '
+            f"{what} needs {package}, which is not installed: from the stemtf folder run {install_hint(extra)} "
             "(make test installs every extra)."
         )
         self.extra = extra

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from stemtf import audio
-from stemtf.errors import MissingExtraError
+from stemtf.errors import MissingExtraError, install_hint
 
 PLOT_N_FFT = 2048
 PLOT_HOP_LENGTH = 512
@@ -32,23 +32,6 @@ FREQUENCY_TICKS = (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 _BLOCK = 1 << 18  # samples decoded at a time: ~2 MB of stereo float32
 # Inputs with at least this many STFT frames per time column are transformed at a hop of half a window.
 FRAMES_PER_COLUMN = 4
-
-
-def install_hint(extra: str) -> str:
-    """The pip command that adds ``extra`` to this stemtf install, run from the stemtf folder.
-
-    An editable install (``make demo``, ``pip install -e .``) stays editable: ``pip install -e
-    ".[extra]"``; a plain ``pip install ".[extra]"`` would replace it with a copy.
-    """
-    import json
-    from importlib import metadata
-
-    try:
-        direct_url = json.loads(metadata.distribution("stemtf").read_text("direct_url.json") or "{}")
-        editable = bool(direct_url.get("dir_info", {}).get("editable"))
-    except (metadata.PackageNotFoundError, ValueError, AttributeError):
-        editable = False
-    return f'pip install {"-e " if editable else ""}".[{extra}]"'
 
 
 def check_available() -> None:
