@@ -17,7 +17,7 @@ import threading
 
 import typer
 
-from stemtf.cli import separating, batch, live, training, importing, distilling, exporting, serving  # noqa: F401 (importing registers the commands, in this order)
+from stemtf.cli import separating, importing, batch, live, training, distilling, exporting, serving  # noqa: F401 (importing registers the commands, in this order)
 from stemtf.cli.app import app, report_error, signals
 from stemtf.errors import OptionError, StemtfError
 from stemtf.interrupts import STOP_SIGNALS, Interrupted

@@ -274,6 +274,7 @@ def fit(
         "train_tracks": [t.name for t in train_tracks],
         "validation_tracks": [t.name for t in held_out],
     }
+    new_state["batch_size"] = batch_size  # a resume with another --batch-size records it (the next resume keeps it)
     if state is None and stem_weights is not None:
         new_state["stem_weights"] = {stem: float(weight) for stem, weight in stem_weights.items()}
     # Workers other than the chief write their checkpoints to a folder deleted at the end rather than
