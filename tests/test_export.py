@@ -277,7 +277,7 @@ def test_runner_command_line_writes_one_wav_per_stem(exports, tiny_model, tmp_pa
     code = litert_runner.main([str(exports["tflite", "waveform", "none"]), str(song), "-o", str(tmp_path / "out")])
     assert code == 0
     for stem in config.stems:
-        data, rate = sf.read(tmp_path / "out" / f"{stem}.wav")
+        data, rate = sf.read(tmp_path / "out" / "song" / f"{stem}.wav")  # grouped by track, like separate
         assert rate == 22050 and data.shape == (30_000,)
     assert litert_runner.main([str(exports["tflite", "masks", "none"]), str(song)]) == 1  # not a chunk model
 

@@ -90,8 +90,8 @@ class DeviceFiles:
             error = None
             for line in process.stdout:
                 kind, _, text = line.rstrip("\n").partition(" ")
-                if kind == "STATUS":
-                    tell(text)
+                if kind == "STATUS":  # the background build's own lines (a conversion) say whose they are
+                    tell(f"On-device separation: {text[:1].lower()}{text[1:]}")
                 elif kind == "FOLDER":
                     self.folder = pathlib.Path(text)
                     tell("On-device separation: on (the page can separate in the browser, nothing uploaded).")

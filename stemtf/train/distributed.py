@@ -123,16 +123,26 @@ def make_cluster(strategy: str = "auto", *, worker_timeout: float = DEFAULT_WORK
         gpus = tf.config.list_logical_devices("GPU")
         return Cluster(tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy())
     num_workers, worker_index, is_chief = read_tf_config()
+    too_late = ("strategy multi-worker must start before TensorFlow runs anything else in the process ({}); "
+                "train in a fresh process, once per process (as `stemtf train` does).")
+    if _tensorflow_started():  # say so now, not after waiting for the peers
+        raise ClusterError(too_late.format("TensorFlow has already run here"))
     wait_for_workers(worker_addresses(), worker_index, timeout=worker_timeout)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
     try:
         multi_worker = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as error:  # "Collective ops must be configured at program startup"
-        raise ClusterError(
-            f"strategy multi-worker must start before TensorFlow runs anything else in the process ({error}); "
-            "train in a fresh process, once per process (as `stemtf train` does)."
-        ) from None
+        raise ClusterError(too_late.format(error)) from None
     return Cluster(multi_worker, num_workers, worker_index, is_chief)
+
+
+def _tensorflow_started() -> bool:
+    """Whether TensorFlow's eager context already exists in this process (an op has run), after which
+    collective ops cannot be configured. TensorFlow has no public question for it; if its private
+    attribute ever goes away, the answer is False and the strategy's own RuntimeError still says so."""
+    from tensorflow.python.eager import context
+
+    return bool(getattr(context.context(), "_initialized", False))
 
 
 def worker_addresses(environ: Mapping[str, str] = os.environ) -> list[str]:
