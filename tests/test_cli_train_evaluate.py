@@ -43,6 +43,7 @@ def test_train_resume_then_evaluate(capsys, stem_folder, tiny_config_file, tmp_p
     assert code == 0, err
     assert err.strip().splitlines() == ["Warning: the checkpoint was trained with --batch-size 2; resuming with 4 changes "
                                         "the examples per step from here on (omit --batch-size to keep 2)."]
+    assert json.loads((output / "checkpoint" / "state.json").read_text())["batch_size"] == 4  # the next resume keeps 4
 
     code, out, err = run(capsys, "evaluate", output, "--data", stem_folder, "--track", "three",
                          "--stem-group", "other=other,piano", "-o", tmp_path / "eval", "-q")

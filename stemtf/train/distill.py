@@ -77,7 +77,8 @@ def audio_tracks(sources: Sequence[str | os.PathLike], *, stems: Sequence[str]) 
     supplies the stems.
 
     Raises:
-        DataError: nothing matches a source, no audio file is found, or a file cannot be read.
+        DataError: nothing matches a source, no audio file is found, or a file's length is unknown.
+        AudioError: a file cannot be read (it names the file).
     """
     paths: list[pathlib.Path] = []
     for source in sources:
@@ -97,7 +98,7 @@ def audio_tracks(sources: Sequence[str | os.PathLike], *, stems: Sequence[str]) 
 
     tracks = []
     for path in paths:
-        info = audio.probe_audio(path)  # AudioError (a DataError's sibling) names the file
+        info = audio.probe_audio(path)
         if not info.num_samples:
             raise DataError(f"Audio file {str(path)!r} is empty or its length is unknown; convert it to WAV or FLAC.")
         files = {stem: (data_lib.AudioSource(str(path)),) if i == 0 else () for i, stem in enumerate(stems)}
