@@ -11,7 +11,6 @@ than the exported graph's, which agree to the precision the export tests hold.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,10 +19,10 @@ import numpy as np
 from stemtf import audio, options
 from stemtf.export.artifacts import WAV_INPUT, WAV_SIGNATURE, WAVEFORM_INPUT
 from stemtf.serve.protocol import RequestError
-from stemtf.serve.signatures import metadata_json, separate_wav, separate_waveform, stem_signatures
+from stemtf.serve.signatures import SlottedModel, separate_wav, separate_waveform, stem_signatures
 
 
-class EngineModel:
+class EngineModel(SlottedModel):
     """A stemtf model served over TF Serving's REST API through its ``Separator`` (shared with the page).
 
     Args:
@@ -52,20 +51,7 @@ class EngineModel:
         self.num_channels = entry.num_channels
         self.max_duration = max_duration
         self.signatures = stem_signatures(self.stems, self.num_channels)
-        self._semaphore = threading.BoundedSemaphore(max(1, max_concurrency))
-
-    def signature_metadata(self) -> dict[str, Any]:
-        """The signatures in TF Serving's ``GetModelMetadata`` JSON form."""
-        return metadata_json(self.signatures)
-
-    def slot(self) -> threading.BoundedSemaphore:
-        """One of the ``max_concurrency`` slots: hold it for all of a request's heavy work (decode, model, encode)."""
-        return self._semaphore
-
-    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time (see :meth:`infer`)."""
-        with self._semaphore:
-            return self.infer(signature_name, inputs)
+        super().__init__(max_concurrency)
 
     def infer(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a signature on validated numpy inputs, chunk by chunk; call it holding :meth:`slot`."""

@@ -3,9 +3,7 @@
 import os
 import pathlib
 import re
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
@@ -13,7 +11,7 @@ from stemtf import apply, audio, options
 from stemtf.errors import ModelError
 from stemtf.export.artifacts import WAV_INPUT, WAV_SIGNATURE, WAVEFORM_INPUT, read_description
 from stemtf.serve.protocol import RequestError
-from stemtf.serve.signatures import Signature, TensorSpec, metadata_json, separate_wav, separate_waveform
+from stemtf.serve.signatures import Signature, SlottedModel, TensorSpec, separate_wav, separate_waveform
 
 DEFAULT_MAX_DURATION = options.DEFAULT_MAX_DURATION
 DEFAULT_MAX_CONCURRENCY = options.DEFAULT_MAX_CONCURRENCY
@@ -35,7 +33,7 @@ def find_savedmodel(path: str | os.PathLike) -> tuple[pathlib.Path, str] | None:
     return None
 
 
-class ServedModel:
+class ServedModel(SlottedModel):
     """A loaded SavedModel exported by :func:`stemtf.export.export_savedmodel`, thread-safe to call.
 
     Args:
@@ -72,20 +70,7 @@ class ServedModel:
                            {name: _spec(spec) for name, spec in function.structured_outputs.items()})
             for key, function in self._functions.items()
         }
-        self._semaphore = threading.BoundedSemaphore(max(1, max_concurrency))
-
-    def signature_metadata(self) -> dict[str, Any]:
-        """The signatures in TF Serving's ``GetModelMetadata`` JSON form."""
-        return metadata_json(self.signatures)
-
-    def slot(self) -> threading.BoundedSemaphore:
-        """One of the ``max_concurrency`` slots: hold it for all of a request's heavy work (decode, model, encode)."""
-        return self._semaphore
-
-    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time (see :meth:`infer`)."""
-        with self._semaphore:
-            return self.infer(signature_name, inputs)
+        super().__init__(max_concurrency)
 
     def infer(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a signature on numpy inputs; call it holding :meth:`slot`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -131,3 +132,29 @@ def separate_wav(
         array[:] = files
         result[name] = array
     return result
+
+
+class SlottedModel:
+    """What every served model shares: its signatures as TF Serving metadata, and ``max_concurrency``
+    slots around :meth:`infer` (subclasses set ``signatures`` and implement ``infer``)."""
+
+    signatures: dict[str, Signature]
+
+    def __init__(self, max_concurrency: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(max(1, max_concurrency))
+
+    def signature_metadata(self) -> dict[str, Any]:
+        """The signatures in TF Serving's ``GetModelMetadata`` JSON form."""
+        return metadata_json(self.signatures)
+
+    def slot(self) -> threading.BoundedSemaphore:
+        """One of the ``max_concurrency`` slots: hold it for all of a request's heavy work (decode, model, encode)."""
+        return self._semaphore
+
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on numpy inputs, one of ``max_concurrency`` at a time (see :meth:`infer`)."""
+        with self._semaphore:
+            return self.infer(signature_name, inputs)
+
+    def infer(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
