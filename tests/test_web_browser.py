@@ -24,38 +24,18 @@ import soundfile as sf
 from stemtf.separator import Separator
 
 from conftest import EXAMPLE, SAMPLE_RATE
+from chromium import headless_chromium
 from web_server import running_server
 
 CLIP_SECONDS = 4.0
 
 
-def _chromium() -> tuple[str, str]:
-    """Paths of the Chromium binary and its driver; skip (with how to install them) where there are none."""
-    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        pytest.skip("no Chromium here: install the Debian packages chromium and chromium-driver (sh tests/install-browser.sh)")
-    return browser, driver
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A headless Chromium that downloads into a temporary folder; ``(driver, download_dir)``."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = _chromium()
     downloads = tmp_path_factory.mktemp("downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-                     "--autoplay-policy=no-user-gesture-required", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    yield driver, downloads
-    driver.quit()
+    with headless_chromium(downloads, extra_arguments=("--autoplay-policy=no-user-gesture-required",)) as driver:
+        yield driver, downloads
 
 
 def wait_for(condition, timeout=30.0, what="the page"):

@@ -14,7 +14,6 @@ import functools
 import http.server
 import json
 import pathlib
-import shutil
 import threading
 import time
 import zipfile
@@ -25,6 +24,7 @@ import soundfile as sf
 
 import stemtf.export.web as web  # not `from stemtf.export import web`: the package's __getattr__ would load TensorFlow
 
+from chromium import headless_chromium
 from conftest import EXAMPLE, SAMPLE_RATE, music_like
 
 
@@ -66,32 +66,12 @@ def static_server(folder: pathlib.Path, *, isolation: bool = False):
         server.server_close()
 
 
-def _chromium_paths() -> tuple[str, str]:
-    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        pytest.skip("no Chromium here: install the Debian packages chromium and chromium-driver (sh tests/install-browser.sh)")
-    return browser, driver
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
     """A headless Chromium that downloads into a folder and keeps the console; ``(driver, downloads)``."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = _chromium_paths()
     downloads = tmp_path_factory.mktemp("web-downloads")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    yield driver, downloads
-    driver.quit()
+    with headless_chromium(downloads, console=True) as driver:
+        yield driver, downloads
 
 
 def wait_for(condition, timeout=60.0, what="the page"):
