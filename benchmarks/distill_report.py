@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import pathlib
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,6 +56,8 @@ def masks_cost(model_dir: str, repeats: int, threads: int) -> dict[str, float]:
     """Parameters and ms per second of audio of one chunk through the masks network, Keras and LiteRT."""
     import tensorflow as tf
 
+    from model_cost import median_seconds  # benchmarks/: one timing loop for every network-cost figure
+
     from stemtf import Separator
     from stemtf.model import load_model
 
@@ -66,20 +66,11 @@ def masks_cost(model_dir: str, repeats: int, threads: int) -> dict[str, float]:
     seconds = config.segment_frames * config.hop_length / config.sample_rate
     keras_call = tf.function(lambda x: model(x, training=False))
 
-    def median(call) -> float:
-        call(chunk)
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            tf.nest.map_structure(np.asarray, call(chunk))
-            times.append(time.perf_counter() - began)
-        return statistics.median(times)
-
     litert = Separator.from_pretrained(model_dir, runtime="litert", num_threads=threads).masks  # converted once, cached
     return {
         "parameters": float(model.count_params()),
-        "keras_ms_per_s": 1000 * median(keras_call) / seconds,
-        "litert_ms_per_s": 1000 * median(litert) / seconds,
+        "keras_ms_per_s": 1000 * median_seconds(keras_call, chunk, repeats) / seconds,
+        "litert_ms_per_s": 1000 * median_seconds(litert, chunk, repeats) / seconds,
     }
 
 
