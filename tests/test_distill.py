@@ -203,3 +203,17 @@ def test_a_spleeter_layout_teacher_gets_one_shared_trunk_student(music_folder, t
     assert (config.trunk, config.masks, config.unet.variant, config.mask_extension) == ("shared", "ratio", "stemtf", "zeros")
     assert config.unet.filters == (2, 4, 8) and config.unet.head_filters == UNetConfig.head_filters
     assert student.count_params() < build_model(teacher_config).count_params() / 3
+
+
+def test_cli_distill_bad_input_prints_one_line_from_a_fresh_process(tiny_model_dir, tmp_path):
+    """TensorFlow's start-up lines never come before the error (stemtf.train imports it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "stemtf.cli", "distill", str(tiny_model_dir), "--audio",
+                             str(tmp_path / "nothing"), "-o", str(tmp_path / "out")], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"stemtf: error: Audio source {str(tmp_path / 'nothing')!r} does not exist; give audio files, folders or a glob such as 'music/**/*.mp3'."
+    ], result.stderr

@@ -58,15 +58,15 @@ def distill(
     if validation_data is not None and not validation_data.exists():
         raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
 
+    import_tensorflow_quietly()  # stemtf.train imports TensorFlow: keep its start-up lines off stderr, even for bad input
     from stemtf.train.distill import INITS, audio_tracks, student_config
 
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
     config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, name=name)
-    audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before TensorFlow
+    audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before the teacher loads
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
-    import_tensorflow_quietly()
     from rich.progress import TextColumn
 
     from stemtf.data import Augmentation
