@@ -159,6 +159,7 @@ class Crowd:
     def closed(self, wait: float) -> dict[str, list[bytes]]:
         """What each kind of socket read until the server closed it (``wait`` s at most each); open ones are left out."""
         answers: dict[str, list[bytes]] = {"silent": [], "head": [], "body": []}
+        self.reset = []  # the kinds of the sockets closed by a reset rather than an orderly FIN
         deadline = time.monotonic() + wait
         for sock, kind in zip(self.socks, self.kinds):
             data = b""
@@ -166,8 +167,10 @@ class Crowd:
                 sock.settimeout(max(0.01, deadline - time.monotonic()))
                 while chunk := sock.recv(65536):
                     data += chunk
-            except OSError:
+            except TimeoutError:
                 continue  # still open at the deadline
+            except ConnectionResetError:
+                self.reset.append(kind)  # what was read before the reset is what the client saw
             answers[kind].append(data)
         return answers
 
@@ -201,6 +204,7 @@ def test_silent_and_trickling_connections_are_closed_by_their_deadlines(tmp_path
         assert answers["silent"] == [b"", b""]  # closed without a word
         assert len(answers["head"]) == 2 and all(b" 408 " in data.split(b"\r\n")[0] for data in answers["head"]), answers
         assert len(answers["body"]) == 2, answers  # 1 byte per 0.1 s: under the minimum rate
+        assert crowd.reset == [], crowd.reset  # the server lingered: a byte unread at its close caused no reset
         for data in answers["body"]:
             head, _, body = data.partition(b"\r\n\r\n")
             assert b" 408 " in head.split(b"\r\n")[0] and json.loads(body)["kind"] == "timeout"

@@ -15,6 +15,11 @@ few seconds) used to lock every other client out with 503. This HTTP protocol ad
 
 The body's own rules (no pause longer than the read timeout, at least ``min_body_rate`` on
 average) are applied where the body is read, by :mod:`stemtf.serve.bodies`, which answers 408.
+
+A connection closed while its client may still be sending (a 408 for a slow head or body) lingers:
+the answer is sent and the write side shut down (FIN), and what the client still sends is read and
+dropped for ``LINGER`` seconds before the socket closes. Closing at once with unread bytes makes the
+kernel send a reset, which can destroy the 408 before the client reads it.
 """
 
 from __future__ import annotations
@@ -28,8 +33,38 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from stemtf.serve.bodies import HEADER_TIMEOUT, IDLE_TIMEOUT, MIN_BODY_RATE
 
 BODY_GRACE = 1.0  # seconds a body is given before its rate counts for making room
+LINGER = 2.0  # seconds a connection closed mid-request still reads (and drops) what its client sends
 
 _log = logging.getLogger(__name__)
+
+
+class _LingeringTransport:
+    """An asyncio transport whose ``close`` lingers while ``protocol`` says its client may still be sending."""
+
+    def __init__(self, transport, protocol: GuardedProtocol) -> None:
+        self._transport, self._protocol, self._lingering = transport, protocol, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        transport = self._transport
+        if self._lingering or transport.is_closing():
+            return
+        if not self._protocol._client_may_send() or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()  # the answer goes out, then FIN; reading goes on
+        transport.resume_reading()
+        self._protocol.loop.call_later(LINGER, transport.close)
+
+    def close_now(self) -> None:
+        self._lingering = True
+        self._transport.close()
 
 
 class GuardedProtocol(H11Protocol):
@@ -53,7 +88,7 @@ class GuardedProtocol(H11Protocol):
     # What uvicorn calls.
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(_LingeringTransport(transport, self))
         self._wait_for_head()
         self._make_room()
 
@@ -62,6 +97,8 @@ class GuardedProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # lingering after an answer: the rest of the request is dropped
         self._last_byte = time.monotonic()
         if self._phase == "head":
             if self._head_bytes == 0:  # the head started: it has header_timeout to end, whatever trickles in
@@ -80,6 +117,11 @@ class GuardedProtocol(H11Protocol):
             self._wait_for_head()
 
     # The state of the connection.
+
+    def _client_may_send(self) -> bool:
+        """True while a request head or body is only partly received: closing now would lose the answer."""
+        return (self._phase == "head" and self._head_bytes > 0) or (
+            self._phase == "body" and self.cycle is not None and self.cycle.more_body)
 
     def _follow_cycle(self) -> bool:
         """Update the phase after uvicorn parsed data; True if a new request head arrived."""
@@ -154,7 +196,7 @@ class GuardedProtocol(H11Protocol):
         _, _, victim = min(ranked, key=lambda item: item[:2])
         _log.info("%s closed to make room for a new connection (%s).", victim._who(),
                   "waiting for a request" if victim._phase == "head" else "its body arrived too slowly")
-        victim.transport.close()
+        victim.transport.close_now()
 
 
 def guarded_protocol(
