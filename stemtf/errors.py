@@ -1,11 +1,44 @@
 """The exceptions stemtf raises for problems a user can fix.
 
-Every message is one line that names what was wrong and how to fix it; the CLI prints it as is.
+Every message is one line that names what was wrong and how to fix it. A message that names an
+option writes ``{option:KEYWORD}`` where its name goes: ``str(error)`` shows the library's keyword
+(`` `overwrite` ``), :meth:`StemtfError.for_cli` the command-line flag (``--overwrite``), which is
+what the CLI prints.
 """
+
+import re
+
+# ``{option}`` (an OptionError's own option) or ``{option:KEYWORD}`` (any option) in a message.
+_OPTION_FIELD = re.compile(r"\{option(?::(\w+))?\}")
 
 
 class StemtfError(Exception):
-    """Base class of every error stemtf raises on purpose."""
+    """Base class of every error stemtf raises on purpose.
+
+    A one-argument message may name options as ``{option:KEYWORD}`` (nothing else in it is a field;
+    other braces are left as they are): ``str(error)`` names them `` `KEYWORD` ``, :meth:`for_cli` by
+    their flags. A message without such fields is kept as it is.
+    """
+
+    keyword: str | None = None
+    template: str | None = None
+
+    def __init__(self, *args) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and _OPTION_FIELD.search(args[0]):
+            self.template = args[0]
+            args = (self._render(lambda name: f"`{name}`"),)
+        super().__init__(*args)
+
+    def _render(self, name_of) -> str:
+        def field(match: re.Match) -> str:
+            keyword = match.group(1) or self.keyword
+            return name_of(keyword) if keyword else match.group(0)
+
+        return _OPTION_FIELD.sub(field, self.template)
+
+    def for_cli(self) -> str:
+        """The message with every option named by its command-line flag (:meth:`OptionError.flag_of`)."""
+        return self._render(OptionError.flag_of) if self.template is not None else str(self)
 
 
 class ConfigError(StemtfError):
@@ -63,6 +96,14 @@ class DataError(StemtfError):
     """Training or evaluation data is missing, inconsistent or badly laid out."""
 
 
+class SpleeterCheckpointError(ModelError):
+    """A Spleeter checkpoint is unreadable or does not match the model it is read as."""
+
+
+class SpleeterDownloadError(StemtfError):
+    """A Spleeter release archive could not be downloaded or verified."""
+
+
 class MissingExtraError(StemtfError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
@@ -89,11 +130,6 @@ class OptionError(StemtfError, ValueError):
         self.template = message
         super().__init__(self._render(lambda name: f"`{name}`"))
 
-    def _render(self, name_of) -> str:
-        import re
-
-        return re.sub(r"\{option(?::(\w+))?\}", lambda match: name_of(match.group(1) or self.keyword), self.template)
-
     @classmethod
     def flag_of(cls, keyword: str) -> str:
         """The command-line flag of a keyword (the kebab-case of it, but for :attr:`FLAGS`)."""
@@ -103,10 +139,6 @@ class OptionError(StemtfError, ValueError):
     def flag(self) -> str:
         """The command-line flag of the option."""
         return self.flag_of(self.keyword)
-
-    def for_cli(self) -> str:
-        """The message with every option named by its command-line flag."""
-        return self._render(self.flag_of)
 
 
 class ModelOptionError(OptionError, ModelError):

@@ -9,7 +9,7 @@ import pytest
 from stemtf import options
 from stemtf.cli import main
 from stemtf.config import load_config
-from stemtf.errors import AudioError, OptionError, OutputError
+from stemtf.errors import AudioError, ModelError, OptionError, OutputError, StemtfError
 
 from conftest import tiny_config
 
@@ -116,3 +116,30 @@ def test_a_missing_litert_names_the_runtime_keyword_in_the_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.startswith("ModelOptionError The litert runtime needs ai-edge-litert") and "or set `runtime` to keras. |" in out
     assert out.strip().endswith("or set --runtime to keras.")
+
+
+@pytest.mark.parametrize("kind", [OutputError, AudioError, ModelError, StemtfError])
+def test_every_stemtf_error_names_options_as_keywords_and_the_cli_as_flags(kind):
+    error = kind("Output 'a.wav' exists; pass {option:overwrite} or choose another {option:output_dir} ({option:fmt}).")
+    assert type(error) is kind
+    assert str(error) == "Output 'a.wav' exists; pass `overwrite` or choose another `output_dir` (`fmt`)."
+    assert error.for_cli() == "Output 'a.wav' exists; pass --overwrite or choose another --output-dir (--format)."
+
+
+def test_a_message_without_option_fields_stays_as_it_is():
+    text = "Cannot parse {'a': 1} or {option} without a keyword."
+    error = OutputError(text)
+    assert str(error) == error.for_cli() == text and error.args == (text,)
+    assert StemtfError("a", 2).args == ("a", 2)
+
+
+def test_the_cli_prints_any_stemtf_error_with_flags(capsys, monkeypatch):
+    import stemtf.cli as cli
+
+    def fail(**_):
+        raise OutputError("Choose another {option:output_dir}, or pass {option:overwrite}.")
+
+    monkeypatch.setattr(cli, "app", fail)
+    assert main(["separate"]) == 1
+    err = capsys.readouterr().err
+    assert "Choose another --output-dir, or pass --overwrite." in err and "`" not in err

@@ -19,7 +19,7 @@ import typer
 
 from stemtf.cli import separating, importing, batch, live, training, distilling, exporting, serving  # noqa: F401 (importing registers the commands, in this order)
 from stemtf.cli.app import app, report_error, signals
-from stemtf.errors import OptionError, StemtfError
+from stemtf.errors import StemtfError
 from stemtf.interrupts import STOP_SIGNALS, Interrupted
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,11 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str] | None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="stemtf")
-    except OptionError as error:  # the library names the keyword; the CLI user typed the flag
+    except StemtfError as error:  # the library names the keyword; the CLI user typed the flag
         report_error(error.for_cli())
-        return 1
-    except StemtfError as error:
-        report_error(str(error))
         return 1
     except typer.TyperException as error:  # usage errors: unknown option, missing argument, bad type
         context = getattr(error, "ctx", None)

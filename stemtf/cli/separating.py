@@ -9,7 +9,7 @@ import typer
 
 from stemtf.cli.app import app, load_status, progress_bar, readable_inputs, report_error, signals
 from stemtf import options, runtimes
-from stemtf.errors import OptionError, StemtfError
+from stemtf.errors import StemtfError
 from stemtf.runtimes import DEFAULT_PRECISION
 
 
@@ -92,7 +92,7 @@ def _separate_all(separator, paths: list[pathlib.Path], file_options: dict, *, p
                 written_paths = _separate_one(separator, path, planned, file_options, report, plot=plot)
             except StemtfError as error:
                 progress.remove_task(task)
-                report_error(error.for_cli() if isinstance(error, OptionError) else str(error))
+                report_error(error.for_cli())
                 failed += 1
                 continue
             progress.remove_task(task)
