@@ -18,27 +18,28 @@ from typing import Any
 
 from stemtf.errors import ConfigError, ModelError
 
+# Model directories, found by path or by name without building anything, live in stemtf.model_store;
+# their names stay importable from here.
+from stemtf.model_store import (  # noqa: F401
+    CACHE_ENV,
+    CONFIG_FILE,
+    MODELS_ENV,
+    PRESETS,
+    SHIPPED_MODELS,
+    WEIGHTS_FILE,
+    available_models,
+    cache_root,
+    model_search_path,
+    resolve_model_dir,
+    user_model_store,
+)
+
 MASK_EXTENSIONS = ("average", "edge", "zeros")
 UNET_VARIANTS = ("stemtf", "spleeter")
 ACTIVATIONS = ("leaky_relu", "relu", "elu")
 TRUNK_LAYOUTS = ("shared", "per_stem")
 MASK_FORMULAS = ("ratio", "spleeter", "spleeter_softmax")
 CHUNKINGS = ("crossfade", "spleeter")
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.weights.h5"
-MODELS_ENV = "STEMTF_MODELS"
-CACHE_ENV = "STEMTF_CACHE"
-_PACKAGE = pathlib.Path(__file__).resolve().parent
-
-
-def _data_folder(name: str) -> pathlib.Path:
-    """``stemtf/NAME`` in an installed package (wheel), else ``NAME/`` of the source tree (clone, editable)."""
-    installed = _PACKAGE / name
-    return installed if installed.is_dir() else _PACKAGE.parent / name
-
-
-SHIPPED_MODELS = _data_folder("saved_models")
-PRESETS = _data_folder("configs")
 _STEM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -374,55 +375,6 @@ def load_config(path: str | os.PathLike) -> ModelConfig:
         return from_dict(data)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
-
-
-# Model directories: found by path or by name, without building anything.
-
-
-def user_model_store() -> pathlib.Path:
-    """Where ``stemtf import`` puts models: ``models/`` in the user cache (``$STEMTF_CACHE``, else
-    ``$XDG_CACHE_HOME/stemtf``, else ``~/.cache/stemtf``: the LiteRT cache's folder)."""
-    if os.environ.get(CACHE_ENV):
-        root = pathlib.Path(os.environ[CACHE_ENV])
-    else:
-        root = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "stemtf"
-    return root / "models"
-
-
-def model_search_path() -> list[pathlib.Path]:
-    """Folders searched for a model given by name: ``$STEMTF_MODELS`` (``os.pathsep``-separated), the
-    shipped ones, then the user's imported models (:func:`user_model_store`: a shipped name wins)."""
-    extra = [pathlib.Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
-    return extra + [SHIPPED_MODELS, user_model_store()]
-
-
-def available_models() -> dict[str, pathlib.Path]:
-    """Every model directory found by name on :func:`model_search_path`, first one wins."""
-    found: dict[str, pathlib.Path] = {}
-    for root in model_search_path():
-        if root.is_dir():
-            for child in sorted(root.iterdir()):
-                if (child / CONFIG_FILE).is_file() and not child.name.startswith("."):  # not an import being staged
-                    found.setdefault(child.name, child)
-    return found
-
-
-def resolve_model_dir(name_or_path: str | os.PathLike) -> pathlib.Path:
-    """Find the directory of a model given as a directory path or as the name of a known model.
-
-    Raises:
-        ModelError: nothing by that name or path holds a ``config.json``.
-    """
-    path = pathlib.Path(name_or_path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    models = available_models()
-    if str(name_or_path) in models:
-        return models[str(name_or_path)]
-    if path.is_dir():
-        raise ModelError(f"Model directory {str(path)!r} has no {CONFIG_FILE}; give a model name or a directory saved by stemtf.")
-    known = ", ".join(sorted(models)) or "none"
-    raise ModelError(f"Unknown model {str(name_or_path)!r}. Known models: {known}; or give a model directory.")
 
 
 def load_model_config(name_or_path: str | os.PathLike) -> tuple[ModelConfig, pathlib.Path]:

@@ -91,11 +91,17 @@ def test_model_lookup_by_name_and_path(tmp_path, monkeypatch):
 
 def test_user_model_store_follows_the_cache_and_is_searched_after_the_shipped_models(tmp_path, monkeypatch):
     monkeypatch.setenv("STEMTF_CACHE", str(tmp_path / "cache"))
+    assert config.cache_root() == tmp_path / "cache"
     assert config.user_model_store() == tmp_path / "cache" / "models"
     monkeypatch.delenv("STEMTF_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert config.cache_root() == tmp_path / "xdg" / "stemtf"
     store = config.user_model_store()
     assert store == tmp_path / "xdg" / "stemtf" / "models"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert config.cache_root() == tmp_path / "home" / ".cache" / "stemtf"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert config.model_search_path()[-2:] == [config.SHIPPED_MODELS, store]
     (store / "imported").mkdir(parents=True)
     (store / "imported" / "config.json").write_text('{"name": "imported", "stems": ["a", "b"]}')
@@ -106,3 +112,12 @@ def test_user_model_store_follows_the_cache_and_is_searched_after_the_shipped_mo
     (store / ".imported.tmp-x1").mkdir()  # an import being staged (or killed half-way) is not a model
     (store / ".imported.tmp-x1" / "config.json").write_text('{"name": "imported", "stems": ["a", "b"]}')
     assert ".imported.tmp-x1" not in config.available_models()
+
+
+def test_model_store_names_stay_importable_from_config():
+    from stemtf import model_store
+
+    for name in ("CONFIG_FILE", "WEIGHTS_FILE", "MODELS_ENV", "CACHE_ENV", "SHIPPED_MODELS", "PRESETS", "cache_root",
+                 "user_model_store", "model_search_path", "available_models", "resolve_model_dir"):
+        assert getattr(config, name) is getattr(model_store, name), name
+    assert (config.PRESETS / "4stems.json").is_file() and (config.SHIPPED_MODELS / "4stems" / config.CONFIG_FILE).is_file()
