@@ -26,10 +26,12 @@ class StemtfError(Exception):
     def __init__(self, *args) -> None:
         if len(args) == 1 and isinstance(args[0], str) and _OPTION_FIELD.search(args[0]):
             self.template = args[0]
-            args = (self._render(lambda name: f"`{name}`"),)
+            args = (self.render(lambda name: f"`{name}`"),)
         super().__init__(*args)
 
-    def _render(self, name_of) -> str:
+    def render(self, name_of) -> str:
+        """The message with each option named by ``name_of(keyword)`` (e.g. a web API's field names)."""
+
         def field(match: re.Match) -> str:
             keyword = match.group(1) or self.keyword
             return name_of(keyword) if keyword else match.group(0)
@@ -38,7 +40,7 @@ class StemtfError(Exception):
 
     def for_cli(self) -> str:
         """The message with every option named by its command-line flag (:meth:`OptionError.flag_of`)."""
-        return self._render(OptionError.flag_of) if self.template is not None else str(self)
+        return self.render(OptionError.flag_of) if self.template is not None else str(self)
 
 
 class ConfigError(StemtfError):
@@ -128,7 +130,7 @@ class OptionError(StemtfError, ValueError):
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword
         self.template = message
-        super().__init__(self._render(lambda name: f"`{name}`"))
+        super().__init__(self.render(lambda name: f"`{name}`"))
 
     @classmethod
     def flag_of(cls, keyword: str) -> str:

@@ -37,7 +37,7 @@ _renameat2 = _load_renameat2()
 
 def exists_error(target: os.PathLike | str) -> OutputError:
     """The one-line error for an output that is already there."""
-    return OutputError(f"Output {str(target)!r} already exists; pass --overwrite to replace it.")
+    return OutputError(f"Output {str(target)!r} already exists; pass {{option:overwrite}} to replace it.")
 
 
 def place(source: os.PathLike | str, target: os.PathLike | str, *, overwrite: bool) -> pathlib.Path:
@@ -130,7 +130,7 @@ def disk_error(path: os.PathLike | str, error: BaseException | None = None) -> O
             reason = "the disk is full" if stats.f_bavail * stats.f_frsize < (1 << 20) else "the write failed"
         except OSError:
             reason = "the write failed"
-    return OutputError(f"Cannot write {str(path)!r}: {reason}; free some space or choose another --output-dir.")
+    return OutputError(f"Cannot write {str(path)!r}: {reason}; free some space or choose another {{option:output_dir}}.")
 
 
 def _open_files() -> set[str] | None:

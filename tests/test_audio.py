@@ -132,8 +132,19 @@ def test_mp3_bitrate_is_honoured(tmp_path):
 
 
 def test_flac_float_is_refused():
-    with pytest.raises(OutputError, match="FLAC stores at most 24 bits"):
+    with pytest.raises(OutputError, match="FLAC stores at most 24 bits") as raised:
         audio.output_subtype("flac", 32)
+    # The library names its keywords; the CLI prints the flags.
+    assert "set `bit_depth` to 16 or 24, or `fmt` to wav" in str(raised.value) and "--" not in str(raised.value)
+    assert "set --bit-depth to 16 or 24, or --format to wav" in raised.value.for_cli()
+
+
+def test_offset_errors_name_the_keyword(tmp_path, stereo_wav):
+    with pytest.raises(AudioError, match=r"^`offset` must be >= 0 seconds"):
+        audio.read_audio(stereo_wav, offset=-1)
+    with pytest.raises(AudioError, match=r"^`offset` 99 s is past the end of") as raised:
+        audio.read_audio(stereo_wav, offset=99)
+    assert raised.value.for_cli().startswith("--offset 99 s is past the end of")
 
 
 def test_channel_conversion():
@@ -237,6 +248,9 @@ def test_ffmpeg_reader_is_accurate_right_after_an_offset(tmp_path):
     waveform, _ = audio.read_audio(target, offset=0.5, duration=0.1)
     assert waveform.shape == (4410, 2)
     assert relative_error(waveform[:, 0], chirp(SAMPLE_RATE)[22050:26460]) < 0.02
+    with pytest.raises(AudioError, match=r"^`offset` 9 s is past the end of .*x\.m4a") as raised:
+        audio.read_audio(target, offset=9)
+    assert raised.value.for_cli().startswith("--offset 9 s is past the end of")
 
 
 def test_a_truncated_flac_is_one_sentence(tmp_path, tiny_model_dir, capsys):

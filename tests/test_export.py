@@ -307,7 +307,7 @@ def test_export_refuses_to_overwrite_and_rejects_bad_options(tiny_model, tiny_mo
     assert [p.name for p in written] == ["tiny.tflite", "tiny_masks.tflite"]
     frames = json.loads((tmp_path / "tiny.tflite.json").read_text())["segment_frames"]
     assert frames == tiny_model[1].segment_frames_for(0.2) == 144
-    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass `overwrite`"):
         export.export(tiny_model_dir, fmt="tflite", output_dir=tmp_path)
     with pytest.raises(StemtfError, match="`quantize` int8 applies to the tflite format only"):
         export.export(tiny_model_dir, fmt="onnx", output_dir=tmp_path, quantize="int8")

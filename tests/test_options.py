@@ -124,6 +124,7 @@ def test_every_stemtf_error_names_options_as_keywords_and_the_cli_as_flags(kind)
     assert type(error) is kind
     assert str(error) == "Output 'a.wav' exists; pass `overwrite` or choose another `output_dir` (`fmt`)."
     assert error.for_cli() == "Output 'a.wav' exists; pass --overwrite or choose another --output-dir (--format)."
+    assert error.render(str.upper) == "Output 'a.wav' exists; pass OVERWRITE or choose another OUTPUT_DIR (FMT)."
 
 
 def test_a_message_without_option_fields_stays_as_it_is():

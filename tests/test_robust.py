@@ -61,7 +61,7 @@ def test_file_created_at_the_target_during_the_run_is_kept(separator, stereo_wav
         if done == 1 and not intruder.exists():
             intruder.write_bytes(b"someone else's file")
 
-    with pytest.raises(OutputError, match="drums.wav' already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="drums.wav' already exists; pass `overwrite`"):
         separator.separate_file(stereo_wav, output_dir=out, progress=create_target)
     assert intruder.read_bytes() == b"someone else's file"
     assert sorted(p.name for p in (out / "song").iterdir()) == ["drums.wav"]  # no half track, no temp files
@@ -175,8 +175,18 @@ def test_full_disk_fails_one_file_and_the_batch_continues(tiny_model_dir, tmp_pa
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("stemtf: error: Cannot write ") and "long/" in lines[0], lines[0]
+    assert lines[0].endswith("; free some space or choose another --output-dir."), lines[0]
     assert "Separated 1 of 2 file(s)" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["short"]  # no empty long/ folder
+
+
+def test_disk_error_names_the_keyword_in_the_library_and_the_flag_on_the_cli(tmp_path):
+    from stemtf import outputs
+
+    error = outputs.disk_error(tmp_path / "a.wav", OSError(28, "No space left on device"))
+    assert str(error).endswith("No space left on device; free some space or choose another `output_dir`.")
+    assert error.for_cli().endswith("No space left on device; free some space or choose another --output-dir.")
+    assert str(outputs.exists_error(tmp_path / "a.wav")).endswith("already exists; pass `overwrite` to replace it.")
 
 
 # (8) Ctrl-C, SIGTERM and SIGHUP: no temporary files, no empty folders, one line saying so.

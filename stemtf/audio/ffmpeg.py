@@ -28,7 +28,7 @@ class FfmpegReader:
         start = int(round(offset * self.sample_rate))
         total = info.num_samples
         if total is not None and start >= total:
-            raise AudioError(f"--offset {offset:g} s is past the end of {str(path)!r} ({total / self.sample_rate:.2f} s long).")
+            raise AudioError(f"{{option:offset}} {offset:g} s is past the end of {str(path)!r} ({total / self.sample_rate:.2f} s long).")
         self.num_samples = None if total is None else total - start
         preroll = min(start, _SEEK_PREROLL)
         command = _ffmpeg_command(path, offset=(start - preroll) / self.sample_rate, output="f32le")

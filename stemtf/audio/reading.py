@@ -79,7 +79,7 @@ class _SoundfileReader:
         if start >= total > 0:
             self._file.close()
             raise AudioError(
-                f"--offset {offset:g} s is past the end of {str(path)!r} ({total / self.sample_rate:.2f} s long)."
+                f"{{option:offset}} {offset:g} s is past the end of {str(path)!r} ({total / self.sample_rate:.2f} s long)."
             )
         if start:
             self._file.seek(start)
@@ -210,7 +210,7 @@ def open_audio(path: str | os.PathLike, *, offset: float = 0.0) -> AudioReader:
     """
     path = check_input_file(path)
     if offset < 0:
-        raise AudioError(f"--offset must be >= 0 seconds. Received {offset:g}.")
+        raise AudioError(f"{{option:offset}} must be >= 0 seconds. Received {offset:g}.")
     try:
         reader: AudioReader = _SoundfileReader(path, offset)
     except _SOUNDFILE_ERRORS:

@@ -24,7 +24,7 @@ def output_subtype(fmt: str, bit_depth: int) -> str | None:
         return BIT_DEPTHS[bit_depth]
     if fmt == "flac":
         if bit_depth == 32:
-            raise OutputError("FLAC stores at most 24 bits; use --bit-depth 16 or 24, or --format wav for float.")
+            raise OutputError("FLAC stores at most 24 bits; set {option:bit_depth} to 16 or 24, or {option:fmt} to wav for float.")
         return BIT_DEPTHS[bit_depth]
     return {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}[fmt]
 

@@ -233,7 +233,7 @@ def export_web(
         raise OptionError("max_duration", f"{{option}} must be a positive number of seconds. Received {max_duration}.")
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not overwrite:
-        raise OutputError(f"Output {str(output_dir)!r} already exists; pass --overwrite to replace it.")
+        raise OutputError(f"Output {str(output_dir)!r} already exists; pass {{option:overwrite}} to replace it.")
     find_runtime(runtime_dir)  # before any conversion: a missing runtime fails at once
     try:
         output_dir.parent.mkdir(parents=True, exist_ok=True)

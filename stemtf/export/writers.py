@@ -54,7 +54,7 @@ def _atomic_output(path: pathlib.Path, *, overwrite: bool):
     if not overwrite:
         for target in (path, meta):
             if target.exists():
-                raise OutputError(f"Output {str(target)!r} already exists; pass --overwrite to replace it.")
+                raise OutputError(f"Output {str(target)!r} already exists; pass {{option:overwrite}} to replace it.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -318,7 +318,7 @@ def export(
         for target in targets.values():
             for path in (target, description_path(target)):
                 if path.exists():
-                    raise OutputError(f"Output {str(path)!r} already exists; pass --overwrite to replace it.")
+                    raise OutputError(f"Output {str(path)!r} already exists; pass {{option:overwrite}} to replace it.")
     written = []
     for kind, target in targets.items():
         if kind == "sliding":
