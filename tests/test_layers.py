@@ -14,7 +14,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "stemtf"
 
 LAYERS = [
-    ["errors", "interrupts"],
+    ["errors", "interrupts", "model_store"],  # model_store: model folders, search path, user store
     ["config"],
     ["options", "outputs", "dsp"],  # dsp: the numpy engine's signal processing, TensorFlow-free
     ["audio", "spectral", "wiener", "interpreters", "plans", "streamio"],  # plans: ChunkPlan, SlidingPlan
@@ -25,7 +25,7 @@ LAYERS = [
     ["export.writers", "export"],
     ["runtimes"],
     ["separator", "data", "plots", "litert_runner"],
-    ["streaming", "train", "evaluate", "export.web", "serve", "beam"],
+    ["streaming", "train", "evaluate", "scoring", "export.web", "serve", "beam"],  # scoring: per-track cSDR
     ["cli"],
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
