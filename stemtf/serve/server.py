@@ -40,7 +40,7 @@ def _page_name(source: str | os.PathLike) -> str:
 
 
 def serve(
-    model: str | os.PathLike | None = "4stems",
+    model: str | os.PathLike | None = options.DEFAULT_MODEL,
     *,
     models: Sequence[str] | None = None,
     host: str = DEFAULT_HOST,
@@ -88,25 +88,15 @@ def serve(
         on_status: Called with each line for the console: what is loading, a warning when the
             address is reachable from other machines, the URL to open, and one line per job.
     """
-    def status(line: str) -> None:
-        if on_status is not None:
-            on_status(line[:1].upper() + line[1:])  # library lines ("converting ...") start lower-case
-
-    options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
-                          read_timeout=read_timeout, max_connections=max_connections)
-    try:
-        import uvicorn
-    except ImportError:
-        raise DependencyError("stemtf serve", "uvicorn", "serve") from None
-    check_dependencies()  # before any model loads: a missing extra is one line at once
-    check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=max_duration)
+    status = _console(on_status)
+    uvicorn = check_serve_options(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration,
+                                  max_concurrency=max_concurrency, read_timeout=read_timeout, max_connections=max_connections,
+                                  max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry)
     allow_origins = [parse_origin(origin) for origin in allow_origins]
     exported = model is not None and find_savedmodel(model) is not None
     if models is None:
         models = [] if model is None or exported else [str(model)]
-    offered = {}
-    for source in models:
-        offered.setdefault(_page_name(source), source)
+    offered = page_models(models)
     remove_stale_temporary_folders()
     with contextlib.ExitStack() as stack:
         # Bound first, so a taken port fails at once; listening only once the model is loaded, so a
@@ -116,34 +106,78 @@ def serve(
             offered, cache_dir or default_cache_dir(), max_queue=max_queue, workers=workers,
             quota_mb=quota_mb, expiry=expiry, max_duration=max_duration, preload=True, on_status=status,
         ))
-        served = None
-        if exported:
-            status(f"Loading the SavedModel {str(model)!r}...")
-            served = ServedModel(model, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
-        elif model is not None:
-            # One engine per model: the REST API uses the page's Separator (loaded now, so the URL
-            # printed below answers at once), never a second copy of the model.
-            key = _page_name(model)
-            entry = jobs.offered(key) if key in offered else offered_model(model, status)
-            entry.load()
-            served = EngineModel(entry, name=name or key, max_duration=max_duration, max_concurrency=max_concurrency)
+        served = None if model is None else rest_model(model, exported=exported, jobs=jobs, name=name, max_duration=max_duration,
+                                                       max_concurrency=max_concurrency, on_status=status)
         device = DeviceFiles()
         if offered:  # the page's models, also as files for separating in the browser (built once, cached)
             device.build(list(offered.values()), max_duration=max_duration, on_status=status)
             stack.callback(device.stop)
         app = create_app(served, max_upload_mb=max_upload_mb, read_timeout=read_timeout, jobs=jobs,
                          host=host, allowed_origins=allow_origins, device=device)
-        try:
-            sock.listen(128)
-        except OSError as error:  # another server took the port while this one loaded
-            raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from None
-        server = uvicorn.Server(uvicorn_config(app, max_connections=max_connections))
-        for line in address_lines(host, sock.getsockname()[1]):
-            status(line)
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        finally:  # uvicorn has finished the requests in flight; a stop signal may surface here
-            status("Stopped.")
+        run_server(uvicorn.Server(uvicorn_config(app, max_connections=max_connections)), sock, host=host, port=port,
+                   on_status=status)
+
+
+def _console(on_status: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``on_status`` for lines that start with a capital (library lines such as "converting ..." start lower-case)."""
+    def status(line: str) -> None:
+        if on_status is not None:
+            on_status(line[:1].upper() + line[1:])
+
+    return status
+
+
+def check_serve_options(*, max_queue: int, workers: int, quota_mb: float, expiry: float, **limits):
+    """Fail with one line unless :func:`serve`'s options are usable and its extra is installed; returns ``uvicorn``.
+
+    Checked before any model loads, so a bad option or a missing extra is one line at once.
+    """
+    options.check_serving(**limits)
+    try:
+        import uvicorn
+    except ImportError:
+        raise DependencyError("stemtf serve", "uvicorn", "serve") from None
+    check_dependencies()
+    check_options(max_queue=max_queue, workers=workers, quota_mb=quota_mb, expiry=expiry, max_duration=limits["max_duration"])
+    return uvicorn
+
+
+def page_models(models: Sequence[str | os.PathLike]) -> dict[str, str | os.PathLike]:
+    """The page's models (names or directories) by the name they are offered under; the first of a name wins."""
+    offered = {}
+    for source in models:
+        offered.setdefault(_page_name(source), source)
+    return offered
+
+
+def rest_model(model: str | os.PathLike, *, exported: bool, jobs: JobManager, name: str | None, max_duration: float,
+               max_concurrency: int, on_status: Callable[[str], None]) -> ServedModel | EngineModel:
+    """The model of the REST API, loaded now: a SavedModel (``exported``), or the engine of a stemtf model.
+
+    One engine per model: a stemtf model the page offers too is served by the page's ``Separator``
+    (loaded now, so the URL printed once the server listens answers at once), never a second copy.
+    """
+    if exported:
+        on_status(f"Loading the SavedModel {str(model)!r}...")
+        return ServedModel(model, name=name, max_duration=max_duration, max_concurrency=max_concurrency)
+    key = _page_name(model)
+    entry = jobs.offered(key) if key in {offered["name"] for offered in jobs.models()} else offered_model(model, on_status)
+    entry.load()
+    return EngineModel(entry, name=name or key, max_duration=max_duration, max_concurrency=max_concurrency)
+
+
+def run_server(server, sock: socket.socket, *, host: str, port: int, on_status: Callable[[str], None]) -> None:
+    """Listen on the bound ``sock``, print where, and run the ``uvicorn.Server`` until it is stopped."""
+    try:
+        sock.listen(128)
+    except OSError as error:  # another server took the port while this one loaded
+        raise StemtfError(f"Cannot listen on {host}:{port}: {error.strerror or error}.") from None
+    for line in address_lines(host, sock.getsockname()[1]):
+        on_status(line)
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:  # uvicorn has finished the requests in flight; a stop signal may surface here
+        on_status("Stopped.")
 
 
 def uvicorn_config(

@@ -138,12 +138,6 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         min_body_rate: Bytes per second an upload must average after ``2 * read_timeout`` s; then 408 ``timeout``.
         device: The page's on-device files (``GET /device/PATH``, named in ``/v1/separators`` once built).
     """
-    from fastapi import Request, Response
-    from fastapi.responses import StreamingResponse
-    from starlette.concurrency import run_in_threadpool
-
-    max_bytes = int(max_upload_mb * 1e6)
-    too_big = f"The file is larger than this server's limit of {max_upload_mb:g} MB."
 
     @app.exception_handler(JobError)
     async def _job_error(request, error: JobError):
@@ -151,6 +145,27 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         if error.retry_after is not None:
             response.headers["Retry-After"] = str(error.retry_after)
         return response
+
+    add_page_routes(app, device)
+
+    @app.get("/v1/separators")
+    async def separators():
+        answer = {
+            "models": jobs.models(), "max_upload_mb": max_upload_mb, "max_duration": jobs.max_duration,
+            "max_queue": jobs.max_queue, "workers": jobs.workers, "expiry": jobs.expiry,
+        }
+        if device is not None and device.folder is not None:
+            answer["device"] = "/device/"
+        return json_response(answer)
+
+    uploads = Uploads(max_upload_mb=max_upload_mb, read_timeout=read_timeout, min_body_rate=min_body_rate)
+    add_submit_route(app, jobs, uploads, json_response)
+    add_result_routes(app, jobs, json_response)
+
+
+def add_page_routes(app, device: DeviceFiles | None) -> None:
+    """``GET /`` and ``/static/NAME`` (the page, from package data) and ``GET /device/PATH`` (its on-device files)."""
+    from fastapi import Response
 
     def page_file(name: str) -> Response:
         # Cross-origin isolated (every resource of the page is its own): LiteRT.js may use threads.
@@ -178,25 +193,30 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
         return FileResponse(found, media_type=MEDIA_TYPES.get(found.suffix, "application/octet-stream"),
                             headers={"Cache-Control": "no-cache", **ISOLATION})
 
-    @app.get("/v1/separators")
-    async def separators():
-        answer = {
-            "models": jobs.models(), "max_upload_mb": max_upload_mb, "max_duration": jobs.max_duration,
-            "max_queue": jobs.max_queue, "workers": jobs.workers, "expiry": jobs.expiry,
-        }
-        if device is not None and device.folder is not None:
-            answer["device"] = "/device/"
-        return json_response(answer)
 
-    @app.post("/v1/jobs")
-    async def create_job(request: Request):
+class Uploads:
+    """How ``POST /v1/jobs`` reads an upload: at most ``max_upload_mb``, with the deadlines of :class:`BodyClock`.
+
+    Its refusals are :class:`JobError` (413 ``too_big``, 408 ``timeout``), worded for the page.
+    """
+
+    def __init__(self, *, max_upload_mb: float, read_timeout: float, min_body_rate: float) -> None:
+        self.max_bytes = int(max_upload_mb * 1e6)
+        self.too_big = f"The file is larger than this server's limit of {max_upload_mb:g} MB."
+        self.read_timeout = read_timeout
+        self.min_body_rate = min_body_rate
+
+    def check_declared(self, request) -> None:
+        """Refuse an upload whose ``Content-Length`` is over the limit, before a byte of it is read."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise JobError(too_big, 413, "too_big")  # answered before a byte of the body is read
-        jobs.check_room()
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise JobError("Send the file as multipart/form-data with a field named 'file' (curl -F file=@song.mp3).")
-        clock = BodyClock(request, read_timeout, min_body_rate)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            raise JobError(self.too_big, 413, "too_big")
+
+    async def form(self, request):
+        """The request's multipart form (one file, a few fields), read under the limit and the deadlines."""
+        from starlette.requests import Request
+
+        clock = BodyClock(request, self.read_timeout, self.min_body_rate)
 
         async def counting_receive() -> dict[str, Any]:
             # Bodies without Content-Length (chunked) are counted as they arrive.
@@ -204,11 +224,25 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
             if message is None:
                 problem = clock.problem.replace("of the body", "of the file").replace("The body", "The file")
                 raise JobError(f"{problem} Check the connection and upload it again.", 408, "timeout")
-            if clock.received > max_bytes:
-                raise JobError(too_big, 413, "too_big")
+            if clock.received > self.max_bytes:
+                raise JobError(self.too_big, 413, "too_big")
             return message
 
-        form = await Request(request.scope, counting_receive).form(max_files=1, max_fields=12)
+        return await Request(request.scope, counting_receive).form(max_files=1, max_fields=12)
+
+
+def add_submit_route(app, jobs: JobManager, uploads: Uploads, json_response) -> None:
+    """``POST /v1/jobs``: multipart ``file`` (+ ``model``, ``group``, ``two_stems``) -> ``202`` and the job's status."""
+    from fastapi import Request
+    from starlette.concurrency import run_in_threadpool
+
+    @app.post("/v1/jobs")
+    async def create_job(request: Request):
+        uploads.check_declared(request)  # answered before a byte of the body is read
+        jobs.check_room()
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise JobError("Send the file as multipart/form-data with a field named 'file' (curl -F file=@song.mp3).")
+        form = await uploads.form(request)
         try:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
@@ -221,23 +255,35 @@ def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout:
             groups = form_groups(form.getlist("group"), form.get("two_stems"))
             filename = upload.filename or "upload"
             path = jobs.upload_path(filename)
-
-            def save() -> None:
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(upload.file, out, 1 << 20)
-
-            try:
-                await run_in_threadpool(save)
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            if path.stat().st_size == 0:
-                path.unlink(missing_ok=True)
-                raise JobError("The file is empty; choose an audio file.", 400, "not_audio")
+            await save_upload(upload.file, path)
             job = await run_in_threadpool(lambda: jobs.submit(path, filename, model, groups=groups))
         finally:
             await form.close()
         return json_response({**job, "status_url": f"/v1/jobs/{job['id']}"}, 202)
+
+
+async def save_upload(source, path: pathlib.Path) -> None:
+    """Copy an upload's file to ``path`` in a thread; nothing is left there if that fails or the file is empty (400 ``not_audio``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    def copy() -> None:
+        with open(path, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+    try:
+        await run_in_threadpool(copy)
+    except BaseException:  # a failed copy, or the request cancelled while it runs
+        path.unlink(missing_ok=True)
+        raise
+    if path.stat().st_size == 0:
+        path.unlink(missing_ok=True)
+        raise JobError("The file is empty; choose an audio file.", 400, "not_audio")
+
+
+def add_result_routes(app, jobs: JobManager, json_response) -> None:
+    """A job's status and cancel (``GET``/``DELETE /v1/jobs/ID``), and its stems one by one or zipped."""
+    from fastapi.responses import StreamingResponse
+    from starlette.concurrency import run_in_threadpool
 
     @app.get("/v1/jobs/{job_id}")
     async def job_status(job_id: str):
