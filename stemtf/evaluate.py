@@ -8,19 +8,15 @@ unprocessed mixture) and scored twice:
 - museval's SDR/SIR/ISR/SAR on 1 s windows, written as museval's per-track JSON, aggregated as
   SiSEC does (the median over windows of each track, then the median over tracks).
 
-BSS-eval's ratios are only meaningful where every reference stem is audible: on a window where one
-stem is near-silent (real songs: stems come and go; lossy files decode silence as faint noise) its
-decomposition divides by almost nothing and prints numbers like -30 dB SDR or a SAR of 0.00 for
-every stem. Such windows are left out (NaN in the JSON, as museval leaves out digitally silent
-ones), and the CLI says how many windows were scored, or that none could be. The references are
-also given a faint seeded dither (-100 dBFS) for the decomposition: band-limited references (lossy
-files, stems recorded at 24 kHz) otherwise make its least-squares filters singular, and SIR/SAR/ISR
-come out as numerical noise while the SDR is unaffected.
+Windows in which a reference stem is near-silent are left out of museval's columns (BSS-eval's
+ratios are degenerate there; :mod:`stemtf.scoring` scores each track and says why), and the CLI
+says how many windows were scored, or that none could be.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from collections.abc import Callable, Sequence
@@ -29,16 +25,23 @@ from typing import Any
 import numpy as np
 
 from stemtf import options
-from stemtf.errors import DataError, DependencyError, OptionError
+from stemtf.errors import DataError, OptionError
+
+# The per-track scores live in stemtf.scoring; their names stay importable from here.
+from stemtf.scoring import (  # noqa: F401
+    AUDIBLE_DBFS,
+    DITHER_DBFS,
+    audible_windows,
+    check_dependencies,
+    museval_module,
+    oracle_estimates,
+    score_track,
+    sdr,
+)
 
 BASELINES = options.EVALUATION_BASELINES
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 GLOBAL_SDR = "cSDR"
-# A window is scored by museval only when every reference stem in it is at least this loud (RMS, dB
-# re full scale); quieter references make BSS-eval's ratios degenerate.
-AUDIBLE_DBFS = -60.0
-# The faint white noise added to the references for BSS-eval's decomposition (RMS, dB re full scale).
-DITHER_DBFS = -100.0
 
 
 @dataclasses.dataclass
@@ -95,69 +98,6 @@ class Evaluation:
         return f"museval scored {scored} of the {total} windows ({window:g} s), {scored / total:.0%}; {why}."
 
 
-def check_dependencies() -> None:
-    """Fail at once, with the extra to install, when museval is missing (before any track is separated)."""
-    _museval()
-
-
-def _museval():
-    try:
-        import museval
-    except ImportError:
-        raise DependencyError("Evaluation", "museval", "eval") from None
-    return museval
-
-
-def sdr(references: np.ndarray, estimates: np.ndarray, *, epsilon: float = 1e-8) -> np.ndarray:
-    """The fast global SDR of the MDX challenge, in dB, per source.
-
-    Args:
-        references: ``(num_sources, num_samples, num_channels)``.
-        estimates: Same shape.
-
-    Returns:
-        ``(num_sources,)`` ``10 log10(|s|^2 / |s - s_hat|^2)``.
-    """
-    references, estimates = np.asarray(references, np.float64), np.asarray(estimates, np.float64)
-    signal = np.sum(references**2, axis=(-2, -1))
-    noise = np.sum((references - estimates) ** 2, axis=(-2, -1))
-    return 10 * np.log10((signal + epsilon) / (noise + epsilon))
-
-
-def oracle_estimates(
-    mixture: np.ndarray, references: np.ndarray, *, n_fft: int = 4096, hop_length: int = 1024
-) -> np.ndarray:
-    """Ideal ratio masks (stem magnitude / sum of magnitudes, every bin) applied to the mixture.
-
-    The upper limit of any magnitude-masking model with these STFT settings.
-
-    Args:
-        mixture: ``(num_samples, num_channels)``.
-        references: ``(num_sources, num_samples, num_channels)`` true stems.
-
-    Returns:
-        ``(num_sources, num_samples, num_channels)``.
-    """
-    import tensorflow as tf
-
-    from stemtf import apply
-
-    transform = apply.ComplexTransform(n_fft=n_fft, hop_length=hop_length)
-
-    # One stem at a time (two passes): whole songs with all stems at once take tens of GB.
-    def magnitude(waveform: np.ndarray) -> tf.Tensor:
-        return transform.magnitude(transform.analyze(waveform)) + 1e-10
-
-    total = tf.add_n([magnitude(reference) for reference in references])
-    mixture_stft = transform.analyze(mixture)
-    estimates = np.empty(references.shape, np.float32)
-    for index, reference in enumerate(references):
-        (estimate,) = apply.masks_to_stems(
-            transform, mixture_stft, [magnitude(reference) / total], num_samples=mixture.shape[0]
-        )
-        estimates[index] = estimate.numpy()
-    return estimates
-
 
 def load_tracks(
     data: str | os.PathLike,
@@ -195,86 +135,6 @@ def load_tracks(
     return tracks
 
 
-def audible_windows(references: np.ndarray, *, window: int, hop: int, threshold_dbfs: float = AUDIBLE_DBFS) -> np.ndarray:
-    """Which of museval's windows have every reference stem audible.
-
-    Args:
-        references: ``(num_sources, num_samples, num_channels)``.
-        window, hop: In samples, as museval frames them.
-        threshold_dbfs: The quietest RMS (dB re full scale) a reference may have in a scored window.
-
-    Returns:
-        ``(num_windows,)`` booleans, one per window museval evaluates.
-    """
-    num_samples = references.shape[1]
-    num_windows = (num_samples - window + hop) // hop if window < num_samples else 1
-    audible = np.zeros(num_windows, bool)
-    floor = 10 ** (threshold_dbfs / 10)
-    for index in range(num_windows):
-        segment = references[:, index * hop: min(index * hop + window, num_samples)]
-        audible[index] = bool(np.all(np.mean(np.square(segment, dtype=np.float64), axis=(1, 2)) >= floor))
-    return audible
-
-
-def score_track(
-    name: str,
-    references: dict[str, np.ndarray],
-    estimates: dict[str, np.ndarray],
-    *,
-    sample_rate: int,
-    window: float = 1.0,
-    hop: float = 1.0,
-):
-    """Score one track's estimates with museval on the windows where every reference stem is audible.
-
-    Silent reference stems are left out; windows where a present stem is near-silent (below
-    :data:`AUDIBLE_DBFS`) are NaN, like museval's silent windows; see the module's notes.
-
-    Args:
-        name: Track name (kept in the JSON).
-        references: ``{stem: (num_samples, num_channels)}`` true stems.
-        estimates: ``{stem: (num_samples, num_channels)}``, same stems and shapes.
-        sample_rate: In Hz; windows are ``window`` seconds long, ``hop`` seconds apart.
-
-    Returns:
-        A ``museval.TrackStore`` (its ``.json`` is museval's per-track format).
-    """
-    museval = _museval()
-    store = museval.TrackStore(track_name=name, win=window, hop=hop)
-    present = [stem for stem in references if np.any(references[stem])]
-    if not present:
-        raise DataError(f"Track {name!r} has no non-silent stem to score.")
-    refs = np.stack([references[s] for s in present]).astype(np.float64)
-    ests = np.stack([estimates[s] for s in present]).astype(np.float64)
-    win, step = int(window * sample_rate), int(hop * sample_rate)
-    audible = audible_windows(refs, window=win, hop=step)
-    values = np.full((4, len(present), len(audible)), np.nan)
-    if audible.any():
-        rng = np.random.default_rng(0)
-        dither = 10 ** (DITHER_DBFS / 20)
-        if step == win:
-            # Disjoint windows: BSS-eval sees only the scored ones, back to back (its distortion filters
-            # are fitted on them; the rest of a long song would only cost time).
-            spans = [slice(index * win, (index + 1) * win) for index in np.flatnonzero(audible)]
-            scored = np.concatenate([refs[:, span] for span in spans], axis=1)
-            scored = scored + dither * rng.standard_normal(scored.shape)
-            guesses = np.concatenate([ests[:, span] for span in spans], axis=1)
-            values[:, :, audible] = np.array(museval.evaluate(scored, guesses, win=win, hop=step), dtype=np.float64)
-        else:
-            # Overlapping windows: dithered where scored, digital silence elsewhere (museval skips those).
-            scored = np.zeros_like(refs)
-            for index in np.flatnonzero(audible):
-                span = slice(index * step, min(index * step + win, refs.shape[1]))
-                scored[:, span] = refs[:, span] + dither * rng.standard_normal(scored[:, span].shape)
-            values = np.array(museval.evaluate(scored, ests, win=win, hop=step), dtype=np.float64)
-            values[:, :, ~audible] = np.nan  # a window may reach into a skipped one
-    for index, stem in enumerate(present):
-        store.add_target(
-            target_name=stem,
-            values={metric: values[m][index].tolist() for m, metric in zip((0, 1, 2, 3), ("SDR", "ISR", "SIR", "SAR"))},
-        )
-    return store
-
 
 def evaluate_tracks(
     tracks: Sequence,
@@ -311,9 +171,39 @@ def evaluate_tracks(
     Returns:
         An :class:`Evaluation`; ``.table()`` gives the SiSEC table plus the global SDR.
     """
-    from stemtf.data import read_crop
+    museval = museval_module()
+    _check_request(tracks, baseline=baseline, separator=separator, baseline_scores=baseline_scores)
+    baseline_sdr: dict[str, dict[str, dict[str, float]]] = {other: {} for other in baseline_scores if other != baseline}
+    if output_dir is not None:
+        output_dir = pathlib.Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    results = museval.EvalStore(frames_agg="median", tracks_agg="median")
+    global_sdr: dict[str, dict[str, float]] = {}
+    windows: dict[str, tuple[int, int]] = {}
+    estimate = functools.partial(_estimates, stems=stems, separator=separator, n_fft=n_fft, hop_length=hop_length,
+                                 sample_rate=sample_rate)
+    for done, track in enumerate(tracks):
+        mixture, references = _read_track(track, stems=stems, sample_rate=sample_rate, num_channels=num_channels,
+                                          duration=duration)
+        estimates = estimate(baseline, mixture, references)
+        store = score_track(
+            track.name, dict(zip(stems, references)), dict(zip(stems, estimates)), sample_rate=sample_rate
+        )
+        global_sdr[track.name] = _global_sdr(stems, references, estimates)
+        for other, per_track in baseline_sdr.items():
+            per_track[track.name] = _global_sdr(stems, references, estimate(other, mixture, references))
+        frames = store.df[store.df.metric == "SDR"].groupby("target")["score"]
+        windows[track.name] = (int(frames.count().max()), int(frames.size().max()))
+        if output_dir is not None:
+            _write_track_json(store, output_dir, track.name)
+        results.add_track(store.df)
+        if progress is not None:
+            progress(done + 1, len(tracks), track.name)
+    return Evaluation(results, global_sdr, windows, baseline_sdr)
 
-    museval = _museval()
+
+def _check_request(tracks: Sequence, *, baseline: str, separator, baseline_scores: Sequence[str]) -> None:
+    """Refuse what :func:`evaluate_tracks` cannot score, before any track is read."""
     options.check_baseline(baseline)
     if baseline == "model" and separator is None:
         raise ValueError("Argument `separator` is required for baseline='model'.")
@@ -327,43 +217,34 @@ def evaluate_tracks(
         )
     for other in baseline_scores:
         options.check_baseline(other)
-    baseline_sdr: dict[str, dict[str, dict[str, float]]] = {other: {} for other in baseline_scores if other != baseline}
-    if output_dir is not None:
-        output_dir = pathlib.Path(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-    results = museval.EvalStore(frames_agg="median", tracks_agg="median")
-    global_sdr: dict[str, dict[str, float]] = {}
-    windows: dict[str, tuple[int, int]] = {}
-    for done, track in enumerate(tracks):
-        length = round(track.num_samples * sample_rate / track.sample_rate)
-        if duration is not None:
-            length = min(length, int(duration * sample_rate))
-        crop = read_crop(track, 0, length, sample_rate=sample_rate, num_channels=num_channels, stems=stems)
-        mixture, references = crop[0], crop[1:]
-        estimates = _estimates(baseline, mixture, references, stems=stems, separator=separator, n_fft=n_fft,
-                               hop_length=hop_length, sample_rate=sample_rate)
-        store = score_track(
-            track.name, dict(zip(stems, references)), dict(zip(stems, estimates)), sample_rate=sample_rate
-        )
-        present = [i for i, _ in enumerate(stems) if np.any(references[i])]
-        scores = sdr(references[present], estimates[present])
-        global_sdr[track.name] = {stems[i]: float(score) for i, score in zip(present, scores)}
-        for other, per_track in baseline_sdr.items():
-            other_estimates = _estimates(other, mixture, references, stems=stems, separator=separator, n_fft=n_fft,
-                                         hop_length=hop_length, sample_rate=sample_rate)
-            other_scores = sdr(references[present], other_estimates[present])
-            per_track[track.name] = {stems[i]: float(score) for i, score in zip(present, other_scores)}
-        frames = store.df[store.df.metric == "SDR"].groupby("target")["score"]
-        windows[track.name] = (int(frames.count().max()), int(frames.size().max()))
-        if output_dir is not None:
-            safe = track.name.replace(os.sep, "_")  # CSV track names are relative paths
-            tmp = output_dir / f".{safe}.json.tmp"
-            tmp.write_text(store.json)
-            os.replace(tmp, output_dir / f"{safe}.json")
-        results.add_track(store.df)
-        if progress is not None:
-            progress(done + 1, len(tracks), track.name)
-    return Evaluation(results, global_sdr, windows, baseline_sdr)
+
+
+def _read_track(track, *, stems: Sequence[str], sample_rate: int, num_channels: int,
+                duration: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mixture, references)`` of a track's first ``duration`` seconds (None: all of it), at ``sample_rate``:
+    ``(num_samples, num_channels)`` and ``(num_stems, num_samples, num_channels)``."""
+    from stemtf.data import read_crop
+
+    length = round(track.num_samples * sample_rate / track.sample_rate)
+    if duration is not None:
+        length = min(length, int(duration * sample_rate))
+    crop = read_crop(track, 0, length, sample_rate=sample_rate, num_channels=num_channels, stems=stems)
+    return crop[0], crop[1:]
+
+
+def _global_sdr(stems: Sequence[str], references: np.ndarray, estimates: np.ndarray) -> dict[str, float]:
+    """``{stem: cSDR}`` of the stems whose reference is not digital silence (a silent one has no SDR)."""
+    present = [i for i, _ in enumerate(stems) if np.any(references[i])]
+    scores = sdr(references[present], estimates[present])
+    return {stems[i]: float(score) for i, score in zip(present, scores)}
+
+
+def _write_track_json(store, output_dir: pathlib.Path, name: str) -> None:
+    """museval's per-track JSON as ``OUTPUT_DIR/<track>.json``, written whole (a temporary file, then renamed)."""
+    safe = name.replace(os.sep, "_")  # CSV track names are relative paths
+    tmp = output_dir / f".{safe}.json.tmp"
+    tmp.write_text(store.json)
+    os.replace(tmp, output_dir / f"{safe}.json")
 
 
 def _estimates(baseline: str, mixture: np.ndarray, references: np.ndarray, *, stems, separator, n_fft: int,

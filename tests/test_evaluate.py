@@ -179,3 +179,11 @@ def test_named_tracks_are_the_only_ones_read(stem_folder, tmp_path):
     assert [t.name for t in evaluate.load_tracks(root, stems=STEMS, names=["B"])] == ["B"]
     with pytest.raises(StemtfError, match="'D' is not in the data; tracks: A, B, C"):
         evaluate.load_tracks(root, stems=STEMS, names=["D"])
+
+
+def test_scoring_names_stay_importable_from_evaluate():
+    from stemtf import scoring
+
+    for name in ("sdr", "oracle_estimates", "audible_windows", "score_track", "check_dependencies", "AUDIBLE_DBFS",
+                 "DITHER_DBFS"):
+        assert getattr(evaluate, name) is getattr(scoring, name), name
