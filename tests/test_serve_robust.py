@@ -212,6 +212,12 @@ def test_separate_endpoint_takes_groups(server):
         assert status == 200 and sorted(bundle.namelist()) == ["rest.wav", "vocals.wav"]
     status, _, answer = request(f"{server}/v1/separate?group=x=vocals,bass", body=wav_bytes(mixture), content_type="audio/wav")
     assert status == 400 and "'bass' is not a stem of this model" in json.loads(answer)["error"]
+    # The options are named as the request's fields, never as the CLI's flags or the library's keywords.
+    status, _, answer = request(f"{server}/v1/separate?group=nonsense", body=wav_bytes(mixture), content_type="audio/wav")
+    assert status == 400 and json.loads(answer)["error"].startswith("group 'nonsense' must look like NAME=STEM"), answer
+    status, _, answer = request(f"{server}/v1/separate?group=x=drums&two_stems=vocals", body=wav_bytes(mixture),
+                                content_type="audio/wav")
+    assert status == 400 and json.loads(answer)["error"] == "two_stems and group cannot be combined; use one or the other."
     status, _, answer = request(f"{server}/v1/separate?group=a%00b=vocals,drums", body=wav_bytes(mixture), content_type="audio/wav")
     assert status == 400 and "cannot be in a file name" in json.loads(answer)["error"]
 
@@ -232,6 +238,11 @@ def test_page_job_with_two_stems(jobs, tmp_path):
     with pytest.raises(JobError, match="puts 'drums' in two groups") as caught:
         jobs.submit(upload, "song.wav", "tiny", groups={"a": ["drums"], "b": ["drums", "other"]})
     assert caught.value.kind == "bad_groups" and caught.value.status == 400
+    assert str(caught.value) == "group puts 'drums' in two groups (a and b)."  # the page's field, not --group
+    upload.write_bytes(wav_bytes(music_like(SAMPLE_RATE)))
+    with pytest.raises(JobError) as caught:
+        jobs.submit(upload, "song.wav", "tiny", groups={"no_guitar": ["!guitar"]})
+    assert str(caught.value).startswith("two_stems 'guitar' is not a stem of this model") and caught.value.kind == "bad_groups"
 
 
 def test_form_fields_become_groups():
@@ -239,8 +250,13 @@ def test_form_fields_become_groups():
 
     assert form_groups([], "vocals") == {"no_vocals": ["!vocals"]}
     assert form_groups(["acc=drums,bass"], None) == {"acc": ["drums", "bass"]}
-    with pytest.raises(JobError, match="must look like NAME=STEM"):
+    with pytest.raises(JobError, match="^group 'nonsense' must look like NAME=STEM"):
         form_groups(["nonsense"], None)
+    with pytest.raises(JobError, match="^two_stems and group cannot be combined") as caught:
+        form_groups(["acc=drums,bass"], "vocals")
+    assert caught.value.kind == "bad_groups" and "--" not in str(caught.value) and "`" not in str(caught.value)
+    with pytest.raises(JobError, match="must be text"):
+        form_groups([object()], None)
 
 
 # Clients that stall or crowd: a body that stops arriving is a 408, a connection over the cap a 503.

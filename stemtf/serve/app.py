@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stemtf import options
-from stemtf.errors import DependencyError, OptionError
+from stemtf.errors import DependencyError
 from stemtf.serve.bodies import MIN_BODY_RATE, BodyClock, close_after
 from stemtf.serve.guard import OriginGuard
 from stemtf.serve.handlers import predict, separate_upload
-from stemtf.serve.names import content_disposition, download_stem, group_name_problem
+from stemtf.serve.groups import GroupsProblem, check_fields, parse_fields
+from stemtf.serve.names import content_disposition, download_stem
 from stemtf.serve.protocol import RequestError
 from stemtf.serve.zipping import iter_file, iter_zip
 
@@ -259,10 +260,8 @@ def add_separate_route(app, model: "ServedModel | EngineModel | None", bodies: R
 def request_groups(group_fields: list, two_stems: Any, stems: Sequence[str]) -> dict[str, list[str]] | None:
     """The groups of a ``/v1/separate`` request (fields or query ``group``, ``two_stems``); RequestError 400 if bad."""
     try:
-        groups = options.parse_groups([g for g in group_fields if isinstance(g, str) and g], two_stems=two_stems or None)
-        options.check_groups(groups, stems)
-    except OptionError as error:
-        raise RequestError(str(error)) from None
-    if (problem := group_name_problem(groups)) is not None:
-        raise RequestError(problem)
+        groups = parse_fields([g for g in group_fields if isinstance(g, str)], two_stems)
+        check_fields(groups, stems)
+    except GroupsProblem as problem:
+        raise RequestError(str(problem)) from None
     return groups

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from stemtf.serve.bodies import BodyClock, close_after
+from stemtf.serve.groups import GroupsProblem, parse_fields
 from stemtf.serve.jobs import JobError, JobManager
-from stemtf.serve.names import content_disposition, download_stem, group_name_problem
+from stemtf.serve.names import content_disposition, download_stem
 from stemtf.serve.zipping import iter_file, iter_zip
 
 # The page's files, by URL name: a fixed table, so no request path ever reaches the file system.
@@ -316,16 +317,7 @@ def add_result_routes(app, jobs: JobManager, json_response) -> None:
 
 def form_groups(values: list, two_stems: Any) -> dict[str, list[str]] | None:
     """Groups from form fields ``group`` (``NAME=STEM,STEM``, repeatable) and ``two_stems`` (``STEM``); JobError 400 if malformed."""
-    from stemtf import options
-    from stemtf.errors import OptionError
-
-    if any(not isinstance(value, str) for value in values) or (two_stems is not None and not isinstance(two_stems, str)):
-        raise JobError("The fields 'group' and 'two_stems' must be text, e.g. group=accompaniment=drums,bass,other.", 400, "bad_groups")
     try:
-        groups = options.parse_groups([value for value in values if value], two_stems=two_stems or None)
-    except OptionError as error:
-        raise JobError(str(error).replace("`group` ", "").replace("`two_stems` ", ""), 400, "bad_groups") from None
-    problem = group_name_problem(groups)
-    if problem is not None:
-        raise JobError(problem, 400, "bad_groups")
-    return groups
+        return parse_fields(values, two_stems)
+    except GroupsProblem as problem:
+        raise JobError(str(problem), 400, "bad_groups") from None

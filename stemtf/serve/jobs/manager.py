@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stemtf import options
-from stemtf.errors import OptionError, StemtfError
+from stemtf.errors import StemtfError
+from stemtf.serve.groups import GroupsProblem, check_fields
 from stemtf.serve.jobs import results
 from stemtf.serve.jobs.cache import CacheFolder
 from stemtf.serve.jobs.limits import (
@@ -27,7 +27,6 @@ from stemtf.serve.jobs.limits import (
 )
 from stemtf.serve.jobs.record import JOB_ID, Cancelled, Job, JobError, describe, display_name, minutes, retry_after, songs
 from stemtf.serve.jobs.runner import offered_model, separate_job
-from stemtf.serve.names import group_name_problem
 
 MP3_BITRATE = 192
 
@@ -174,11 +173,9 @@ class JobManager:
             self.check_model(model)
             entry = self._models[model]
             try:
-                plan = options.check_groups(groups, entry.stems)
-            except OptionError as error:
-                raise JobError(error.for_cli().replace("--group ", "").replace("--two-stems ", ""), 400, "bad_groups") from None
-            if (problem := group_name_problem(groups)) is not None:
-                raise JobError(problem, 400, "bad_groups")
+                plan = check_fields(groups, entry.stems)
+            except GroupsProblem as problem:  # worded as the page's fields, as if the groups came from them
+                raise JobError(str(problem), 400, "bad_groups") from None
             stems = tuple(name for name, _ in plan) if plan else entry.stems
             duration, sample_rate, num_channels = probe_upload(upload, display_name(filename), max_duration=self.max_duration)
             check_stem_bytes(duration, sample_rate, num_channels, num_stems=len(stems), max_duration=self.max_duration,
