@@ -417,6 +417,23 @@ def test_bad_partly_labelled_manifests_are_one_line_errors(tmp_path, manifest, p
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("manifest", "pattern"),
+    [
+        ("a_path,b_path,c_path,duration\nfull/a.wav,full/b.wav,full/c.wav,long\n", "m.csv line 2: duration 'long' is not a number"),
+        ("a_path,b_path,c_path,duration\nfull/a.wav,full/b.wav,full/c.wav,-1\n", "m.csv line 2: duration must be > 0 seconds. Received -1.0"),
+        ("a_path,b_path\nfull/a.wav,full/b.wav\nfull/a.wav,full/nope.wav\n", r"m.csv line 3: b_path '.*nope.wav' does not exist"),
+        ("a,b,c\nfull/a.wav,full/b.wav,full/c.wav\n", r"has no <stem>_path columns \(columns: \['a', 'b', 'c'\]\)"),
+    ],
+)
+def test_bad_manifest_rows_and_headers_are_one_line_errors(tmp_path, manifest, pattern):
+    write_constants(tmp_path, PARTS)
+    (tmp_path / "m.csv").write_text(manifest)
+    with pytest.raises(data.DataError, match=pattern) as caught:
+        data.csv_tracks(tmp_path / "m.csv", stems=["a", "b", "c"])
+    assert "\n" not in str(caught.value)
+
+
 def test_track_checks_its_labels():
     source = data.AudioSource("x.wav")
     stems = {"a": (source,), "b": (), "c": ()}

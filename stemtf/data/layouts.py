@@ -110,7 +110,16 @@ def csv_tracks(
     path = pathlib.Path(path)
     root = pathlib.Path(root) if root is not None else path.parent
     groups = _stem_groups(stems, stem_groups)
-    taken = {name for group in groups.values() for name in group}
+    columns, rows = _read_manifest(path)
+    mixture_column, stem_columns = _manifest_columns(path, columns, stems, groups)
+    tracks = [_manifest_track(path, root, number, row, mixture_column, stem_columns, groups)
+              for number, row in enumerate(rows, start=2)]
+    _check_stems_found(tracks, stems, f"CSV manifest {str(path)!r}", require_every_stem=require_every_stem)
+    return tracks
+
+
+def _read_manifest(path: pathlib.Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows of a CSV manifest, every name and cell stripped."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -120,6 +129,15 @@ def csv_tracks(
         raise DataError(f"CSV manifest {str(path)!r} does not exist.") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"Cannot read CSV manifest {str(path)!r}: {error}.") from None
+    return columns, rows
+
+
+def _manifest_columns(
+    path: pathlib.Path, columns: list[str], stems: Sequence[str], groups: Mapping[str, Sequence[str]]
+) -> tuple[str | None, dict[str, str]]:
+    """``(mixture column or None, {file stem or sum of stems: its column})`` of a manifest's header, checked
+    against the stems the model takes."""
+    taken = {name for group in groups.values() for name in group}
     mixture_columns = [c for c in columns if c in ("mixture_path", "mix_path")]
     stem_columns = {c[: -len("_path")]: c for c in columns if c.endswith("_path") and c not in mixture_columns}
     # Other columns are ignored, but one that names stems joined by + is surely a sum missing its suffix.
@@ -146,38 +164,48 @@ def csv_tracks(
         )
     if not stem_columns:
         raise DataError(f"CSV manifest {str(path)!r} has no <stem>_path columns (columns: {columns}).")
-    tracks = []
-    for number, row in enumerate(rows, start=2):
-        def source(column: str, row: dict = row, number: int = number) -> AudioSource | None:
-            if not row.get(column) or row[column] == UNKNOWN:
-                return None
-            file = root / row[column]
-            if not file.is_file():
-                raise DataError(f"{path.name} line {number}: {column} {str(file)!r} does not exist.")
-            return AudioSource(str(file))
+    return (mixture_columns[0] if mixture_columns else None), stem_columns
 
-        files = {stem: s for stem, column in stem_columns.items() if (s := source(column)) is not None}
-        unknown_stems = [stem for stem, column in stem_columns.items() if row.get(column) == UNKNOWN]
-        if mixture_columns and row.get(mixture_columns[0]) == UNKNOWN:
-            raise DataError(
-                f"{path.name} line {number}: the mixture cannot be unknown ({UNKNOWN}); give its file or leave the cell empty."
-            )
-        mixture = source(mixture_columns[0]) if mixture_columns else None
-        name = row.get(mixture_columns[0]) if mixture_columns and row.get(mixture_columns[0]) else f"line {number}"
-        duration = None
-        if row.get("duration"):
-            try:
-                duration = float(row["duration"])
-            except ValueError:
-                raise DataError(f"{path.name} line {number}: duration {row['duration']!r} is not a number.") from None
-            if duration <= 0:
-                raise DataError(f"{path.name} line {number}: duration must be > 0 seconds. Received {duration}.")
+
+def _manifest_track(
+    path: pathlib.Path,
+    root: pathlib.Path,
+    number: int,
+    row: dict[str, str],
+    mixture_column: str | None,
+    stem_columns: dict[str, str],
+    groups: Mapping[str, Sequence[str]],
+) -> Track:
+    """The track of the manifest's line ``number``: its files found under ``root``, its duration checked."""
+
+    def source(column: str) -> AudioSource | None:
+        if not row.get(column) or row[column] == UNKNOWN:
+            return None
+        file = root / row[column]
+        if not file.is_file():
+            raise DataError(f"{path.name} line {number}: {column} {str(file)!r} does not exist.")
+        return AudioSource(str(file))
+
+    files = {stem: s for stem, column in stem_columns.items() if (s := source(column)) is not None}
+    unknown_stems = [stem for stem, column in stem_columns.items() if row.get(column) == UNKNOWN]
+    if mixture_column and row.get(mixture_column) == UNKNOWN:
+        raise DataError(
+            f"{path.name} line {number}: the mixture cannot be unknown ({UNKNOWN}); give its file or leave the cell empty."
+        )
+    mixture = source(mixture_column) if mixture_column else None
+    name = row.get(mixture_column) if mixture_column and row.get(mixture_column) else f"line {number}"
+    duration = None
+    if row.get("duration"):
         try:
-            tracks.append(_make_track(name, files, groups, mixture, unknown=unknown_stems, max_seconds=duration))
-        except DataError as error:
-            raise DataError(f"{path.name} line {number}: {error}") from None
-    _check_stems_found(tracks, stems, f"CSV manifest {str(path)!r}", require_every_stem=require_every_stem)
-    return tracks
+            duration = float(row["duration"])
+        except ValueError:
+            raise DataError(f"{path.name} line {number}: duration {row['duration']!r} is not a number.") from None
+        if duration <= 0:
+            raise DataError(f"{path.name} line {number}: duration must be > 0 seconds. Received {duration}.")
+    try:
+        return _make_track(name, files, groups, mixture, unknown=unknown_stems, max_seconds=duration)
+    except DataError as error:
+        raise DataError(f"{path.name} line {number}: {error}") from None
 
 
 def musdb_tracks(
