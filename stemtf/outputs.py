@@ -9,11 +9,15 @@ or an exclusively created placeholder), so whoever comes second fails and the fi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import os
 import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 
 from stemtf.errors import OutputError
 
@@ -58,8 +62,6 @@ def place(source: os.PathLike | str, target: os.PathLike | str, *, overwrite: bo
     source, target = pathlib.Path(source), pathlib.Path(target)
     if overwrite:
         if target.is_dir() and not target.is_symlink() and source.is_dir():
-            import shutil
-
             shutil.rmtree(target)
         os.replace(source, target)
         return target
@@ -92,6 +94,55 @@ def place(source: os.PathLike | str, target: os.PathLike | str, *, overwrite: bo
         return target
     os.unlink(source)
     return target
+
+
+@contextlib.contextmanager
+def staged(
+    target: os.PathLike | str, *, overwrite: bool, companions: Sequence[os.PathLike | str] = ()
+) -> Iterator[pathlib.Path]:
+    """Yield a temporary path next to ``target`` to write a file or folder at; on success, :func:`place` it.
+
+    Nothing appears at ``target`` until the body has finished; a body that fails leaves nothing
+    (the staging folder is deleted either way).
+
+    Args:
+        target: The final file or folder.
+        overwrite: Replace what is at ``target`` (and the companions); otherwise refuse, before the
+            body runs and again at the move.
+        companions: Files that go with ``target`` in its folder (e.g. its JSON description), written
+            by the body next to the yielded path under their own names and placed after it; if
+            one cannot be placed, what was placed goes back, so ``target`` never stands without them.
+
+    Raises:
+        OutputError: ``target`` or a companion exists (and ``overwrite`` is false), or the folder
+            cannot be created.
+    """
+    target = pathlib.Path(target)
+    companions = [pathlib.Path(companion) for companion in companions]
+    if not overwrite:
+        for path in (target, *companions):
+            if path.exists():
+                raise exists_error(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as error:
+        raise OutputError(f"Cannot write to {str(target.parent)!r}: {error.strerror}.") from error
+    try:
+        temporary = staging / target.name
+        yield temporary
+        # The moves themselves refuse to replace (unless overwrite): an output another process
+        # wrote meanwhile survives, and this one fails with one line.
+        placed = [(temporary, place(temporary, target, overwrite=overwrite))]
+        try:
+            for companion in companions:
+                placed.append((staging / companion.name, place(staging / companion.name, companion, overwrite=overwrite)))
+        except BaseException:
+            for source, final in reversed(placed):
+                place(final, source, overwrite=True)  # back into staging, deleted below
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def make_folders(folder: os.PathLike | str) -> list[pathlib.Path]:

@@ -117,6 +117,29 @@ def test_export_does_not_replace_a_file_that_appeared_during_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
 
 
+def test_staged_output_never_stands_without_its_companion_nor_half_written(tmp_path):
+    from stemtf.outputs import staged
+
+    target, meta = tmp_path / "m.tflite", tmp_path / "m.tflite.json"
+    with pytest.raises(OutputError, match="m.tflite.json' already exists"):
+        with staged(target, overwrite=False, companions=[meta]) as temporary:
+            temporary.write_text("model")
+            temporary.with_name(meta.name).write_text("{}")
+            meta.write_text("someone else's")  # appears at the companion's place meanwhile
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite.json"] and meta.read_text() == "someone else's"
+    meta.unlink()
+    with pytest.raises(RuntimeError):
+        with staged(tmp_path / "folder", overwrite=False) as temporary:
+            temporary.mkdir()
+            (temporary / "half").write_text("x")
+            raise RuntimeError("the body failed")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(OutputError, match="already exists; pass `overwrite`"):
+        with staged(tmp_path / "folder", overwrite=False):
+            raise AssertionError("the body runs only when the output can be written")
+
+
 # (5) NaN or infinite samples are refused, never turned into full-scale stems.
 
 

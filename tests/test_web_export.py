@@ -195,6 +195,69 @@ def test_a_missing_runtime_is_one_sentence_before_any_work(tmp_path, tiny_model_
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 
 
+def _fake_folder_writer(calls: list, fail_after: int | None = None):
+    """A write_folder that writes index.html and one model file, or fails (disk full) after ``fail_after`` files."""
+
+    def write_folder(models, target, **_):
+        calls.append(pathlib.Path(target))
+        target.mkdir(parents=True)
+        for count, name in enumerate((web.INDEX_FILE, "model.tflite")):
+            if count == fail_after:
+                raise OSError(28, "No space left on device")
+            (target / name).write_text(f"written by call {len(calls)}")
+
+    return write_folder
+
+
+def test_export_web_stages_the_folder_and_places_it_whole(tmp_path, tiny_model_dir, monkeypatch):
+    from stemtf.errors import OutputError
+
+    monkeypatch.setattr(web, "find_runtime", lambda runtime_dir=None: tmp_path)
+    calls: list = []
+    target = tmp_path / "out"
+    monkeypatch.setattr(web, "write_folder", _fake_folder_writer(calls, fail_after=1))
+    with pytest.raises(OutputError, match=r"Cannot write .*out'.*No space left on device"):
+        web.export_web(tiny_model_dir, target)
+    assert calls[0].parent != tmp_path and not calls[0].exists()  # written in a staging folder, removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-written, no staging left
+    monkeypatch.setattr(web, "write_folder", _fake_folder_writer(calls))
+    assert web.export_web(tiny_model_dir, target) == target
+    assert sorted(p.name for p in target.iterdir()) == sorted([web.INDEX_FILE, "model.tflite"])
+    with pytest.raises(OutputError, match=r"already exists; pass `overwrite`") as raised:
+        web.export_web(tiny_model_dir, target)
+    assert "pass --overwrite" in raised.value.for_cli() and len(calls) == 2  # refused before any work
+    (target / "mine.txt").write_text("old")
+    web.export_web(tiny_model_dir, target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == sorted([web.INDEX_FILE, "model.tflite"])
+    assert (target / web.INDEX_FILE).read_text() == "written by call 3" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_device_folder_is_built_once_in_a_staging_folder(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(web, "find_runtime", lambda runtime_dir=None: tmp_path)
+    monkeypatch.setattr(web, "runtime_version", lambda core: "0.0.test")
+    calls: list = []
+    monkeypatch.setattr(web, "write_folder", _fake_folder_writer(calls, fail_after=1))
+    with pytest.raises(OSError, match="No space left on device"):
+        web.device_folder([tiny_model_dir])
+    assert not any(calls[0].parent.parent.iterdir())  # no half folder, no staging left
+    monkeypatch.setattr(web, "write_folder", _fake_folder_writer(calls))
+    folder = web.device_folder([tiny_model_dir])
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no staging left, no half folder
+    assert web.device_folder([tiny_model_dir]) == folder and len(calls) == 2  # cached: built once
+
+    def racing(models, target, **kwargs):  # another server finishes the same folder meanwhile
+        _fake_folder_writer(calls)(models, target, **kwargs)
+        final = target.parent.parent / target.name  # the staging folder is a sibling of the final one
+        final.mkdir()
+        (final / web.INDEX_FILE).write_text("theirs")
+
+    monkeypatch.setenv("STEMTF_CACHE", str(tmp_path / "other-cache"))
+    monkeypatch.setattr(web, "write_folder", racing)
+    theirs = web.device_folder([tiny_model_dir])
+    assert theirs != folder and (theirs / web.INDEX_FILE).read_text() == "theirs"  # kept, not replaced
+    assert sorted(p.name for p in theirs.parent.iterdir()) == [theirs.name]
+
+
 def test_device_file_serves_only_files_inside_the_folder(tiny_web):
     assert web.device_file(tiny_web, "index.html") == (tiny_web / "index.html").resolve()
     assert web.device_file(tiny_web, "litert/wasm/litert_wasm_internal.wasm") is not None

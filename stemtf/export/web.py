@@ -32,10 +32,10 @@ import os
 import pathlib
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 
 from stemtf.errors import MissingExtraError, OptionError, OutputError
+from stemtf.outputs import exists_error, staged
 
 RUNTIME_ENV = "STEMTF_LITERTJS"
 RUNTIME_PACKAGE = "@litertjs/core"
@@ -225,28 +225,19 @@ def export_web(
         MissingExtraError: no LiteRT.js runtime (see :func:`find_runtime`).
         ModelError: an unknown model, or one without weights.
     """
-    from stemtf.outputs import place
-
     if quantize not in _PRECISION:
         raise OptionError("quantize", f"{{option}} {quantize!r} is not supported ({{option}} must be one of {', '.join(_PRECISION)}).")
     if not max_duration > 0:
         raise OptionError("max_duration", f"{{option}} must be a positive number of seconds. Received {max_duration}.")
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not overwrite:
-        raise OutputError(f"Output {str(output_dir)!r} already exists; pass {{option:overwrite}} to replace it.")
+        raise exists_error(output_dir)  # before the runtime is looked for and the model converted
     find_runtime(runtime_dir)  # before any conversion: a missing runtime fails at once
     try:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    except OSError as error:
-        raise OutputError(f"Cannot write to {str(output_dir.parent)!r}: {error.strerror}.") from error
-    try:
-        write_folder([model], staging / "web", quantize=quantize, max_duration=max_duration, runtime_dir=runtime_dir, on_status=on_status)
-        place(staging / "web", output_dir, overwrite=overwrite)
+        with staged(output_dir, overwrite=overwrite) as temporary:
+            write_folder([model], temporary, quantize=quantize, max_duration=max_duration, runtime_dir=runtime_dir, on_status=on_status)
     except OSError as error:
         raise OutputError(f"Cannot write {str(output_dir)!r}: {error.strerror}.") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 
@@ -286,17 +277,12 @@ def device_folder(
     folder = runtimes.cache_dir() / "web" / digest.hexdigest()[:16]
     if (folder / INDEX_FILE).is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".web.", dir=folder.parent))
     try:
-        write_folder(models, staging / "web", quantize=quantize, max_duration=max_duration, runtime_dir=core, on_status=on_status)
-        try:
-            os.rename(staging / "web", folder)
-        except OSError:
-            if not (folder / INDEX_FILE).is_file():  # not another process's finished copy
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with staged(folder, overwrite=False) as temporary:
+            write_folder(models, temporary, quantize=quantize, max_duration=max_duration, runtime_dir=core, on_status=on_status)
+    except OutputError:
+        if not (folder / INDEX_FILE).is_file():  # not another process's finished copy
+            raise
     return folder
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import shutil
 import tempfile
 
 import keras
@@ -13,8 +12,8 @@ import tensorflow as tf
 
 from stemtf import __version__, options, spectral
 from stemtf.config import ModelConfig
-from stemtf.errors import DependencyError, ModelError, OptionError, OutputError
-from stemtf.outputs import place
+from stemtf.errors import DependencyError, ModelError, OptionError
+from stemtf.outputs import exists_error, staged
 from stemtf.export.artifacts import (
     KINDS,
     MAGNITUDE_INPUT,
@@ -47,32 +46,9 @@ def _description(
     )
 
 
-@contextlib.contextmanager
 def _atomic_output(path: pathlib.Path, *, overwrite: bool):
     """Yield a temporary path next to ``path``; on success move it (and its JSON) into place."""
-    meta = description_path(path)
-    if not overwrite:
-        for target in (path, meta):
-            if target.exists():
-                raise OutputError(f"Output {str(target)!r} already exists; pass {{option:overwrite}} to replace it.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    except OSError as error:
-        raise OutputError(f"Cannot write to {str(path.parent)!r}: {error.strerror}.") from error
-    try:
-        temporary = staging / path.name
-        yield temporary
-        # The moves themselves refuse to replace (unless overwrite): an artifact another process
-        # wrote meanwhile survives, and this export fails with one line.
-        place(temporary, path, overwrite=overwrite)
-        try:
-            place(description_path(temporary), meta, overwrite=overwrite)
-        except BaseException:
-            place(path, temporary, overwrite=True)  # back into staging, deleted below: no artifact without its JSON
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return staged(path, overwrite=overwrite, companions=[description_path(path)])
 
 
 def _write_archive(model: keras.Model, endpoints: dict, path: pathlib.Path) -> None:
@@ -318,7 +294,7 @@ def export(
         for target in targets.values():
             for path in (target, description_path(target)):
                 if path.exists():
-                    raise OutputError(f"Output {str(path)!r} already exists; pass {{option:overwrite}} to replace it.")
+                    raise exists_error(path)
     written = []
     for kind, target in targets.items():
         if kind == "sliding":
