@@ -5,9 +5,11 @@ A web page the user happens to visit can send "simple" cross-origin requests (a 
 127.0.0.1) it can even read the answers. So every request is checked:
 
 - ``Host`` must be a name of this server: an IP address (a rebinding needs a domain name),
-  ``localhost`` (and ``*.localhost``), the name given to ``--host``, or the host of an allowed origin.
+  ``localhost`` (and ``*.localhost``), the name the server is bound to (``host``), or the host of an
+  allowed origin.
 - ``Origin``, when a browser sends one, must be the server's own (``scheme://Host``) or an allowed
-  origin (``--allow-origin``). Browsers send it on every POST and DELETE and on cross-origin reads.
+  origin (``allow_origins``; ``stemtf serve --allow-origin``). Browsers send it on every POST and
+  DELETE and on cross-origin reads.
 - ``Sec-Fetch-Site: cross-site`` (another site's page fetching, embedding or posting) is refused
   under ``/v1/`` unless its ``Origin`` is allowed: results cannot be embedded by another site.
 
@@ -85,7 +87,8 @@ class OriginGuard:
         host = headers.get("host")
         if host is not None and not self.host_allowed(host):
             return (f"This server does not answer requests for the host {host!r} (a web site trying to reach it "
-                    "through DNS rebinding?); open it by its address, or allow that name with --allow-origin.")
+                    "through DNS rebinding?); open it by its address, or restart it with that name among its "
+                    "allowed origins.")
         origin = headers.get("origin")
         if origin is not None:
             own = f"{scope.get('scheme', 'http')}://{host}".lower() if host else None
@@ -95,7 +98,7 @@ class OriginGuard:
                 allowed = False
             if not allowed:
                 return (f"This server does not take requests from pages of other web sites (Origin {origin!r}); "
-                        "open its own page, or start it with --allow-origin for that site.")
+                        "open its own page, or restart the server with that site among its allowed origins.")
         elif headers.get("sec-fetch-site") == "cross-site" and scope.get("path", "").startswith("/v1/"):
             return "This server does not take requests from pages of other web sites; open its own page."
         return None

@@ -55,7 +55,8 @@ class ServedModel(SlottedModel):
 
         found = find_savedmodel(path)
         if found is None:
-            raise ModelError(f"{str(path)!r} is not a SavedModel directory; export one with `stemtf export MODEL --format savedmodel`.")
+            raise ModelError(f"{str(path)!r} is not a SavedModel directory; export one with "
+                             "stemtf.export.export(MODEL, fmt='savedmodel', output_dir=FOLDER).")
         self.path, self.version = found
         self.description = read_description(self.path)
         self.name = name or self.description.model

@@ -52,7 +52,7 @@ class CacheFolder:
             self._lock_file.close()
             self._lock_file = None
             raise StemtfError(
-                f"Cache folder {str(self.path)!r} is in use by another stemtf server; choose another --cache-dir."
+                f"Cache folder {str(self.path)!r} is in use by another stemtf server; choose another {{option:cache_dir}}."
             ) from None
         for leftover in self.uploads_dir.iterdir():  # the jobs that owned them died with the last process
             results.remove(leftover)
