@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from stemtf import options
-from stemtf.errors import StemtfError
+from stemtf.errors import OptionError, StemtfError
 
 NAMESPACE = "stemtf"
 DEAD_LETTER_NAME = "failed.tsv"
@@ -79,10 +79,19 @@ class SeparationSettings:
     bit_depth: int = options.DEFAULT_BIT_DEPTH
     bitrate: int | None = None
     overwrite: bool = False
+    flags: bool = False  # name options in the failure reasons by their command-line flags (--overwrite)
 
     def check(self) -> None:
         options.check_output(self.fmt, self.bit_depth, self.bitrate)
         options.check_filename(self.filename)
+
+    def reason(self, error: StemtfError) -> str:
+        """``error`` as one dead-letter line: options named by their flags with :attr:`flags`, else by their keywords."""
+        return error.for_cli() if self.flags else str(error)
+
+    def option(self, keyword: str) -> str:
+        """How a failure reason names an option: ``--filename`` with :attr:`flags`, else `` `filename` ``."""
+        return OptionError.flag_of(keyword) if self.flags else f"`{keyword}`"
 
 
 def _is_remote(path: str) -> bool:
@@ -108,7 +117,7 @@ def separate_one(separator, path: str, settings: SeparationSettings) -> FileResu
         if len(existing) == len(final):
             return FileResult(path, "skipped", tuple(final.values()))
         # Not every stem exists: these files are someone else's (another model, another input): refuse.
-        return FileResult(path, "failed", error=str(outputs.exists_error(existing[0])),
+        return FileResult(path, "failed", error=settings.reason(outputs.exists_error(existing[0])),
                           seconds=time.perf_counter() - start)
     remote_output = _is_remote(settings.output_dir)
     try:
@@ -130,7 +139,7 @@ def separate_one(separator, path: str, settings: SeparationSettings) -> FileResu
                         shutil.copyfileobj(local, remote)
             audio_seconds = _seconds_of(written)
     except StemtfError as error:
-        return FileResult(path, "failed", error=str(error), seconds=time.perf_counter() - start)
+        return FileResult(path, "failed", error=settings.reason(error), seconds=time.perf_counter() - start)
     except Exception as error:  # a worker must survive any one file; the reason goes to the dead letter
         message = f"{type(error).__name__}: {error}".splitlines()[0] if str(error) else type(error).__name__
         return FileResult(path, "failed", error=message, seconds=time.perf_counter() - start)
@@ -228,6 +237,7 @@ def run(
     bitrate: int | None = None,
     overwrite: bool = False,
     pipeline_args: Sequence[str] = (),
+    flags: bool = False,
 ) -> BatchSummary:
     """Run the batch separation pipeline and wait for it; what ``stemtf separate-batch`` runs.
 
@@ -240,40 +250,55 @@ def run(
         overwrite: Separate every file again and replace its stem files (without it a file whose
             stems all exist is skipped, and one with only some of them is refused).
         pipeline_args: Beam pipeline options (``--runner``, ``--direct_num_workers``, ...).
+        flags: Name options in the failure reasons by their command-line flags (``--overwrite``,
+            what ``stemtf separate-batch`` asks for); by default by their keywords (`` `overwrite` ``).
 
     Returns:
         A :class:`BatchSummary`; failed files are listed in ``OUTPUT_DIR/failed.tsv`` too.
     """
-    beam = _beam()
+    _beam()
     from apache_beam.io.filesystems import FileSystems
-    from apache_beam.ml.inference.base import RunInference
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from stemtf import runtimes
 
     from stemtf.config import load_model_config
 
     settings = SeparationSettings(output_dir=output_dir, filename=filename, fmt=fmt, bit_depth=bit_depth, bitrate=bitrate,
-                                  overwrite=overwrite)
+                                  overwrite=overwrite, flags=flags)
     settings.check()
     runtimes.check_runtime(runtime, runtimes.DEFAULT_PRECISION)
     config, _ = load_model_config(model)  # an unknown model fails here, before any worker starts
     dead_letter = FileSystems.join(output_dir, DEAD_LETTER_NAME)
+    pipeline = _pipeline(inputs, model=model, model_name=config.name, settings=settings, runtime=runtime,
+                         dead_letter=dead_letter, pipeline_args=pipeline_args)
+    outcome = pipeline.run()
+    outcome.wait_until_finish()
+    return _summary(outcome, dead_letter)
+
+
+def _pipeline(inputs: str, *, model: str, model_name: str, settings: SeparationSettings, runtime: str, dead_letter: str,
+              pipeline_args: Sequence[str]):
+    """The Beam pipeline of :func:`run`: read the inputs, set aside those whose outputs clash, separate the rest,
+    write every failure to ``dead_letter``."""
+    beam = _beam()
+    from apache_beam.metrics import Metrics
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     handler = _handler_class()(model, settings, runtime=runtime)
 
     def output_key(path: str) -> str:  # inputs with the same key would write the same stem files
         track = pathlib.PurePosixPath(path.split("://", 1)[-1]).stem
-        return filename.format(track=track, stem="{stem}", ext=fmt, model=config.name)
+        return settings.filename.format(track=track, stem="{stem}", ext=settings.fmt, model=model_name)
 
     def split_clashes(item):
         first, *others = sorted(item[1])
         yield beam.pvalue.TaggedOutput("unique", first)
         for other in others:
             Metrics.counter(NAMESPACE, "files_failed").inc()
-            yield FileResult(other, "failed", error=f"it would write the same files as {first}; use a --filename "
-                             "pattern that tells them apart (e.g. with a folder per input) or separate them apart.")
-
-    from apache_beam.metrics import Metrics
+            yield FileResult(other, "failed", error=f"it would write the same files as {first}; use a "
+                             f"{settings.option('filename')} pattern that tells them apart (e.g. with a folder per "
+                             "input) or separate them apart.")
 
     pipeline = beam.Pipeline(options=PipelineOptions(list(pipeline_args)))
     grouped = (
@@ -290,8 +315,13 @@ def run(
         | "Format" >> beam.Map(lambda result: f"{result.path}\t{result.error}")
         | "DeadLetter" >> beam.io.WriteToText(dead_letter, shard_name_template="")
     )
-    outcome = pipeline.run()
-    outcome.wait_until_finish()
+    return pipeline
+
+
+def _summary(outcome, dead_letter: str) -> BatchSummary:
+    """The :class:`BatchSummary` of a finished pipeline: its ``stemtf`` counters and the dead letter's lines."""
+    from apache_beam.io.filesystems import FileSystems
+
     counters = {item.key.metric.name: item.committed for item in outcome.metrics().query()["counters"]
                 if item.key.metric.namespace == NAMESPACE}
     failures = []

@@ -66,6 +66,16 @@ def test_list_file_input_and_clashing_names(catalogue, tiny_model_dir, tmp_path)
     (path, reason), = summary.failures
     # Of inputs that would write the same files, the first by path is separated (deterministically).
     assert path == str(catalogue / "one.wav") and f"would write the same files as {other / 'one.wav'}" in reason
+    assert "use a `filename` pattern that tells them apart" in reason  # the library's keyword (the CLI: --filename)
+
+
+def test_failure_reasons_name_keywords_or_flags():
+    from stemtf.outputs import exists_error
+
+    library, cli = beam.SeparationSettings(output_dir="out"), beam.SeparationSettings(output_dir="out", flags=True)
+    assert library.reason(exists_error("out/a.wav")) == "Output 'out/a.wav' already exists; pass `overwrite` to replace it."
+    assert cli.reason(exists_error("out/a.wav")) == "Output 'out/a.wav' already exists; pass --overwrite to replace it."
+    assert (library.option("filename"), cli.option("filename"), cli.option("fmt")) == ("`filename`", "--filename", "--format")
 
 
 def test_cli_prints_failures_and_exits_1(catalogue, tiny_model_dir, tmp_path, capsys):
@@ -81,7 +91,7 @@ def test_cli_prints_failures_and_exits_1(catalogue, tiny_model_dir, tmp_path, ca
     assert code == 1 and capsys.readouterr().err.strip() == "stemtf: error: --format 'aiff' is not supported; use one of wav, flac, ogg, mp3."
 
 
-def test_a_stem_file_in_the_way_fails_that_file_only(catalogue, tiny_model_dir, tmp_path):
+def test_a_stem_file_in_the_way_fails_that_file_only(catalogue, tiny_model_dir, tmp_path, capsys):
     """Another model's run into the same folder left vocals.wav: refused, per file, unless overwrite."""
     (catalogue / "broken.flac").unlink()
     (catalogue / "excerpt.ogg").unlink()
@@ -93,8 +103,15 @@ def test_a_stem_file_in_the_way_fails_that_file_only(catalogue, tiny_model_dir, 
     summary = beam.run(str(catalogue / "*"), output_dir=str(out), model=str(tiny_model_dir), pipeline_args=DIRECT)
     assert (summary.done, summary.skipped, summary.failed) == (1, 0, 1)
     (path, reason), = summary.failures
-    assert path == str(catalogue / "one.wav") and reason == f"Output {str(theirs)!r} already exists; pass --overwrite to replace it."
+    assert path == str(catalogue / "one.wav") and reason == f"Output {str(theirs)!r} already exists; pass `overwrite` to replace it."
     assert theirs.read_bytes() == before and sorted(p.name for p in (out / "one").iterdir()) == ["vocals.wav"]
+    # The CLI names the flag, on stderr and in failed.tsv.
+    assert main(["separate-batch", str(catalogue / "*"), "-o", str(out), "--model", str(tiny_model_dir), "-q",
+                 "--", "--direct_num_workers=1"]) == 1
+    line = f"{catalogue / 'one.wav'}: Output {str(theirs)!r} already exists; pass --overwrite to replace it."
+    assert capsys.readouterr().err.strip() == f"stemtf: error: {line}"
+    assert (out / "failed.tsv").read_text().strip() == line.replace(": ", "\t", 1)
+    assert theirs.read_bytes() == before
     assert len(list((out / "two").glob("*.wav"))) == 3
     again = beam.run(str(catalogue / "*"), output_dir=str(out), model=str(tiny_model_dir), overwrite=True, pipeline_args=DIRECT)
     assert (again.done, again.skipped, again.failed) == (2, 0, 0)

@@ -84,7 +84,7 @@ def separate_batch(
 
         summary = beam.run(
             inputs, output_dir=output_dir, model=model, runtime=runtime, filename=filename, fmt=fmt, bit_depth=bit_depth,
-            bitrate=bitrate, overwrite=overwrite, pipeline_args=[f"--runner={runner}", *context.args],
+            bitrate=bitrate, overwrite=overwrite, pipeline_args=[f"--runner={runner}", *context.args], flags=True,
         )
     for path, reason in summary.failures:
         report_error(f"{path}: {reason}")
