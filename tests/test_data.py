@@ -589,3 +589,20 @@ def test_eq_reverb_probability_changes_stems_not_the_mixture_relation(tmp_path):
         data.Augmentation(eq_reverb_probability=1.5)
     with pytest.raises(ValueError, match="eq_db"):
         data.Augmentation(eq_db=-1)
+
+
+def test_data_errors_name_keywords_and_the_cli_names_flags(tmp_path):
+    tracks = toy_tracks(1)
+    tracks["song0"]["piano"] = tone(700, 6000, 7)
+    root = write_folder(tmp_path / "folder", tracks)
+    with pytest.raises(data.DataError, match="'piano' stem that no model stem takes; merge it into one with `stem_groups`") as caught:
+        data.folder_tracks(root, stems=["a", "b"])
+    assert "`" not in caught.value.for_cli() and "--stem-group" in caught.value.for_cli()
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("a_path,b_path,piano_path\nfolder/song0/a.wav,folder/song0/b.wav,\n")
+    with pytest.raises(data.DataError, match="use `stem_groups`") as caught:
+        data.csv_tracks(manifest, stems=["a", "b"])
+    assert "`" not in caught.value.for_cli()
+    with pytest.raises(data.DataError, match="`layout` must be one of") as caught:
+        data.training_split(root, stems=["a", "b"], layout="zip")
+    assert caught.value.for_cli().startswith("--layout must be one of")

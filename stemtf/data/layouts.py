@@ -160,7 +160,7 @@ def _manifest_columns(
     if unknown:
         raise DataError(
             f"CSV manifest {str(path)!r} has a column {stem_columns[names[unknown[0]]]!r} for stem {unknown[0]!r}, "
-            f"which no model stem takes (stems: {list(stems)}); rename the column or use `stem_groups`."
+            f"which no model stem takes (stems: {list(stems)}); rename the column or use {{option:stem_groups}}."
         )
     if not stem_columns:
         raise DataError(f"CSV manifest {str(path)!r} has no <stem>_path columns (columns: {columns}).")
@@ -239,7 +239,7 @@ def musdb_tracks(
     root = pathlib.Path(root)
     subset_folder = root / subset
     if subset not in ("train", "test"):
-        raise DataError(f"MUSDB18 `subset` must be 'train' or 'test'. Received {subset!r}.")
+        raise DataError(f"MUSDB18 {{option:subset}} must be 'train' or 'test'. Received {subset!r}.")
     if not subset_folder.is_dir():
         raise DataError(f"{str(root)!r} is not a MUSDB18 folder: {subset}/ is missing.")
     if is_wav is None:
@@ -249,7 +249,7 @@ def musdb_tracks(
     if unknown:
         raise DataError(
             f"MUSDB18 has no {unknown[0]!r} source (it has {list(MUSDB_SOURCES)}); "
-            "map the model's stems onto them with `stem_groups`."
+            "map the model's stems onto them with {option:stem_groups}."
         )
     database = musdb.DB(root=str(root), subsets=[subset], split=split if subset == "train" else None, is_wav=is_wav)
     tracks = []

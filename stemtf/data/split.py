@@ -67,7 +67,7 @@ def training_split(
         layout: ``folder``, ``csv``, ``musdb``, or ``auto`` (see :func:`detect_layout`).
     """
     if layout not in LAYOUTS:
-        raise DataError(f"`layout` must be one of {list(LAYOUTS)}. Received {layout!r}.")
+        raise DataError(f"{{option:layout}} must be one of {list(LAYOUTS)}. Received {layout!r}.")
     if layout == "auto":
         layout = detect_layout(data)
     if layout == "musdb":

@@ -133,15 +133,15 @@ def _stem_groups(stems: Sequence[str], stem_groups: Mapping[str, Sequence[str]] 
     stem_groups = dict(stem_groups or {})
     unknown = sorted(set(stem_groups) - set(stems))
     if unknown:
-        raise DataError(f"`stem_groups` names {unknown[0]!r}, which is not one of the model's stems {list(stems)}.")
+        raise DataError(f"{{option:stem_groups}} names {unknown[0]!r}, which is not one of the model's stems {list(stems)}.")
     groups = {stem: tuple(stem_groups.get(stem, (stem,))) for stem in stems}
     owner: dict[str, str] = {}
     for stem, files in groups.items():
         for name in files:
             if name == MIXTURE:
-                raise DataError(f"`stem_groups[{stem!r}]` lists {MIXTURE!r}, which is the mixture, not a stem.")
+                raise DataError(f"{{option:stem_groups}} puts {MIXTURE!r} in the {stem!r} stem; it is the mixture, not a stem.")
             if name in owner:
-                raise DataError(f"File stem {name!r} is taken by both {owner[name]!r} and {stem!r} in `stem_groups`.")
+                raise DataError(f"File stem {name!r} is taken by both {owner[name]!r} and {stem!r} in {{option:stem_groups}}.")
             owner[name] = stem
     return groups
 
@@ -178,8 +178,8 @@ def _make_track(
         for part in parts:
             if part not in owner:
                 raise DataError(
-                    f"Track {name!r} has a {part!r} stem that no model stem takes; merge it into one "
-                    f"(--stem-group STEM={part},... on the command line, stem_groups in Python), or remove the file."
+                    f"Track {name!r} has a {part!r} stem that no model stem takes; merge it into one with "
+                    f"{{option:stem_groups}} (a model stem and the file stems it sums: STEM=STEM,{part}), or remove the file."
                 )
             if part in given:
                 raise DataError(f"Track {name!r} gives the {part!r} stem twice ({given[part]!r} and {key!r}); give it once.")
@@ -229,6 +229,6 @@ def _check_stems_found(tracks: Sequence[Track], stems: Sequence[str], where: str
     for stem in stems:
         if not any(track.stems[stem] or any(stem in key and files for key, files in track.sums.items()) for track in tracks):
             raise DataError(
-                f"No track in {where} has a {stem!r} stem; check the model's stems and `stem_groups` "
+                f"No track in {where} has a {stem!r} stem; check the model's stems and {{option:stem_groups}} "
                 f"against the file names."
             )
