@@ -121,6 +121,28 @@ def test_writers_count_what_they_clip(tmp_path):
         assert writer.clipped_samples == clipped and writer.peak == pytest.approx(float(np.abs(loud).max()))
 
 
+def test_clipping_report_lists_the_files_committed_with_clipped_samples(tmp_path):
+    loud = music_like(SAMPLE_RATE) * 2.0
+    over = int(np.count_nonzero(np.abs(loud) > 1.0))
+
+    def write(name, waveform, bit_depth=16, commit=True):
+        writer = audio.AudioWriter(tmp_path / name, sample_rate=SAMPLE_RATE, num_channels=2, bit_depth=bit_depth)
+        writer.write(waveform, last=True)
+        writer.commit() if commit else writer.abort()
+
+    with audio.clipping_report() as report:
+        write("loud.wav", loud)
+        write("quiet.wav", loud / 4)  # within full scale: not listed
+        write("float.wav", loud, bit_depth=32)  # float keeps the peaks: nothing clipped
+        write("aborted.wav", loud, commit=False)  # never written: not listed
+        with audio.clipping_report() as inner:  # the innermost block gets it
+            write("inner.wav", loud)
+    assert report == [audio.Clipped(tmp_path / "loud.wav", over, pytest.approx(float(np.abs(loud).max())))]
+    assert [item.path.name for item in inner] == ["inner.wav"]
+    write("outside.wav", loud)  # outside any block: counted by the writer, reported to no one
+    assert len(report) == 1
+
+
 def test_mp3_bitrate_is_honoured(tmp_path):
     waveform = music_like(5 * SAMPLE_RATE)
     sizes = {}

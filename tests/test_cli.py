@@ -39,6 +39,21 @@ def test_separate_writes_one_file_per_stem_and_a_summary(capsys, tiny_model_dir,
     assert (info.samplerate, info.channels, info.subtype) == (SAMPLE_RATE, 2, "PCM_16")
 
 
+def test_separate_warns_once_per_file_whose_stems_clipped(capsys, tiny_model_dir, stereo_wav, tmp_path):
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, music_like(SAMPLE_RATE) * 8.0, SAMPLE_RATE, subtype="FLOAT")  # a float file beyond full scale
+    code, out, err = run(capsys, "separate", loud, stereo_wav, "-m", tiny_model_dir, "-o", tmp_path / "out")
+    assert code == 0, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("stemtf: ")]  # not the LiteRT status
+    assert len(lines) == 1 and lines[0].startswith("stemtf: warning: loud.wav: "), err  # none for song.wav
+    assert " samples clipped in " in lines[0] and "dBFS); write float WAV (--format wav --bit-depth 32) to keep them" in lines[0]
+    clipped = int(lines[0].split("loud.wav: ")[1].split(" samples")[0])
+    stems = [sf.read(p)[0] for p in sorted((tmp_path / "out" / "loud").iterdir())]
+    assert 0 < clipped <= sum(int((abs(stem) >= 32767 / 32768).sum()) for stem in stems)
+    code, _, err = run(capsys, "separate", loud, "-m", tiny_model_dir, "-o", tmp_path / "float", "--bit-depth", "32", "-q")
+    assert code == 0 and "warning" not in err  # float output keeps the peaks: no warning
+
+
 @pytest.mark.parametrize(("fmt", "extra"), [("flac", ["--bit-depth", "24"]), ("ogg", []), ("mp3", ["--bitrate", "192"]), ("wav", ["--bit-depth", "32"])])
 def test_output_formats(capsys, tiny_model_dir, stereo_wav, tmp_path, fmt, extra):
     code, _, err = run(capsys, "separate", stereo_wav, "-m", tiny_model_dir, "-o", tmp_path, "--format", fmt, *extra, "-q")

@@ -23,7 +23,7 @@ from stemtf.audio.reading import (
     read_audio,
     read_segment,
 )
-from stemtf.audio.writing import AudioWriter, output_subtype, write_audio
+from stemtf.audio.writing import AudioWriter, Clipped, clipping_report, output_subtype, write_audio
 
 __all__ = [
     "BIT_DEPTHS",
@@ -32,10 +32,12 @@ __all__ = [
     "AudioInfo",
     "AudioReader",
     "AudioWriter",
+    "Clipped",
     "FiniteReader",
     "LimitedReader",
     "ResamplingReader",
     "check_input_file",
+    "clipping_report",
     "convert_channels",
     "open_audio",
     "output_subtype",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import os
 import pathlib
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -13,6 +17,38 @@ import soxr
 from stemtf import outputs
 from stemtf.audio.formats import BIT_DEPTHS, FORMATS
 from stemtf.errors import OutputError
+
+# The report of the innermost clipping_report() block of this thread (None outside one).
+_CLIPPING: contextvars.ContextVar[list | None] = contextvars.ContextVar("stemtf_clipping", default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Clipped:
+    """A file written with samples beyond full scale, which its format cannot hold: they were clipped.
+
+    Attributes:
+        path: The file.
+        samples: How many samples (over all channels) were clipped.
+        peak: The largest magnitude given to the writer (1.0 is full scale).
+    """
+
+    path: pathlib.Path
+    samples: int
+    peak: float
+
+
+@contextlib.contextmanager
+def clipping_report() -> Iterator[list[Clipped]]:
+    """Yield a list that gets a :class:`Clipped` for each file an :class:`AudioWriter` of this thread
+    commits inside the block with clipped samples (for a caller to warn about: loud input, or
+    stems louder than the mixture)."""
+    report: list[Clipped] = []
+    token = _CLIPPING.set(report)
+    try:
+        yield report
+    finally:
+        _CLIPPING.reset(token)
+
 
 # Nominal Vorbis bitrates (kbps, 44.1 kHz stereo) at quality 0, 1, ... 10.
 _VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
@@ -119,6 +155,9 @@ class AudioWriter:
             raise outputs.disk_error(self.path, error if isinstance(error, OSError) else None) from error
         os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
         outputs.place(self._tmp, self.path, overwrite=overwrite)
+        report = _CLIPPING.get()
+        if report is not None and self.clipped_samples:
+            report.append(Clipped(self.path, self.clipped_samples, self.peak))
         return self.path
 
     def abort(self) -> None:

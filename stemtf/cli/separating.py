@@ -74,8 +74,10 @@ def separate(
 
 
 def _separate_all(separator, paths: list[pathlib.Path], file_options: dict, *, plot: bool, quiet: bool) -> tuple[int, int]:
-    """Separate every input with a progress bar; one line per failed file. ``(written, failed)``."""
+    """Separate every input with a progress bar; one line per failed file, and per file that clipped. ``(written, failed)``."""
     from rich.progress import TextColumn
+
+    from stemtf import audio
 
     planned: dict[pathlib.Path, pathlib.Path] = {}
     written = failed = 0
@@ -89,7 +91,8 @@ def _separate_all(separator, paths: list[pathlib.Path], file_options: dict, *, p
                 progress.update(task, completed=done, total=total)
 
             try:
-                written_paths = _separate_one(separator, path, planned, file_options, report, plot=plot)
+                with audio.clipping_report() as clipped:
+                    written_paths = _separate_one(separator, path, planned, file_options, report, plot=plot)
             except StemtfError as error:
                 progress.remove_task(task)
                 report_error(error.for_cli())
@@ -97,10 +100,24 @@ def _separate_all(separator, paths: list[pathlib.Path], file_options: dict, *, p
                 continue
             progress.remove_task(task)
             written += 1
+            if clipped:
+                typer.echo(f"stemtf: warning: {clipping_warning(path, written_paths, clipped)}", err=True)
             if not quiet:
                 folders = sorted({str(p.parent) for p in written_paths.values()})
                 typer.echo(f"{path.name}: {len(written_paths)} stems ({', '.join(written_paths)}) -> {', '.join(folders)}")
     return written, failed
+
+
+def clipping_warning(path: pathlib.Path, written: dict[str, pathlib.Path], clipped: list) -> str:
+    """One line on the samples beyond full scale that the stems of ``path`` lost (``audio.Clipped``), and how to keep them."""
+    import math
+
+    lost = {item.path: item for item in clipped}
+    over_db = math.ceil(200 * math.log10(max(item.peak for item in clipped))) / 10  # rounded up to 0.1 dB
+    return (f"{path.name}: {sum(item.samples for item in clipped)} samples clipped in "
+            f"{', '.join(stem for stem, target in written.items() if target in lost)} (peak {over_db:+.1f} dBFS); "
+            f"write float WAV (--format wav --bit-depth 32) to keep them, or lower the input's level by "
+            f"{over_db:.1f} dB or more.")
 
 
 def _separate_one(separator, path: pathlib.Path, planned: dict, file_options: dict, report, *, plot: bool) -> dict:
