@@ -168,7 +168,7 @@ def _handler_class():
             runtime: ``auto``, ``keras`` or ``litert`` (see :mod:`stemtf.runtimes`).
         """
 
-        def __init__(self, model: str, settings: SeparationSettings, *, runtime: str = "auto") -> None:
+        def __init__(self, model: str, settings: SeparationSettings, *, runtime: str = options.DEFAULT_RUNTIME) -> None:
             super().__init__()
             self._model, self._settings, self._runtime = model, settings, runtime
 
@@ -230,7 +230,7 @@ def run(
     *,
     output_dir: str,
     model: str = options.DEFAULT_MODEL,
-    runtime: str = "auto",
+    runtime: str = options.DEFAULT_RUNTIME,
     filename: str = options.DEFAULT_FILENAME,
     fmt: str = options.DEFAULT_FORMAT,
     bit_depth: int = options.DEFAULT_BIT_DEPTH,

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from stemtf import options
+from stemtf.config import ModelConfig
 from stemtf.errors import DataError, OptionError
 
 # The per-track scores live in stemtf.scoring; their names stay importable from here.
@@ -141,12 +142,12 @@ def evaluate_tracks(
     *,
     stems: Sequence[str],
     sample_rate: int,
-    num_channels: int = 2,
+    num_channels: int = ModelConfig.num_channels,
     separator=None,
     baseline: str = "model",
     output_dir: str | os.PathLike | None = None,
-    n_fft: int = 4096,
-    hop_length: int = 1024,
+    n_fft: int = ModelConfig.n_fft,
+    hop_length: int = ModelConfig.hop_length,
     duration: float | None = None,
     baseline_scores: Sequence[str] = (),
     progress: Callable[[int, int, str], None] | None = None,

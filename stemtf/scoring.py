@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemtf.config import ModelConfig
 from stemtf.errors import DataError, DependencyError
 
 # A window is scored by museval only when every reference stem in it is at least this loud (RMS, dB
@@ -59,7 +60,7 @@ def sdr(references: np.ndarray, estimates: np.ndarray, *, epsilon: float = 1e-8)
 
 
 def oracle_estimates(
-    mixture: np.ndarray, references: np.ndarray, *, n_fft: int = 4096, hop_length: int = 1024
+    mixture: np.ndarray, references: np.ndarray, *, n_fft: int = ModelConfig.n_fft, hop_length: int = ModelConfig.hop_length
 ) -> np.ndarray:
     """Ideal ratio masks (stem magnitude / sum of magnitudes, every bin) applied to the mixture.
 

@@ -64,7 +64,7 @@ def separate_batch(
     bit_depth: int = typer.Option(options.DEFAULT_BIT_DEPTH, "--bit-depth", help="WAV/FLAC sample format: 16, 24 or 32."),
     bitrate: Optional[int] = typer.Option(None, "--bitrate", help="MP3/OGG bitrate in kbps (32-320)."),
     filename: str = typer.Option(options.DEFAULT_FILENAME, "--filename", help="Output path template; fields {track} {stem} {ext} {model}."),
-    runtime: str = typer.Option("auto", "--runtime", help="Mask runtime on the workers: auto, keras or litert."),
+    runtime: str = typer.Option(options.DEFAULT_RUNTIME, "--runtime", help="Mask runtime on the workers: auto, keras or litert."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Separate every file again, replacing its stem files (without it: files whose stems all exist are skipped, and a stem file in the way fails that file)."),
     runner: str = typer.Option("DirectRunner", "--runner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ..."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the failures."),
