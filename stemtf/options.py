@@ -360,6 +360,12 @@ DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_RUNS_DIR = "runs"
 DEFAULT_EXPORT_DIR = "exported"
+DEFAULT_EXPORT_FORMAT = "savedmodel"
+DEFAULT_QUANTIZE = "none"  # exported TFLite weights: float32, what stemtf separate runs
+# The web export's (stemtf export --format web; the reasons in stemtf.export.web): float16 weights,
+# half the download; songs up to 10 min (the memory of a phone or laptop tab).
+DEFAULT_WEB_QUANTIZE = "float16"
+DEFAULT_WEB_MAX_DURATION = 600.0
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 DEFAULT_MAX_UPLOAD_MB = 100.0

@@ -302,6 +302,18 @@ def test_segment_frames_for_chunk_seconds(tiny_model):
         options.check_chunk_seconds(-1)
 
 
+def test_export_keywords_default_to_the_options_defaults():
+    import inspect
+
+    from stemtf.export import writers
+
+    def default(function, keyword):
+        return inspect.signature(function).parameters[keyword].default
+
+    assert default(writers.export, "quantize") is default(writers.export_tflite, "quantize") is options.DEFAULT_QUANTIZE
+    assert default(writers.export_savedmodel, "wiener_iterations") is options.DEFAULT_WIENER_ITERATIONS
+
+
 def test_export_refuses_to_overwrite_and_rejects_bad_options(tiny_model, tiny_model_dir, tmp_path):
     written = export.export(tiny_model_dir, fmt="tflite", output_dir=tmp_path, chunk_seconds=0.2)
     assert [p.name for p in written] == ["tiny.tflite", "tiny_masks.tflite"]

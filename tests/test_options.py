@@ -144,3 +144,25 @@ def test_the_cli_prints_any_stemtf_error_with_flags(capsys, monkeypatch):
     assert main(["separate"]) == 1
     err = capsys.readouterr().err
     assert "Choose another --output-dir, or pass --overwrite." in err and "`" not in err
+
+
+def _default(function, keyword):
+    import inspect
+
+    return inspect.signature(function).parameters[keyword].default
+
+
+def test_library_keywords_default_to_the_options_defaults(capsys):
+    import stemtf.export.web as web  # not `from stemtf.export import web`: that loads TensorFlow
+    from stemtf import audio
+    from stemtf.cli.exporting import export_command
+
+    assert _default(audio.AudioWriter, "fmt") is options.DEFAULT_FORMAT
+    assert _default(audio.AudioWriter, "bit_depth") is _default(audio.write_audio, "bit_depth") is options.DEFAULT_BIT_DEPTH
+    assert _default(audio.open_audio, "offset") is _default(audio.read_audio, "offset") is options.DEFAULT_OFFSET
+    for function in (web.export_web, web.write_folder, web.device_folder):
+        assert _default(function, "quantize") is options.DEFAULT_WEB_QUANTIZE
+        assert _default(function, "max_duration") is options.DEFAULT_WEB_MAX_DURATION
+    assert _default(export_command, "fmt").default is options.DEFAULT_EXPORT_FORMAT
+    assert main(["export", "--help"]) == 0
+    assert f"(default {options.DEFAULT_WEB_MAX_DURATION:g}:" in " ".join(capsys.readouterr().out.split())

@@ -15,7 +15,7 @@ import soxr
 from stemtf.audio.ffmpeg import _SEEK_PREROLL, FfmpegReader, _ffmpeg_command, _ffmpeg_failure, _ffprobe, _require_ffmpeg
 from stemtf.audio.formats import AudioInfo, AudioReader
 from stemtf.errors import AudioError
-from stemtf.options import check_input_file
+from stemtf.options import DEFAULT_OFFSET, check_input_file
 
 # What soundfile raises for a file it cannot read (a container or codec libsndfile lacks): the cue
 # for every reader here to try ffmpeg instead.
@@ -198,7 +198,7 @@ def _check_rate(path: str | os.PathLike, rate: int, expected: int | None) -> Non
         raise AudioError(f"{str(path)!r} is sampled at {rate} Hz, not {expected} Hz as expected; did the file change?")
 
 
-def open_audio(path: str | os.PathLike, *, offset: float = 0.0) -> AudioReader:
+def open_audio(path: str | os.PathLike, *, offset: float = DEFAULT_OFFSET) -> AudioReader:
     """Open an audio file for block reads, starting ``offset`` seconds in.
 
     WAV, FLAC, OGG and MP3 are read with soundfile; anything else ffmpeg decodes (m4a, aac, mp4, ...)
@@ -317,7 +317,7 @@ def convert_channels(waveform: np.ndarray, num_channels: int) -> np.ndarray:
     raise AudioError(f"Cannot convert {have} channels to {num_channels}.")
 
 
-def read_audio(path: str | os.PathLike, *, offset: float = 0.0, duration: float | None = None) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike, *, offset: float = DEFAULT_OFFSET, duration: float | None = None) -> tuple[np.ndarray, int]:
     """Read a whole file (or ``duration`` seconds of it): ``(waveform, sample_rate)``."""
     reader = open_audio(path, offset=offset)
     try:

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from stemtf import outputs
+from stemtf import options, outputs
 from stemtf.audio.formats import BIT_DEPTHS, FORMATS
 from stemtf.errors import OutputError
 
@@ -88,8 +88,8 @@ class AudioWriter:
         *,
         sample_rate: int,
         num_channels: int,
-        fmt: str = "wav",
-        bit_depth: int = 16,
+        fmt: str = options.DEFAULT_FORMAT,
+        bit_depth: int = options.DEFAULT_BIT_DEPTH,
         bitrate: int | None = None,
         input_rate: int | None = None,
     ) -> None:
@@ -177,7 +177,7 @@ def _umask() -> int:
 
 
 def write_audio(
-    path: str | os.PathLike, waveform: np.ndarray, sample_rate: int, *, fmt: str | None = None, bit_depth: int = 16,
+    path: str | os.PathLike, waveform: np.ndarray, sample_rate: int, *, fmt: str | None = None, bit_depth: int = options.DEFAULT_BIT_DEPTH,
     overwrite: bool = True,
 ) -> pathlib.Path:
     """Write a whole waveform ``(num_samples, num_channels)`` atomically; format from the suffix by default.

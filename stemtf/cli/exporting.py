@@ -29,13 +29,13 @@ def _export_name(name: str, directory: pathlib.Path) -> str:
 @app.command("export")
 def export_command(
     model: str = typer.Argument(..., help="Model name (see `stemtf models`) or model directory.", show_default=False),
-    fmt: str = typer.Option("savedmodel", "--format", "-f", help="savedmodel (TF Serving), tflite (phones), onnx, or web (a static page that separates in the browser)."),
+    fmt: str = typer.Option(options.DEFAULT_EXPORT_FORMAT, "--format", "-f", help="savedmodel (TF Serving), tflite (phones), onnx, or web (a static page that separates in the browser)."),
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"Output folder (default: {options.DEFAULT_EXPORT_DIR}/MODEL_NAME, web: {options.DEFAULT_EXPORT_DIR}/MODEL_NAME-web).", show_default=False),
     output: Optional[pathlib.Path] = typer.Option(None, "--output", hidden=True),  # the old spelling of --output-dir
     quantize: Optional[str] = typer.Option(None, "--quantize", help="TFLite weights: none (float32, the default), float16 or int8 (dynamic range); web: float16 by default (half the download, 55-66 dB from float32).", show_default=False),
     chunk_seconds: Optional[float] = typer.Option(None, "--chunk-seconds", help="Chunk length of the exported models in seconds (default: the model's, ~11.8 s).", show_default=False),
     latency: Optional[float] = typer.Option(None, "--latency", help="Seconds (e.g. 0.65), tflite only: also write NAME_sliding.tflite, the masks model of a stream's sliding window within this latency, its plan in the .json.", show_default=False),
-    max_duration: Optional[float] = typer.Option(None, "--max-duration", help="Web only: the longest song the page accepts, in seconds (default 600: the memory of a phone or laptop tab).", show_default=False),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration", help=f"Web only: the longest song the page accepts, in seconds (default {options.DEFAULT_WEB_MAX_DURATION:g}: the memory of a phone or laptop tab).", show_default=False),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing exported files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
 ) -> None:
@@ -46,12 +46,12 @@ def export_command(
     if fmt not in (*FORMATS, "web"):  # the list names web too (check_options knows the artifact formats only)
         raise options.OptionError("fmt", f"{{option}} {fmt!r} is not supported ({{option}} must be one of {', '.join((*FORMATS, 'web'))}).")
     if fmt == "web":
-        _export_web(model, output_dir or output, quantize=quantize or "float16", chunk_seconds=chunk_seconds, latency=latency,
+        _export_web(model, output_dir or output, quantize=quantize or options.DEFAULT_WEB_QUANTIZE, chunk_seconds=chunk_seconds, latency=latency,
                     max_duration=max_duration, overwrite=overwrite, quiet=quiet)
         return
     if max_duration is not None:
         raise options.OptionError("max_duration", "{option} applies to the web format only.")
-    quantize = quantize or "none"
+    quantize = quantize or options.DEFAULT_QUANTIZE
     from stemtf.export.artifacts import check_options  # no TensorFlow: bad options fail before it loads
 
     check_options(fmt, quantize, latency=latency)

@@ -34,6 +34,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 
+from stemtf import options
 from stemtf.errors import MissingExtraError, OptionError, OutputError
 from stemtf.outputs import exists_error, staged
 
@@ -48,11 +49,11 @@ WASM_BUILDS = ("litert_wasm_internal", "litert_wasm_compat_internal", "litert_wa
 ISOLATION_HEADERS = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
 # Songs longer than this are refused before separating (measured in benchmarks/browser_speed.py:
 # the tab needs about 1.9 MB per second of stereo audio with 4 stems, 1.1 GB for 10 minutes).
-DEFAULT_MAX_DURATION = 600.0
+DEFAULT_MAX_DURATION = options.DEFAULT_WEB_MAX_DURATION
 _PRECISION = {"none": "float32", "float16": "float16", "int8": "int8"}
 # The model's weights in the folder: float16 halves the download (4stems: 24.5 MB instead of 49) at
 # the same speed, its stems 55-66 dB from float32's (benchmarks/browser_speed.py, docs/browser.md).
-DEFAULT_QUANTIZE = "float16"
+DEFAULT_QUANTIZE = options.DEFAULT_WEB_QUANTIZE
 _PAGE_FILES = ("app.js", "app.css")
 _DEVICE_FILES = ("device.js", "worker.js")
 

@@ -68,7 +68,7 @@ def export_savedmodel(
     *,
     segment_frames: int | None = None,
     overlap_samples: int | None = None,
-    wiener_iterations: int = 0,
+    wiener_iterations: int = options.DEFAULT_WIENER_ITERATIONS,
     overwrite: bool = False,
 ) -> pathlib.Path:
     """Write a SavedModel with ``serving_default`` (waveform) and ``separate_wav`` (WAV bytes) signatures.
@@ -150,7 +150,7 @@ def export_tflite(
     path: str | os.PathLike,
     *,
     kind: str = "waveform",
-    quantize: str = "none",
+    quantize: str = options.DEFAULT_QUANTIZE,
     segment_frames: int | None = None,
     latency: float | None = None,
     overwrite: bool = False,
@@ -254,7 +254,7 @@ def export(
     *,
     fmt: str,
     output_dir: str | os.PathLike,
-    quantize: str = "none",
+    quantize: str = options.DEFAULT_QUANTIZE,
     chunk_seconds: float | None = None,
     latency: float | None = None,
     overwrite: bool = False,
