@@ -153,12 +153,15 @@ def test_mp3_bitrate_is_honoured(tmp_path):
     assert 80 < sizes[96] < 115 and 290 < sizes[320] < 340
 
 
-def test_flac_float_is_refused():
+def test_flac_float_is_refused(tmp_path):
     with pytest.raises(OutputError, match="FLAC stores at most 24 bits") as raised:
         audio.output_subtype("flac", 32)
     # The library names its keywords; the CLI prints the flags.
-    assert "set `bit_depth` to 16 or 24, or `fmt` to wav" in str(raised.value) and "--" not in str(raised.value)
-    assert "set --bit-depth to 16 or 24, or --format to wav" in raised.value.for_cli()
+    assert "use `bit_depth` 16 or 24, or `fmt` wav for float" in str(raised.value) and "--" not in str(raised.value)
+    assert "use --bit-depth 16 or 24, or --format wav for float" in raised.value.for_cli()
+    with pytest.raises(OutputError, match="`bit_depth` must be 16, 24 or 32"):
+        audio.AudioWriter(tmp_path / "x.wav", sample_rate=SAMPLE_RATE, num_channels=2, bit_depth=8)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_offset_errors_name_the_keyword(tmp_path, stereo_wav):

@@ -55,12 +55,13 @@ _VORBIS_KBPS = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 500)
 
 
 def output_subtype(fmt: str, bit_depth: int) -> str | None:
-    """The soundfile subtype for ``fmt`` at ``bit_depth`` (16, 24 or 32 = float)."""
-    if fmt == "wav":
-        return BIT_DEPTHS[bit_depth]
-    if fmt == "flac":
-        if bit_depth == 32:
-            raise OutputError("FLAC stores at most 24 bits; set {option:bit_depth} to 16 or 24, or {option:fmt} to wav for float.")
+    """The soundfile subtype for ``fmt`` at ``bit_depth`` (16, 24 or 32 = float).
+
+    Raises:
+        OutputOptionError: see :func:`stemtf.options.check_output` (e.g. FLAC at 32 bits).
+    """
+    options.check_output(fmt, bit_depth, None)
+    if fmt in ("wav", "flac"):
         return BIT_DEPTHS[bit_depth]
     return {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}[fmt]
 
