@@ -166,3 +166,11 @@ def test_library_keywords_default_to_the_options_defaults(capsys):
     assert _default(export_command, "fmt").default is options.DEFAULT_EXPORT_FORMAT
     assert main(["export", "--help"]) == 0
     assert f"(default {options.DEFAULT_WEB_MAX_DURATION:g}:" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_templated_error_survives_pickling():  # e.g. from a worker process to the server
+    import pickle
+
+    error = pickle.loads(pickle.dumps(OutputError("pass {option:overwrite} to replace it.")))
+    assert type(error) is OutputError and str(error) == "pass `overwrite` to replace it."
+    assert error.for_cli() == "pass --overwrite to replace it."
