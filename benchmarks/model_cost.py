@@ -14,12 +14,22 @@ inference form the TFLite exports and ``stemtf separate`` use (``stemtf.export.i
 convolutions, one merged head), both converted in this run from the same weights; the masks of the two
 are compared too.
 
-Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5] [--train | --litert [--model 4stems]]
+With ``--students``, instead: the masks network of a teacher (``--model``) against student
+geometries (``--geometry FILTERS/hHEAD/kKERNEL``, repeatable; default: a set of candidates), all with
+random weights, on Keras and LiteRT (the inference form ``stemtf separate`` uses, ``--threads``), as
+ms per second of audio and the teacher/student ratio, with each network's multiply-adds (full
+resolution = the last decoder level and the heads, the part a narrower trunk does not shrink).
+Interleaved repeats, so load changes hit every row alike; the ratios are the figure to read (under
+load, ``--statistic min``).
+
+Usage: python benchmarks/model_cost.py [--stems 4] [--repeats 5] [--train | --litert [--model 4stems] |
+       --students [--model 4stems] [--geometry 8,16,32,64,128,256/h4/k5 ...] [--threads 2]]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -114,6 +124,108 @@ def litert_forms(model_name: str, frames: int, repeats: int) -> None:
     print(f"largest difference between the two forms' masks: {worst:.1e}")
 
 
+STUDENT_GEOMETRIES = (
+    "8,16,32,64,128,256/h8/k5",  # the first 4stems-lite: half width
+    "8,16,32,64,128,256/h4/k5",
+    "8,16,32,64,128,256/h2/k5",
+    "4,16,32,64,128,256/h4/k5",
+    "8,16,32,64,128,256/h4/k3",
+    "6,12,24,48,96,192/h4/k5",
+)
+
+
+def parse_geometry(text: str) -> tuple[tuple[int, ...], int, int]:
+    """``8,16,32/h4/k5`` -> ((8, 16, 32), head_filters 4, kernel 5); ``h`` and ``k`` may be left out (8, 5)."""
+    filters, *rest = text.split("/")
+    head, kernel = 8, 5
+    for part in rest:
+        if part[:1] == "h":
+            head = int(part[1:])
+        elif part[:1] == "k":
+            kernel = int(part[1:])
+        else:
+            raise SystemExit(f"--geometry {text!r}: expected FILTERS[/hHEAD][/kKERNEL], e.g. 8,16,32,64,128,256/h4/k5")
+    return tuple(int(f) for f in filters.split(",")), head, kernel
+
+
+def multiply_adds(config: ModelConfig, frames: int) -> tuple[float, float]:
+    """Multiply-adds of one chunk through the masks network, and the share at full resolution (last decoder level + heads)."""
+    unet, k = config.unet, config.unet.kernel_size
+    positions = frames * config.max_bins  # input positions
+    total, inputs = 0.0, config.num_channels
+    for level, count in enumerate(unet.filters):  # strided convolutions: output positions x k^2 x in x out
+        total += positions / 4 ** (level + 1) * k * k * inputs * count
+        inputs = count
+    decoder = list(unet.filters[:-1])[::-1] + [unet.head_filters]
+    skips = list(unet.filters[:-1])[::-1] + [0]
+    depth = len(unet.filters)
+    full = 0.0
+    for level, count in enumerate(decoder):  # transposed: input positions x k^2 x in x out
+        cost = positions / 4 ** (depth - level) * k * k * inputs * count
+        total += cost
+        if level == depth - 1:
+            full += cost
+        inputs = count + skips[level]
+    heads = positions * 16 * unet.head_filters * config.num_channels * len(config.stems)  # 4x4 (dilated) heads
+    return total + heads, full + heads
+
+
+def student_costs(teacher: str, geometries: list[str], repeats: int, threads: int, statistic: str = "median") -> None:
+    """Keras and LiteRT ms per audio second of a teacher's masks network and of student geometries, random weights."""
+    import pathlib
+    import tempfile
+
+    from stemtf import Separator
+    from stemtf.config import load_model_config
+    from stemtf.export.inference import inference_model
+    from stemtf.model import save_model
+    from stemtf.train.distill import student_config
+
+    teacher_config, _ = load_model_config(teacher)
+    with tempfile.TemporaryDirectory(prefix="stemtf-students-") as work:
+        os.environ["STEMTF_CACHE"] = str(pathlib.Path(work) / "cache")  # conversions of random models: not the user's cache
+        rows = []
+        configs = [("teacher " + teacher_config.name, teacher_config)]
+        for text in geometries:
+            filters, head, kernel = parse_geometry(text)
+            config = student_config(teacher_config, filters=filters)
+            configs.append((text, config.replace(unet=dataclasses.replace(config.unet, head_filters=head, kernel_size=kernel))))
+        for index, (label, config) in enumerate(configs):
+            directory = save_model(build_model(config), config, pathlib.Path(work) / f"model{index}")
+            keras_model = build_model(config)
+            keras_model.load_weights(directory / "model.weights.h5")
+            chunk = np.abs(np.random.default_rng(0).normal(size=(1, config.segment_frames, config.max_bins, config.num_channels))).astype(np.float32)
+            keras_call = tf.function(lambda x, m=keras_model: m(x, training=False))
+            merged = inference_model(keras_model, config)  # the form the LiteRT exports use, run on Keras
+            merged_call = tf.function(lambda x, m=merged: m(x, training=False))
+            litert = Separator.from_pretrained(directory, runtime="litert", num_threads=threads).masks
+            keras_call(chunk), merged_call(chunk), litert(chunk)  # trace, convert, warm up
+            macs, full = multiply_adds(config, config.segment_frames)
+            rows.append({"label": label, "params": keras_model.count_params(), "macs": macs, "full": full,
+                         "calls": (keras_call, merged_call, litert), "chunk": chunk, "times": ([], [], []),
+                         "audio_s": config.segment_frames * config.hop_length / config.sample_rate})
+        for _ in range(repeats):  # interleaved: a load change hits every geometry alike
+            for row in rows:
+                for call, times in zip(row["calls"], row["times"]):
+                    start = time.perf_counter()
+                    tf.nest.map_structure(np.asarray, call(row["chunk"]))
+                    times.append(time.perf_counter() - start)
+    pick = statistics.median if statistic == "median" else min
+    for row in rows:
+        row["keras"], row["merged"], row["litert"] = (1000 * pick(t) / row["audio_s"] for t in row["times"])
+    base = rows[0]
+    print(f"masks network, one {configs[0][1].segment_frames}-frame chunk, random weights, {statistic} of {repeats}, "
+          f"LiteRT float32 {threads} threads; ms per second of audio")
+    print(f"{'geometry (filters/head/kernel)':34s} {'params':>8s} {'GMAC':>6s} {'full-res':>8s} {'Keras':>7s} {'K-inf':>7s} "
+          f"{'LiteRT':>7s} {'Keras x':>8s} {'K-inf x':>8s} {'LiteRT x':>9s}")
+    for row in rows:
+        print(f"{row['label']:34s} {row['params'] / 1e6:7.2f}M {row['macs'] / 1e9:6.2f} {100 * row['full'] / row['macs']:7.0f}% "
+              f"{row['keras']:7.2f} {row['merged']:7.2f} {row['litert']:7.2f} {base['keras'] / row['keras']:7.2f}x "
+              f"{base['merged'] / row['merged']:7.2f}x {base['litert'] / row['litert']:8.2f}x")
+    print("Keras: the model as `stemtf separate --runtime keras` runs it (a head per stem); K-inf: the inference form "
+          "(one merged head, sub-pixel convolutions) on Keras; LiteRT: the inference form on LiteRT.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stems", type=int, default=4)
@@ -122,7 +234,15 @@ def main() -> None:
     parser.add_argument("--litert", action="store_true", help="LiteRT chunk cost: training form vs inference form")
     parser.add_argument("--model", default="4stems", help="model for --litert (name or directory; default 4stems)")
     parser.add_argument("--frames", type=int, default=512, help="chunk length in frames for --litert (default 512)")
+    parser.add_argument("--students", action="store_true", help="teacher (--model) against student geometries")
+    parser.add_argument("--geometry", action="append", help="a student for --students: FILTERS[/hHEAD][/kKERNEL] (repeatable)")
+    parser.add_argument("--threads", type=int, default=2, help="LiteRT threads for --students (default 2: the phone figure)")
+    parser.add_argument("--statistic", choices=("median", "min"), default="median",
+                        help="--students: median (a quiet machine) or min (the least disturbed run, under load)")
     args = parser.parse_args()
+    if args.students:
+        student_costs(args.model, args.geometry or list(STUDENT_GEOMETRIES), args.repeats, args.threads, args.statistic)
+        return
     stems = tuple(f"stem{i}" for i in range(args.stems))
     if args.litert:
         litert_forms(args.model, args.frames, args.repeats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -33,10 +35,13 @@ def test_student_config_narrows_the_trunk_and_keeps_the_geometry():
     assert student.mask_exponent == 1.0 and student.mask_extension == "edge"
     assert student.trunk == "shared" and student.masks == "ratio"
     assert student_config(teacher, filters=[3, 5, 7], name="mine").unet.filters == (3, 5, 7)
+    assert student.unet.head_filters == teacher.unet.head_filters and student_config(teacher, head_filters=1).unet.head_filters == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [({"trunk_width": 0}, "trunk_width"), ({"trunk_width": float("nan")}, "trunk_width"),
-                                            ({"filters": [4, 0, 8]}, "filters"), ({"filters": []}, "filters")])
+                                            ({"filters": [4, 0, 8]}, "filters"), ({"filters": []}, "filters"),
+                                            ({"head_filters": 0}, "head_filters"), ({"head_filters": 2.5}, "head_filters"),
+                                            ({"kernel_size": 0}, "kernel_size")])
 def test_student_config_rejects_bad_sizes(kwargs, match):
     from stemtf.train.distill import student_config
 
@@ -107,8 +112,9 @@ def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
 
     out = tmp_path / "student"
     assert main(["distill", str(tiny_model_dir), "--audio", str(music_folder), "-o", str(out), "--steps", "2",
-                 "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "-q"]) == 0
-    assert (out / "config.json").is_file()
+                 "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "--head-filters", "1", "-q"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["unet"]["filters"] == [2, 2, 4] and config["unet"]["head_filters"] == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -116,6 +122,7 @@ def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
     (["--audio", "{music}", "--filters", "8,x"], "--filters must be integers"),
     (["--audio", "{music}", "--trunk-width", "0"], "--trunk-width must be in (0, 4]"),
     (["--audio", "{music}", "--steps", "0"], "--steps must be >= 1"),
+    (["--audio", "{music}", "--head-filters", "0"], "--head-filters must be a positive integer"),
 ])
 def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_path, capsys, args, message):
     from stemtf.cli import main
@@ -128,7 +135,8 @@ def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_pat
 
 
 def _silenced_teacher(teacher, teacher_config, config):
-    """A copy of the teacher whose channels the student drops output zero (batch norm scale and shift 0)."""
+    """A copy of the teacher whose channels the student drops output zero (batch norm scale and shift 0), and
+    whose kernels keep only the student's central taps."""
     from stemtf.model import build_model
     from stemtf.train.distill import _keep
 
@@ -136,19 +144,26 @@ def _silenced_teacher(teacher, teacher_config, config):
     silenced.set_weights(teacher.get_weights())
     unet = silenced.get_layer("unet")
     decoder = list(config.unet.filters[:-1])[::-1] + [config.unet.head_filters]
+    crop = (teacher_config.unet.kernel_size - config.unet.kernel_size) // 2
     for part, counts, axis in (("encoder", config.unet.filters, 3), ("decoder", decoder, 2)):
         for level, count in enumerate(counts):
-            kernel = unet.get_layer(f"{part}_conv_{level}").get_weights()[0]
+            kernel, bias = unet.get_layer(f"{part}_conv_{level}").get_weights()
             dropped = np.setdiff1d(np.arange(kernel.shape[axis]), _keep(kernel, count, axis))
+            if crop:
+                outer = np.ones(kernel.shape[:2], bool)
+                outer[crop:-crop, crop:-crop] = False
+                kernel[outer] = 0.0
+                unet.get_layer(f"{part}_conv_{level}").set_weights([kernel, bias])
             gamma, beta, mean, variance = unet.get_layer(f"{part}_bn_{level}").get_weights()
             gamma[dropped], beta[dropped] = 0.0, 0.0
             unet.get_layer(f"{part}_bn_{level}").set_weights([gamma, beta, mean, variance])
     return silenced
 
 
-@pytest.mark.parametrize("trunk_width", [1.0, 0.5])
-def test_pruned_student_is_the_teacher_with_the_other_channels_silenced(trunk_width):
-    """Pruning keeps exactly the chosen channels across every level and skip connection."""
+@pytest.mark.parametrize("trunk_width, head_filters, kernel_size", [(1.0, None, None), (0.5, None, None), (0.5, 1, 3), (1.0, None, 3)])
+def test_pruned_student_is_the_teacher_with_the_other_channels_silenced(trunk_width, head_filters, kernel_size):
+    """Pruning keeps exactly the chosen channels across every level and skip connection, and into the heads;
+    a smaller kernel keeps the central taps (they line up: the student is the teacher with its outer taps zeroed)."""
     import keras
 
     from stemtf.model import build_model
@@ -162,14 +177,15 @@ def test_pruned_student_is_the_teacher_with_the_other_channels_silenced(trunk_wi
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.get_weights()[0].shape[0]
             layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n), rng.uniform(0.5, 2, n)])
-    config = student_config(teacher_config, trunk_width=trunk_width)
+    config = student_config(teacher_config, trunk_width=trunk_width, head_filters=head_filters, kernel_size=kernel_size)
     student = pruned_student(teacher, teacher_config, config)
+    assert student.get_layer("unet").output.shape[-1] == (head_filters or 2)
     mixture = np.abs(rng.normal(size=(2, 64, 64, 2))).astype(np.float32)
     expected = _silenced_teacher(teacher, teacher_config, config)(mixture, training=False)
     got = student(mixture, training=False)
     for stem in config.stems:
         np.testing.assert_allclose(got[stem].numpy(), expected[stem].numpy(), rtol=1e-4, atol=1e-5)
-    if trunk_width == 0.5:  # and the silenced channels mattered: the student is not the whole teacher
+    if (trunk_width, kernel_size) != (1.0, None):  # and the silenced channels or taps mattered: not the whole teacher
         whole = teacher(mixture, training=False)
         assert max(np.abs(got[s].numpy() - whole[s].numpy()).max() for s in config.stems) > 1e-3
 
@@ -217,3 +233,25 @@ def test_cli_distill_bad_input_prints_one_line_from_a_fresh_process(tiny_model_d
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"stemtf: error: Audio source {str(tmp_path / 'nothing')!r} does not exist; give audio files, folders or a glob such as 'music/**/*.mp3'."
     ], result.stderr
+
+
+def test_distill_prunes_from_an_earlier_student(tiny_model_dir, music_folder, tmp_path):
+    """--prune-from: a narrower student with fewer head maps and 3x3 kernels starts from a wider student, not the teacher."""
+    from stemtf.model import load_model
+    from stemtf.train.distill import _keep, distill
+
+    wide = distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "wide", steps=1, batch_size=2, checkpoint_every=1,
+                   tensorboard=False).output_dir
+    source = load_model(wide)[0].get_layer("unet").get_layer("encoder_conv_0").get_weights()[0]  # (5, 5, 2, 2)
+    result = distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "narrow", filters=[1, 2, 4], head_filters=1,
+                     kernel_size=3, prune_from=wide, steps=1, batch_size=2, checkpoint_every=1, learning_rate=1e-12,
+                     tensorboard=False)
+    student, config = load_model(result.output_dir)
+    assert (config.unet.filters, config.unet.head_filters, config.unet.kernel_size) == ((1, 2, 4), 1, 3)
+    kernel = student.get_layer("unet").get_layer("encoder_conv_0").get_weights()[0]
+    np.testing.assert_allclose(kernel, source[1:4, 1:4, :, _keep(source, 1, axis=3)], atol=1e-6)
+    with pytest.raises(OptionError, match="prune_from"):
+        distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "x", filters=[4, 8, 16, 32], prune_from=wide, steps=1)
+    with pytest.raises(OptionError, match="prune_from"):
+        distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "x", prune_from=wide, init="scratch", steps=1)
+    assert not (tmp_path / "x").exists()

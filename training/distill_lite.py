@@ -9,10 +9,23 @@ model trained on them):
 - the four songs of Debian's ``fretsonfire-songs-sectoid`` (MIT), backing plus guitar;
 - any further folders given with ``--extra-audio``.
 
+The student's geometry (round 4, session 2): half the teacher's trunk filters (8..256), 4 head
+feature maps instead of 8 and 3x3 kernels instead of 5x5. The full-resolution part (the last decoder
+level and the four heads) does not shrink with the trunk's width: with 8 head feature maps it was
+~40% of the half-width student's multiply-adds, which is why that student was only 1.45x (Keras) /
+1.85x (LiteRT) cheaper than its teacher. This one has 8.3x fewer multiply-adds (0.89 G per 512-frame
+chunk against 7.35 G); ``benchmarks/model_cost.py --students`` measures the candidates. It starts
+by pruning (``--prune-from``): from the first, half-width student where given (its 3000 steps of
+distillation carry over), else from the teacher; kernels keep their central 3x3 taps.
+
 Run from the repository root (see training/README.md, "Distillation")::
 
-    .venv/bin/python training/distill_lite.py 4stems --output-dir data-work/runs/4stems-lite --steps 3000
-    .venv/bin/python training/distill_lite.py 4stems --output-dir data-work/runs/4stems-lite --steps 6000 --resume
+    .venv/bin/python training/distill_lite.py 4stems --work-dir ../data-work/distill --output-dir ../data-work/runs/4stems-lite-k3 \
+        --prune-from ../data-work/runs/4stems-lite --steps 12000
+    .venv/bin/python training/distill_lite.py 4stems --work-dir ../data-work/distill --output-dir ../data-work/runs/4stems-lite-k3 \
+        --steps 12000 --resume
+
+The first run's geometry: ``--filters 8,16,32,64,128,256 --head-filters 8 --kernel-size 5``.
 """
 
 from __future__ import annotations
@@ -80,7 +93,10 @@ def main() -> None:
     parser.add_argument("--output-dir", required=True, type=pathlib.Path)
     parser.add_argument("--work-dir", type=pathlib.Path, default=ROOT / "data-work" / "distill")
     parser.add_argument("--extra-audio", action="append", default=[], help="more unlabelled music (repeatable)")
-    parser.add_argument("--trunk-width", type=float, default=0.5)
+    parser.add_argument("--filters", default="8,16,32,64,128,256", help="the student's filters per level")
+    parser.add_argument("--head-filters", type=int, default=4)
+    parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--prune-from", default=None, help="a model to prune the student from (default: the teacher)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
@@ -101,8 +117,9 @@ def main() -> None:
             print(f"step {step}/{steps} loss {logs.get('loss', float('nan')):.4f} {time.monotonic() - started:.0f} s", flush=True)
 
     result = distill(
-        args.teacher, [audio, *args.extra_audio], output_dir=args.output_dir, trunk_width=args.trunk_width,
-        name=args.name, validation_data=validation, stem_groups={"other": ["other", "piano"]}, steps=args.steps,
+        args.teacher, [audio, *args.extra_audio], output_dir=args.output_dir,
+        filters=[int(f) for f in args.filters.split(",")], head_filters=args.head_filters, kernel_size=args.kernel_size,
+        init="prune", prune_from=args.prune_from, name=args.name, validation_data=validation, stem_groups={"other": ["other", "piano"]}, steps=args.steps,
         batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=progress,
     )

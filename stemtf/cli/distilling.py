@@ -21,7 +21,10 @@ def distill(
     output_dir: Optional[pathlib.Path] = typer.Option(None, "--output-dir", "-o", help=f"The student's model directory (default {options.DEFAULT_RUNS_DIR}/TEACHER-lite).", show_default=False),
     trunk_width: float = typer.Option(0.5, "--trunk-width", help="The student's share of the teacher's filters per U-Net level (0.5: about a quarter of the cost)."),
     filters: Optional[str] = typer.Option(None, "--filters", help="The student's filters per U-Net level instead, e.g. 8,16,32,64,128,256.", show_default=False),
+    head_filters: Optional[int] = typer.Option(None, "--head-filters", help="Feature maps the student's trunk hands to its mask heads (default: the teacher's, 8). They run at full resolution: 4 makes a half-width student about a fifth cheaper.", show_default=False),
+    kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="The student's trunk kernel (default: the teacher's, 5); 3 is about 2.8x fewer multiply-adds, and prunes from the teacher's central taps.", show_default=False),
     init: str = typer.Option("auto", "--init", help="How the student starts: prune (the teacher's most important channels), scratch (random), or auto (prune where the teacher has one shared stemtf trunk)."),
+    prune_from: Optional[pathlib.Path] = typer.Option(None, "--prune-from", help="Start by pruning this model instead of the teacher, e.g. an earlier, wider student (implies --init prune).", show_default=False),
     name: Optional[str] = typer.Option(None, "--name", help="The student's name (default TEACHER-lite).", show_default=False),
     validation_data: Optional[pathlib.Path] = typer.Option(None, "--validation-data", help="Labelled tracks (a stems folder, CSV or MUSDB18) scored against their real stems at every checkpoint.", show_default=False),
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="How the validation files make a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
@@ -63,7 +66,15 @@ def distill(
 
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
-    config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, name=name)
+    config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
+                            kernel_size=kernel_size, name=name)
+    if prune_from is not None:
+        from stemtf.train.distill import can_prune
+
+        source_config, _ = load_model_config(prune_from)
+        if init == "scratch" or not can_prune(source_config, config):
+            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs "
+                                            "--init prune or auto, and one shared stemtf trunk with the student's stems and depth, no narrower.")
     audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before the teacher loads
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
@@ -87,7 +98,8 @@ def distill(
                 typer.echo(f"step {step}/{total}{shown}  {time.monotonic() - started:.0f} s", err=True)
 
         result = run_distillation(
-            teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, name=name, init=init,
+            teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
+            kernel_size=kernel_size, name=name, init=init, prune_from=prune_from,
             validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
             overwrite=overwrite, augmentation=Augmentation(speed_range=tuple(speed_range)), progress=report,

@@ -38,7 +38,8 @@ INITS = ("auto", "prune", "scratch")
 
 
 def student_config(
-    teacher: ModelConfig, *, trunk_width: float = DEFAULT_TRUNK_WIDTH, filters: Sequence[int] | None = None, name: str | None = None
+    teacher: ModelConfig, *, trunk_width: float = DEFAULT_TRUNK_WIDTH, filters: Sequence[int] | None = None,
+    head_filters: int | None = None, kernel_size: int | None = None, name: str | None = None,
 ) -> ModelConfig:
     """The student of ``teacher``: its stems and signal geometry on stemtf's shared trunk, narrower.
 
@@ -47,10 +48,15 @@ def student_config(
         trunk_width: Each trunk level gets this share of the teacher's filters (at least one), e.g. 0.5
             for half width: about a quarter of the convolutions' cost.
         filters: The student's filters per level instead (its depth may differ from the teacher's).
+        head_filters: The feature maps the trunk hands to the mask heads (default: the teacher's). They
+            and the heads run at full resolution, so a narrower trunk does not shrink them: with
+            half the trunk, the teacher's 8 are about 40% of the student's multiply-adds, 4 about 25%.
+        kernel_size: The kernel of every trunk (transposed) convolution (default: the teacher's; 3
+            instead of 5 is about 2.8x fewer multiply-adds in the trunk).
         name: The student's name (default ``TEACHER-lite``).
 
     Raises:
-        OptionError: ``trunk_width`` outside (0, 4], or ``filters`` empty or not positive.
+        OptionError: ``trunk_width`` outside (0, 4], or ``filters``, ``head_filters`` or ``kernel_size`` empty or not positive.
     """
     if filters is None:
         if not 0 < trunk_width <= 4:  # also rejects NaN
@@ -59,9 +65,15 @@ def student_config(
     filters = tuple(int(f) for f in filters)
     if not filters or any(f < 1 for f in filters):
         raise OptionError("filters", f"{{option}} must be positive integers, one per U-Net level. Received {list(filters)}.")
-    # stemtf's own trunk; a stemtf teacher's head width (Spleeter's one-filter last layer gets stemtf's default)
-    head_filters = teacher.unet.head_filters if teacher.unet.variant == "stemtf" else UNetConfig.head_filters
-    unet = UNetConfig(filters=filters, kernel_size=teacher.unet.kernel_size, head_filters=head_filters)
+    if head_filters is None:  # a stemtf teacher's head width (Spleeter's one-filter last layer gets stemtf's default)
+        head_filters = teacher.unet.head_filters if teacher.unet.variant == "stemtf" else UNetConfig.head_filters
+    elif isinstance(head_filters, bool) or not isinstance(head_filters, (int, np.integer)) or head_filters < 1:
+        raise OptionError("head_filters", f"{{option}} must be a positive integer. Received {head_filters!r}.")
+    if kernel_size is None:
+        kernel_size = teacher.unet.kernel_size
+    elif isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
+        raise OptionError("kernel_size", f"{{option}} must be a positive integer. Received {kernel_size!r}.")
+    unet = UNetConfig(filters=filters, kernel_size=int(kernel_size), head_filters=int(head_filters))
     return teacher.replace(
         name=name or f"{teacher.name}-lite", unet=unet, trunk="shared", masks="ratio", mask_exponent=1.0,
         max_bins=teacher.max_bins - teacher.max_bins % 2 ** len(filters),
@@ -120,13 +132,17 @@ def labelled_tracks(
 
 
 def can_prune(teacher: ModelConfig, student: ModelConfig) -> bool:
-    """Whether :func:`pruned_student` applies: a shared stemtf trunk, and a student of the same depth, no wider."""
+    """Whether :func:`pruned_student` applies: a shared stemtf trunk, and a student of the same stems and depth, no wider.
+
+    A smaller kernel (by an even number of taps: 5 -> 3) keeps the teacher's central taps.
+    """
     return (
         teacher.trunk == "shared" and teacher.unet.variant == "stemtf" and teacher.masks == "ratio"
         and len(student.unet.filters) == len(teacher.unet.filters)
         and all(s <= t for s, t in zip(student.unet.filters, teacher.unet.filters))
-        and student.unet.head_filters == teacher.unet.head_filters and student.max_bins == teacher.max_bins
-        and student.unet.kernel_size == teacher.unet.kernel_size
+        and student.unet.head_filters <= teacher.unet.head_filters and student.max_bins == teacher.max_bins
+        and student.unet.kernel_size <= teacher.unet.kernel_size
+        and (teacher.unet.kernel_size - student.unet.kernel_size) % 2 == 0 and student.stems == teacher.stems
     )
 
 
@@ -141,21 +157,26 @@ def pruned_student(teacher: keras.Model, teacher_config: ModelConfig, config: Mo
 
     Every encoder and decoder convolution keeps the output channels whose kernels have the largest
     L1 norm, its batch norm keeps theirs, and the next convolution (across the skip connections)
-    keeps the matching input channels; the mask heads are copied. The student then computes exactly
-    what the teacher computes with the other channels silenced, and distillation starts from there
-    instead of from random weights.
+    keeps the matching input channels; the mask heads are copied, reading the last level's kept
+    channels (all of them unless the student has fewer ``head_filters``). A student with a smaller
+    kernel keeps the central taps of every kernel (with "same" padding and stride 2 they line up).
+    The student then computes exactly what the teacher computes with the other channels silenced
+    (and the outer taps zeroed), and distillation starts from there instead of from random weights.
 
     Raises:
         OptionError: the teacher is not a shared stemtf trunk, or the student is deeper or wider (see :func:`can_prune`).
     """
     if not can_prune(teacher_config, config):
         raise OptionError("init", "{option} 'prune' needs a teacher with one shared stemtf trunk and a student of "
-                                  "its depth, no wider; use 'scratch'.")
+                                  "its stems and depth, no wider; use 'scratch'.")
     student = build_model(config)
     source, target = teacher.get_layer("unet"), student.get_layer("unet")
     depth = len(config.unet.filters)
     teacher_decoder = list(teacher_config.unet.filters[:-1])[::-1] + [teacher_config.unet.head_filters]
     student_decoder = list(config.unet.filters[:-1])[::-1] + [config.unet.head_filters]
+
+    crop = (teacher_config.unet.kernel_size - config.unet.kernel_size) // 2
+    taps = range(crop, crop + config.unet.kernel_size)  # the central taps
 
     def copy(name: str, kernel_slices: tuple, channels: np.ndarray) -> None:
         kernel, bias = source.get_layer(f"{name}_conv_{level}").get_weights()
@@ -167,17 +188,18 @@ def pruned_student(teacher: keras.Model, teacher_config: ModelConfig, config: Mo
     for level, count in enumerate(config.unet.filters):
         kernel = source.get_layer(f"encoder_conv_{level}").get_weights()[0]  # (k, k, in, out)
         channels = _keep(kernel, count, axis=3)
-        copy("encoder", np.ix_(range(kernel.shape[0]), range(kernel.shape[1]), inputs, channels), channels)
+        copy("encoder", np.ix_(taps, taps, inputs, channels), channels)
         encoder_keep.append(channels)
         inputs = channels
     for level, count in enumerate(student_decoder):
         kernel = source.get_layer(f"decoder_conv_{level}").get_weights()[0]  # transposed: (k, k, out, in)
         channels = _keep(kernel, count, axis=2) if count < teacher_decoder[level] else np.arange(count)
-        copy("decoder", np.ix_(range(kernel.shape[0]), range(kernel.shape[1]), channels, inputs), channels)
+        copy("decoder", np.ix_(taps, taps, channels, inputs), channels)
         if level < depth - 1:  # the next level sees [these channels, the skip of the encoder level below]
             inputs = np.concatenate([channels, teacher_decoder[level] + encoder_keep[depth - 2 - level]])
-    for stem in config.stems:
-        student.get_layer(f"head_{stem}").set_weights(teacher.get_layer(f"head_{stem}").get_weights())
+    for stem in config.stems:  # ``channels``: the last decoder level's kept outputs, the heads' inputs
+        kernel, bias = teacher.get_layer(f"head_{stem}").get_weights()
+        student.get_layer(f"head_{stem}").set_weights([kernel[:, :, channels, :], bias])
     return student
 
 
@@ -204,8 +226,11 @@ def distill(
     output_dir: str | os.PathLike,
     trunk_width: float = DEFAULT_TRUNK_WIDTH,
     filters: Sequence[int] | None = None,
+    head_filters: int | None = None,
+    kernel_size: int | None = None,
     name: str | None = None,
     init: str = "auto",
+    prune_from: str | os.PathLike | None = None,
     validation_data: str | os.PathLike | None = None,
     stem_groups: Mapping[str, Sequence[str]] | None = None,
     steps: int = 20_000,
@@ -230,10 +255,14 @@ def distill(
         output_dir: The student's model directory, written at every checkpoint (``resume`` continues it).
         trunk_width: The student's share of the teacher's filters per trunk level (see :func:`student_config`).
         filters: The student's filters per level instead of ``trunk_width``.
+        head_filters: The student's feature maps for the mask heads (default: the teacher's; see :func:`student_config`).
+        kernel_size: The student's trunk kernel (default: the teacher's; see :func:`student_config`).
         name: The student's name (default ``TEACHER-lite``).
         init: How the student starts: ``prune`` (the teacher's most important channels, see
             :func:`pruned_student`), ``scratch`` (random weights), or ``auto`` (``prune`` where the
             teacher allows it: one shared stemtf trunk).
+        prune_from: The model whose trunk ``prune`` starts from instead of the teacher's, e.g. an earlier,
+            wider student of the same teacher (its distillation is not lost); implies ``prune``.
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
@@ -251,16 +280,27 @@ def distill(
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
     teacher_config, _ = load_model_config(teacher)
-    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, name=name)
+    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
+                            kernel_size=kernel_size, name=name)
+    source_config = teacher_config
+    if prune_from is not None:
+        if init == "scratch":
+            raise OptionError("prune_from", "{option} prunes a model to start from: it needs init 'prune' or 'auto', not 'scratch'.")
+        source_config, _ = load_model_config(prune_from)
+        init = "prune"
+        if not can_prune(source_config, config):
+            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs one "
+                                            "shared stemtf trunk with the student's stems and depth, no narrower.")
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
     teacher_model, _ = load_model(teacher)
     teacher_model.trainable = False
     prune = init == "prune" or (init == "auto" and can_prune(teacher_config, config))
+    source_model = teacher_model if prune_from is None else load_model(prune_from)[0]
     with tempfile.TemporaryDirectory(prefix="stemtf-distill-") as scratch:
         start = None
         if prune and not resume:
-            start = save_model(pruned_student(teacher_model, teacher_config, config), config, pathlib.Path(scratch) / "pruned")
+            start = save_model(pruned_student(source_model, source_config, config), config, pathlib.Path(scratch) / "pruned")
         return fit(
             config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, warmup_steps=warmup_steps, augmentation=augmentation,
