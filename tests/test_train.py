@@ -322,3 +322,31 @@ def test_fit_on_partly_labelled_tracks_logs_the_sum_and_skips_unknown_stems(tmp_
         train.fit(THREE, manifest, output_dir=tmp_path / "x", steps=1, stem_weights={"z": 1}, **FAST)
     with pytest.raises(ValueError, match="`stem_weights` are all 0"):
         train.fit(THREE, manifest, output_dir=tmp_path / "x", steps=1, stem_weights={"a": 0, "b": 0, "c": 0}, **FAST)
+
+
+def test_run_directory_errors_name_keywords_in_the_library_and_flags_on_the_cli(tmp_path):
+    """check_output_dir's errors say `resume`/`overwrite`/`output_dir`; for_cli() (what the CLI prints) says the flags."""
+    from stemtf.train.checkpoints import check_output_dir
+
+    def error(output_dir, **keywords) -> ModelError:
+        with pytest.raises(ModelError) as raised:
+            check_output_dir(output_dir, CONFIG, **{"resume": False, "overwrite": False, **keywords})
+        assert "--" not in str(raised.value), str(raised.value)
+        return raised.value
+
+    both = error(tmp_path, resume=True, overwrite=True)
+    assert str(both) == "Pass either `resume` or `overwrite`, not both." and both.for_cli() == "Pass either --resume or --overwrite, not both."
+    nothing = error(tmp_path / "fresh", resume=True)
+    assert str(nothing).endswith("; drop `resume`.") and nothing.for_cli().endswith("; drop --resume.")
+    shipped = tmp_path / "shipped"
+    from stemtf.model import build_model
+
+    save_model(build_model(CONFIG), CONFIG, shipped)
+    holds = error(shipped)
+    assert str(holds).endswith("pass `overwrite` to replace it, or choose another `output_dir`.")
+    assert holds.for_cli().endswith("pass --overwrite to replace it, or choose another --output-dir.")
+    (shipped / "checkpoint").mkdir()
+    (shipped / "checkpoint" / "state.json").write_text(json.dumps({"step": 3, "config": CONFIG.to_dict()}))
+    checkpoint = error(shipped)
+    assert "(step 3); pass `resume` to continue it, `overwrite` to start again, or choose another `output_dir`." in str(checkpoint)
+    assert "pass --resume to continue it, --overwrite to start again, or choose another --output-dir." in checkpoint.for_cli()

@@ -120,7 +120,8 @@ def kill_after_next_checkpoint(workers: Workers, victim: int, after_step: int) -
     print(f"survivor of a killed worker {victim} stopped after {time.monotonic() - started:.1f} s: {err.strip().splitlines()[-1]}")
     assert code == 1 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("stemtf: error: Worker ") and "lost the other workers" in last and "--resume" in last, err
+    assert last.startswith("stemtf: error: Worker ") and "lost the other workers" in last, err
+    assert last.endswith("restart every worker with --resume to continue from the last checkpoint."), err
     workers.wait(victim)
     return state_of(workers.output)["step"]
 
@@ -182,7 +183,7 @@ def test_shards_split_every_batch_between_workers(stem_folder):
 @pytest.mark.parametrize(
     ("tf_config", "pattern"),
     [
-        (None, "needs the TF_CONFIG environment variable"),
+        (None, "^`strategy` multi-worker needs the TF_CONFIG environment variable"),
         ("{not json", "TF_CONFIG is not valid JSON"),
         ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "needs a 'cluster' and a 'task'"),
         ('{"cluster": {"ps": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}', "must list 'worker' addresses"),
@@ -210,7 +211,7 @@ def test_chief_is_the_chief_task_else_worker_zero():
 @pytest.mark.parametrize(
     ("args", "tf_config", "pattern"),
     [
-        (["--strategy", "multi-worker"], None, "strategy multi-worker needs the TF_CONFIG environment variable"),
+        (["--strategy", "multi-worker"], None, "error: --strategy multi-worker needs the TF_CONFIG environment variable"),
         (["--strategy", "multi-worker"], "[1, 2]", "needs a 'cluster' and a 'task'"),
         (["--strategy", "several"], None, "--strategy must be one of auto, multi-worker"),
         (["--strategy", "multi-worker", "--worker-timeout", "0"], None, "--worker-timeout must be a positive number"),
@@ -240,8 +241,22 @@ def test_multi_worker_after_other_tensorflow_work_is_one_clear_error(monkeypatch
     monkeypatch.setenv("TF_CONFIG", json.dumps(
         {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
     ))
-    with pytest.raises(ClusterError, match="must start before TensorFlow runs anything else"):
+    with pytest.raises(ClusterError, match="^`strategy` multi-worker must start before TensorFlow runs anything else") as raised:
         train.distributed.make_cluster("multi-worker")
+    assert raised.value.for_cli().startswith("--strategy multi-worker must start")
+
+
+def test_the_library_names_worker_timeout_by_its_keyword(monkeypatch):
+    """A peer that never answers: the library's error names `worker_timeout`; the CLI's (for_cli) names --worker-timeout."""
+    def listen_on_loopback(address):  # the library listens on every interface (as TensorFlow's server does); tests never do
+        return socket.create_server(("127.0.0.1", int(address.rpartition(":")[2])))
+
+    monkeypatch.setattr(train.distributed, "_listen", listen_on_loopback)
+    own, peer = (f"127.0.0.1:{port}" for port in free_ports(2))
+    with pytest.raises(ClusterError, match="never answered") as raised:
+        train.distributed.wait_for_workers([own, peer], 0, timeout=0.3, poll=0.05)
+    assert str(raised.value).endswith("wait longer with `worker_timeout`.") and "--" not in str(raised.value)
+    assert raised.value.for_cli().endswith("wait longer with --worker-timeout.")
 
 
 def _lone_worker(tmp_path, stem_folder, timeout: float) -> tuple[subprocess.Popen, int]:
@@ -268,7 +283,7 @@ def test_a_peer_that_never_starts_fails_after_the_worker_timeout(tmp_path, stem_
     (line,) = err.strip().splitlines()
     assert line.startswith("stemtf: error: Worker 0 of 2 waited 3 s for the other workers of TF_CONFIG; 127.0.0.1:")
     assert line.endswith("never answered. Start every worker (each with its own task in TF_CONFIG), or wait longer "
-                         "with worker_timeout (--worker-timeout).")
+                         "with --worker-timeout.")
     assert not (tmp_path / "run").exists()
 
 

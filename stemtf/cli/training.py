@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Optional
 
 import typer
@@ -63,35 +65,13 @@ def train(
         raise StemtfError(f"--data {str(data)!r} does not exist.")
 
     import_tensorflow_quietly()
-    from rich.progress import TextColumn
-
     from stemtf.data import Augmentation
     from stemtf.train import fit
 
     augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems,
                                 eq_reverb_probability=eq_reverb_probability)
-    if strategy == "multi-worker" and 0 < worker_timeout < float("inf"):
-        # Before the stop signals are deferred to training steps: Ctrl-C or SIGTERM ends this wait at once.
-        from stemtf.train.distributed import read_tf_config, wait_for_workers, worker_addresses
-
-        _, index, _ = read_tf_config()  # a missing or malformed TF_CONFIG is one line here
-        wait_for_workers(worker_addresses(), index, timeout=worker_timeout)
-    progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
-    with progress, signals.at_callbacks():
-        task = progress.add_task(f"training {config.name}", total=steps, loss="")
-
-        def report(step: int, total: int, logs) -> None:
-            signals.check()  # a stop signal ends the run here, between two steps
-            loss = logs.get("loss")
-            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
-            if log_lines and (step % log_every == 0 or step == total):
-                elapsed = time.monotonic() - started
-                shown = "" if loss is None else f"  loss {float(loss):.4f}"
-                typer.echo(f"step {step}/{total}{shown}  {elapsed:.0f} s", err=True)
-
-        log_lines = not quiet and not sys.stderr.isatty()  # the bar shows nothing there: print lines
-        started = time.monotonic()
-
+    _wait_for_peers(strategy, worker_timeout)
+    with _training_progress(config.name, steps, quiet=quiet, log_every=log_every) as report:
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
             num_frames=num_frames, layout=layout, stem_groups=groups, stem_weights=stem_weights, validation_tracks=validation_track or None,
@@ -101,6 +81,40 @@ def train(
         )
     if not quiet:
         typer.echo(f"Trained {config.name!r} to step {result.step}; model written to {result.output_dir}")
+
+
+def _wait_for_peers(strategy: str, worker_timeout: float) -> None:
+    """multi-worker: wait for the other workers of TF_CONFIG here, before the stop signals are deferred to
+    training steps, so that Ctrl-C or SIGTERM ends the wait at once."""
+    if strategy != "multi-worker" or not 0 < worker_timeout < float("inf"):
+        return  # fit reports a bad strategy or timeout
+    from stemtf.train.distributed import read_tf_config, wait_for_workers, worker_addresses
+
+    _, index, _ = read_tf_config()  # a missing or malformed TF_CONFIG is one line here
+    wait_for_workers(worker_addresses(), index, timeout=worker_timeout)
+
+
+@contextlib.contextmanager
+def _training_progress(name: str, steps: int, *, quiet: bool, log_every: int) -> Iterator[Callable]:
+    """A progress bar (or, when stderr is not a terminal, a line every ``log_every`` steps) and the
+    ``progress(step, steps, logs)`` function that drives it; stop signals end the run between two steps."""
+    from rich.progress import TextColumn
+
+    progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
+    log_lines = not quiet and not sys.stderr.isatty()  # the bar shows nothing there: print lines
+    started = time.monotonic()
+    with progress, signals.at_callbacks():
+        task = progress.add_task(f"training {name}", total=steps, loss="")
+
+        def report(step: int, total: int, logs) -> None:
+            signals.check()  # a stop signal ends the run here, between two steps
+            loss = logs.get("loss")
+            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
+            if log_lines and (step % log_every == 0 or step == total):
+                shown = "" if loss is None else f"  loss {float(loss):.4f}"
+                typer.echo(f"step {step}/{total}{shown}  {time.monotonic() - started:.0f} s", err=True)
+
+        yield report
 
 
 def _batch_size(given: Optional[int], output_dir: pathlib.Path, *, resume: bool) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -37,23 +37,49 @@ def check_output_dir(output_dir: pathlib.Path, config: ModelConfig, *, resume: b
             ``overwrite`` says what to do with it, or ``resume`` has nothing to continue.
     """
     if resume and overwrite:
-        raise ModelError("Pass either resume (--resume) or overwrite (--overwrite), not both.")
+        raise ModelError("Pass either {option:resume} or {option:overwrite}, not both.")
     state = None if overwrite else load_checkpoint_state(output_dir)
     if state is not None and not resume:
         raise ModelError(
-            f"{str(output_dir)!r} already holds a training checkpoint (step {state['step']}); pass resume=True "
-            "(--resume) to continue it, overwrite=True (--overwrite) to start again, or choose another output directory."
+            f"{str(output_dir)!r} already holds a training checkpoint (step {state['step']}); pass {{option:resume}} "
+            "to continue it, {option:overwrite} to start again, or choose another {option:output_dir}."
         )
     if resume and state is None:
-        raise ModelError(f"Nothing to resume: {str(output_dir)!r} has no {CHECKPOINT_DIR}/{STATE_FILE}; drop --resume.")
+        raise ModelError(f"Nothing to resume: {str(output_dir)!r} has no {CHECKPOINT_DIR}/{STATE_FILE}; drop {{option:resume}}.")
     if state is not None and not _same_config(state["config"], config):
         raise ModelError(f"The checkpoint in {str(output_dir)!r} was trained with a different config; resume with the same config.")
     holds_model = any((output_dir / name).exists() for name in (CONFIG_FILE, WEIGHTS_FILE))
     if state is None and holds_model and not overwrite:
         raise ModelError(
-            f"{str(output_dir)!r} already holds a model; pass overwrite=True (--overwrite) to replace it, "
-            "or choose another output directory (--output-dir)."
+            f"{str(output_dir)!r} already holds a model; pass {{option:overwrite}} to replace it, "
+            "or choose another {option:output_dir}."
         )
+    return state
+
+
+def run_state(
+    resumed: Mapping[str, Any] | None, *, config: ModelConfig, seed: int, batch_size: int, freeze_encoder: bool,
+    from_model: str | os.PathLike | None, train_tracks: Sequence[str], validation_tracks: Sequence[str],
+    stem_weights: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """What a run's checkpoints record (``state.json``): a resumed run's state, or a new run's settings and split.
+
+    Either way it holds this run's ``batch_size``: a resume with another batch size records it, and the
+    next resume keeps it.
+    """
+    if resumed is not None:
+        return {**resumed, "batch_size": batch_size}
+    state = {
+        "config": config.to_dict(),
+        "seed": seed,
+        "batch_size": batch_size,
+        "freeze_encoder": freeze_encoder,
+        "from_model": None if from_model is None else str(from_model),
+        "train_tracks": list(train_tracks),
+        "validation_tracks": list(validation_tracks),
+    }
+    if stem_weights is not None:
+        state["stem_weights"] = {stem: float(weight) for stem, weight in stem_weights.items()}
     return state
 
 
@@ -105,7 +131,7 @@ def restore_checkpoint(directory: pathlib.Path, model: keras.Model, train_model:
     if len(arrays) != len(optimizer.variables):
         raise ModelError(
             f"The checkpoint in {str(directory)!r} has {len(arrays)} optimizer variables, this run {len(optimizer.variables)}; "
-            "resume with the same settings (freeze_encoder, mixed precision) or start a new output_dir."
+            "resume with the same settings ({option:freeze_encoder}, mixed precision) or start a new {option:output_dir}."
         )
     for variable, array in zip(optimizer.variables, arrays):
         variable.assign(array)

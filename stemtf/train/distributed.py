@@ -74,7 +74,7 @@ def read_tf_config(environ: Mapping[str, str] = os.environ) -> tuple[int, int, b
     hint = 'e.g. {"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker", "index": 0}}'
     text = environ.get("TF_CONFIG", "").strip()
     if not text:
-        raise ClusterError(f"strategy multi-worker needs the TF_CONFIG environment variable (the cluster and this task), {hint}.")
+        raise ClusterError(f"{{option:strategy}} multi-worker needs the TF_CONFIG environment variable (the cluster and this task), {hint}.")
     try:
         tf_config = json.loads(text)
     except json.JSONDecodeError as error:
@@ -123,17 +123,20 @@ def make_cluster(strategy: str = "auto", *, worker_timeout: float = DEFAULT_WORK
         gpus = tf.config.list_logical_devices("GPU")
         return Cluster(tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy())
     num_workers, worker_index, is_chief = read_tf_config()
-    too_late = ("strategy multi-worker must start before TensorFlow runs anything else in the process ({}); "
-                "train in a fresh process, once per process (as `stemtf train` does).")
     if _tensorflow_started():  # say so now, not after waiting for the peers
-        raise ClusterError(too_late.format("TensorFlow has already run here"))
+        raise ClusterError(_too_late("TensorFlow has already run here"))
     wait_for_workers(worker_addresses(), worker_index, timeout=worker_timeout)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=worker_timeout)
     try:
         multi_worker = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as error:  # "Collective ops must be configured at program startup"
-        raise ClusterError(too_late.format(error)) from None
+        raise ClusterError(_too_late(error)) from None
     return Cluster(multi_worker, num_workers, worker_index, is_chief)
+
+
+def _too_late(reason: object) -> str:
+    return (f"{{option:strategy}} multi-worker must start before TensorFlow runs anything else in the process ({reason}); "
+            "train in a fresh process, once per process (as `stemtf train` does).")
 
 
 def _tensorflow_started() -> bool:
@@ -156,7 +159,7 @@ def wait_for_workers(addresses: Sequence[str], index: int, *, timeout: float, po
 
     TensorFlow's own wait for the other workers (in ``MultiWorkerMirroredStrategy()``) holds the
     main thread and the GIL inside C++ with no time limit: a peer that never starts hung it for
-    14 minutes, through ``--worker-timeout``, SIGTERM and Ctrl-C. So every worker first listens on
+    14 minutes, through ``worker_timeout``, SIGTERM and Ctrl-C. So every worker first listens on
     its own address (until its TensorFlow server takes the port over, which also answers) and
     connects to the others' until all answer; a signal stops this loop as it stops any Python code.
 
@@ -175,7 +178,7 @@ def wait_for_workers(addresses: Sequence[str], index: int, *, timeout: float, po
                 raise ClusterError(
                     f"Worker {index} of {len(addresses)} waited {timeout:g} s for the other workers of TF_CONFIG; "
                     f"{', '.join(waiting)} never answered. Start every worker (each with its own task in TF_CONFIG), "
-                    "or wait longer with worker_timeout (--worker-timeout)."
+                    "or wait longer with {option:worker_timeout}."
                 )
             time.sleep(poll)
 
@@ -245,34 +248,8 @@ def fit_loop(
         ClusterError: another worker died or stopped answering.
     """
     strategy = cluster.strategy
-    replica_batch_size = batch_size // strategy.num_replicas_in_sync
-    local_replicas = strategy.num_replicas_in_sync // cluster.num_workers
-    _, local_validation = make_datasets(cluster.num_workers, cluster.worker_index, replica_batch_size)
-
-    def train_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return make_datasets(context.num_input_pipelines, context.input_pipeline_id, replica_batch_size)[0]
-
-    def validation_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        # Every worker evaluates every crop (the set is small and fixed): averaging equal means over
-        # the replicas then gives the one-worker numbers, and no replica ever waits on an empty batch.
-        return make_datasets(context.num_input_pipelines, context.input_pipeline_id, replica_batch_size)[1].repeat(local_replicas)
-
-    train_iterator = iter(strategy.distribute_datasets_from_function(train_fn))
-    validation_data = None
-    validation_steps = 0
-    if local_validation is not None:
-        validation_data = strategy.distribute_datasets_from_function(validation_fn)
-        validation_steps = int(local_validation.cardinality().numpy())
-
-    def distributed(step_fn):
-        @tf.function
-        def run(iterator):
-            logs = strategy.run(step_fn, args=(next(iterator),))
-            return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
-
-        return run
-
-    train_step, test_step = distributed(train_model.train_step), distributed(train_model.test_step)
+    train_iterator, validation_data, validation_steps = _distribute(cluster, make_datasets, batch_size)
+    train_step, test_step = _distributed_step(strategy, train_model.train_step), _distributed_step(strategy, train_model.test_step)
     with strategy.scope():
         # Optimizer slots are created here, under the strategy, not inside the first traced step.
         train_model.optimizer.build(train_model.trainable_variables)
@@ -281,10 +258,10 @@ def fit_loop(
     step = int(train_model.optimizer.iterations.numpy())
     try:
         callback_list.on_train_begin()
+        logs: dict[str, Any] = {}
         for epoch in range(initial_epoch, epochs):
             train_model.reset_metrics()
             callback_list.on_epoch_begin(epoch)
-            logs: dict[str, Any] = {}
             for batch in range(steps_per_epoch):
                 callback_list.on_train_batch_begin(batch)
                 logs = _numbers(train_step(train_iterator))
@@ -306,8 +283,42 @@ def fit_loop(
     except _LOST_WORKER_ERRORS as error:
         raise ClusterError(
             f"Worker {cluster.worker_index} of {cluster.num_workers} lost the other workers after step {step} "
-            f"({_reason(error)}); restart every worker with resume=True (--resume) to continue from the last checkpoint."
+            f"({_reason(error)}); restart every worker with {{option:resume}} to continue from the last checkpoint."
         ) from None
+
+
+def _distribute(
+    cluster: Cluster, make_datasets: DatasetsFn, batch_size: int
+) -> tuple[Any, tf.distribute.DistributedDataset | None, int]:
+    """This worker's distributed training iterator, the distributed validation data (or None) and its steps.
+
+    Every worker evaluates every crop (the set is small and fixed): averaging equal means over the
+    replicas then gives the one-worker numbers, and no replica ever waits on an empty batch.
+    """
+    strategy = cluster.strategy
+    replica_batch_size = batch_size // strategy.num_replicas_in_sync
+    local_replicas = strategy.num_replicas_in_sync // cluster.num_workers
+
+    def datasets(context: tf.distribute.InputContext) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+        return make_datasets(context.num_input_pipelines, context.input_pipeline_id, replica_batch_size)
+
+    _, local_validation = make_datasets(cluster.num_workers, cluster.worker_index, replica_batch_size)
+    train_iterator = iter(strategy.distribute_datasets_from_function(lambda context: datasets(context)[0]))
+    if local_validation is None:
+        return train_iterator, None, 0
+    validation_data = strategy.distribute_datasets_from_function(lambda context: datasets(context)[1].repeat(local_replicas))
+    return train_iterator, validation_data, int(local_validation.cardinality().numpy())
+
+
+def _distributed_step(strategy: tf.distribute.Strategy, step_fn: Callable) -> Callable:
+    """``step_fn`` (``train_step`` or ``test_step``) on every replica, its logs averaged over them."""
+
+    @tf.function
+    def run(iterator):
+        logs = strategy.run(step_fn, args=(next(iterator),))
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+
+    return run
 
 
 def _numbers(logs: Mapping[str, tf.Tensor]) -> dict[str, float]:

@@ -12,6 +12,7 @@ being trained and writes, under ``logs/example``:
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
 
 import keras
@@ -21,8 +22,30 @@ import tensorflow as tf
 from stemtf import apply
 from stemtf.config import ModelConfig
 from stemtf.data import Track, read_crop
+from stemtf.errors import DependencyError
 
 EXAMPLE_LOG_DIR = "example"
+
+
+def tensorboard_callbacks(
+    log_dir: pathlib.Path, enabled: bool | None, *, mask_model: keras.Model, config: ModelConfig, track: Track,
+    num_frames: int,
+) -> list[keras.callbacks.Callback]:
+    """TensorBoard callbacks writing to ``log_dir`` when asked (``enabled`` None: when the package is
+    installed): the scalars, and :class:`ExampleSummaries` of ``track`` at every checkpoint.
+
+    Raises:
+        DependencyError: ``enabled`` is True and ``tensorboard`` is not installed.
+    """
+    available = importlib.util.find_spec("tensorboard") is not None
+    if enabled and not available:
+        raise DependencyError("TensorBoard logs", "tensorboard", "train")
+    if not (available if enabled is None else enabled):
+        return []
+    return [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+        ExampleSummaries(mask_model=mask_model, config=config, track=track, log_dir=log_dir, num_frames=num_frames),
+    ]
 
 
 class ExampleSummaries(keras.callbacks.Callback):
