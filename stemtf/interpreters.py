@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 ModelFunction = Callable[[np.ndarray], dict]
+_MADV_DONTNEED = 4  # <sys/mman.h> on every Linux architecture
 
 
 def open_model(path: pathlib.Path, signature: str | None, input_name: str, num_threads: int | None) -> ModelFunction:
@@ -31,7 +32,9 @@ def open_model(path: pathlib.Path, signature: str | None, input_name: str, num_t
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    return signature_function(interpreter, signature or "serving_default", input_name)
+    run = signature_function(interpreter, signature or "serving_default", input_name)
+    release_file_pages(path)
+    return run
 
 
 def signature_function(interpreter, signature: str, input_name: str) -> ModelFunction:
@@ -54,6 +57,41 @@ def signature_function(interpreter, signature: str, input_name: str) -> ModelFun
         return {name: interpreter.get_tensor(index) for name, index in outputs.items()}
 
     return run
+
+
+def release_file_pages(path: str | os.PathLike) -> int:
+    """Give back the resident pages of this process's read-only mappings of ``path`` (Linux; elsewhere nothing).
+
+    LiteRT maps a ``.tflite`` file and XNNPACK copies (packs) every weight out of it when the tensors
+    are allocated; the mapped pages stay resident although they are not read again (a Spleeter
+    4stems masks model: 196 MB of a 0.9 GB process). ``madvise(MADV_DONTNEED)`` drops them; a later
+    read (an operator XNNPACK does not run) faults the page in from the file again, so nothing changes
+    but memory. Call it after ``allocate_tensors``.
+
+    Returns:
+        The bytes of mappings released (0 where there is no ``/proc/self/maps`` or no mapping).
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
+    except OSError:
+        return 0
+    import ctypes
+
+    target = os.path.realpath(path)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for line in lines:
+        fields = line.split(maxsplit=5)  # address, permissions, offset, device, inode, path
+        if len(fields) < 6 or fields[5] != target or "w" in fields[1]:
+            continue
+        start, end = (int(value, 16) for value in fields[0].split("-"))
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            released += end - start
+    return released
 
 
 @contextlib.contextmanager

@@ -282,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.inputs:
         try:
             written = separate_file(path, model, args.output_dir, overwrite=args.overwrite)
-        except OutputError as error:
-            print(f"litert_runner: error: {error}", file=sys.stderr)
+        except OutputError as error:  # names the runner's flags (--overwrite, --output-dir), as stemtf's CLI does
+            print(f"litert_runner: error: {error.for_cli()}", file=sys.stderr)
             failed += 1
             continue
         except (ValueError, OSError, RuntimeError) as error:

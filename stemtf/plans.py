@@ -161,7 +161,7 @@ class SlidingPlan:
 
     def _run(self, final: bool) -> list[np.ndarray]:
         """Mask every step whose window is complete (or, when ``final``, every frame left)."""
-        out, g = [], self.spectral
+        out = []
         k, lookahead, window = self.step_frames, self.lookahead_frames, self.window_frames
         while self._masked < self._computed and (final or self._masked + k + lookahead <= self._computed):
             masks = np.asarray(self.predict(self._window(self._masked + k + lookahead)), np.float32)

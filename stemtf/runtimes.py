@@ -29,7 +29,7 @@ from typing import Any
 
 
 from stemtf import __version__, interpreters
-from stemtf.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
+from stemtf.config import CACHE_ENV, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, cache_root
 from stemtf.errors import ModelError, ModelOptionError, OptionError
 
 RUNTIMES = ("auto", "keras", "litert")
@@ -39,7 +39,6 @@ PRECISIONS = ("float32", "float16", "int8")
 # precision) at the same speed and half the cache size, int8 to only 22-37 dB (about 1.5x faster).
 # float32 keeps the LiteRT path indistinguishable from Keras; int8 is there for those who choose it.
 DEFAULT_PRECISION = "float32"
-CACHE_ENV = "STEMTF_CACHE"
 LITERT_GRAPH = "subpixel-decoder-1"
 quiet_native_stderr = interpreters.quiet_native_stderr
 _QUANTIZE = {"float32": "none", "float16": "float16", "int8": "int8"}
@@ -73,11 +72,9 @@ def resolve_runtime(runtime: str) -> str:
 
 
 def cache_dir() -> pathlib.Path:
-    """``$STEMTF_CACHE``, else ``$XDG_CACHE_HOME/stemtf``, else ``~/.cache/stemtf``."""
-    if os.environ.get(CACHE_ENV):
-        return pathlib.Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "stemtf"
+    """The user cache folder (:func:`stemtf.config.cache_root`: ``$STEMTF_CACHE``, else ``$XDG_CACHE_HOME/stemtf``,
+    else ``~/.cache/stemtf``); the LiteRT conversions go to ``litert/`` in it."""
+    return cache_root()
 
 
 class KerasMasks:
@@ -132,6 +129,7 @@ class LiteRTMasks:
             self._run = interpreters.signature_function(
                 interpreter, self.description.signature or "serving_default", self.description.inputs[0]["name"]
             )
+        interpreters.release_file_pages(self.path)  # XNNPACK holds its own copy of the weights now
 
     def __call__(self, magnitude):
         import numpy as np

@@ -37,17 +37,13 @@ import pathlib
 import re
 from typing import Any
 
-from stemtf.config import ModelConfig, UNetConfig
-from stemtf.errors import ModelError
+from stemtf.config import ModelConfig
+from stemtf.errors import ModelError, SpleeterCheckpointError
 
 SPLEETER_FILTERS = (16, 32, 64, 128, 256, 512)
 # Per U-Net: 6 encoder convolutions + the 4x4 output convolution, 6 transposed ones, 12 batch norms.
 CONVS_PER_UNET, TRANSPOSES_PER_UNET, NORMS_PER_UNET = 7, 6, 12
 _OPTIMIZER_STATE = re.compile(r"(^|/)(global_step|beta[12]_power(_\d+)?|Adam(_\d+)?|Adadelta(_\d+)?|Momentum)$")
-
-
-class SpleeterCheckpointError(ModelError):
-    """A Spleeter checkpoint is unreadable or does not match the model it is read as."""
 
 
 @dataclasses.dataclass(frozen=True)

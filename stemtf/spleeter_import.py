@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 from stemtf.config import CONFIG_FILE, MASK_EXTENSIONS, ModelConfig, user_model_store
-from stemtf.errors import ModelError, StemtfError
+from stemtf.errors import ModelError, SpleeterCheckpointError, SpleeterDownloadError
 from stemtf import spleeter
 
 URL_ENV = "STEMTF_SPLEETER_URL"
@@ -40,10 +40,6 @@ DEFAULT_URL = "https://github.com/deezer/spleeter/releases/download/v1.4.0"
 CHECKSUM_INDEX = "checksum.json"
 MODEL_CARD = "README.md"
 _TIMEOUT_S = 60
-
-
-class SpleeterDownloadError(StemtfError):
-    """A Spleeter release archive could not be downloaded or verified."""
 
 
 def release_url() -> str:
@@ -88,51 +84,17 @@ def import_spleeter(
         SpleeterDownloadError: no network, an interrupted download, a corrupt archive.
     """
     status = on_status or (lambda line: None)
-    if mask_extension not in MASK_EXTENSIONS:
-        raise ModelError(f"`mask_extension` must be one of {list(MASK_EXTENSIONS)}. Received {mask_extension!r}.")
-    if release is not None and spleeter_config is not None:
-        raise ModelError("Give the checkpoint's Spleeter release or a Spleeter config file, not both.")
-    if release is not None and release not in spleeter.RELEASES:
-        raise ModelError(f"Unknown Spleeter model {release!r}; Spleeter's are: {', '.join(spleeter.RELEASES)}.")
-    download = source.startswith("spleeter:")
-    if download:
-        wanted = source.split(":", 1)[1]
-        if wanted not in spleeter.RELEASES:
-            raise ModelError(f"Unknown Spleeter model {source!r}; use spleeter:{' | spleeter:'.join(spleeter.RELEASES)}.")
-        if release is not None and release != wanted:
-            raise ModelError(f"{source} is Spleeter's {wanted}, not {release}.")
-        release = wanted
+    release = _check_source(source, release=release, spleeter_config=spleeter_config, mask_extension=mask_extension)
+    if release is not None:
+        default_name = f"spleeter-{release}"
     else:
-        path = pathlib.Path(source)
-        if not path.exists():
-            raise ModelError(f"{source!r} does not exist: give a Spleeter model folder, a .tar.gz release archive or spleeter:NAME.")
-        if release is None and spleeter_config is None:
-            stem = path.name.removesuffix(".tar.gz").removesuffix(".tgz")
-            release = stem if stem in spleeter.RELEASES else None
-    default_name = f"spleeter-{release}" if release is not None else f"spleeter-{pathlib.Path(source).name.split('.')[0]}"
+        default_name = f"spleeter-{pathlib.Path(source).name.split('.')[0]}"
     name = name or default_name
     target = pathlib.Path(output_dir) if output_dir is not None else user_model_store() / name
-    if target.exists() and not overwrite:
-        raise ModelError(f"{str(target)!r} already exists; use --overwrite to replace it, or --name to import it under another name.")
-    if overwrite and target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
-        raise ModelError(f"{str(target)!r} is a non-empty folder that is not a stemtf model; it is not replaced.")
+    _check_target(target, overwrite=overwrite)
 
     with tempfile.TemporaryDirectory(prefix="stemtf-spleeter-") as scratch:
-        scratch = pathlib.Path(scratch)
-        if download:
-            archive = fetch_release(spleeter.RELEASES[release].archive, on_status=status)
-            try:
-                checkpoint = extract_archive(archive, scratch / "checkpoint")
-            except ModelError:
-                archive.unlink(missing_ok=True)  # verified yet unusable: fetch it again next time
-                raise
-            origin = f"`{source}`: {release_url()}/{spleeter.RELEASES[release].archive}.tar.gz (SHA-256 verified)"
-        elif pathlib.Path(source).is_file():
-            checkpoint = extract_archive(pathlib.Path(source), scratch / "checkpoint")
-            origin = f"the archive `{pathlib.Path(source).name}`"
-        else:
-            checkpoint = pathlib.Path(source)
-            origin = f"the model folder `{pathlib.Path(source).resolve()}`"
+        checkpoint, origin = _checkpoint_of(source, release, pathlib.Path(scratch) / "checkpoint", status)
         status(f"reading the checkpoint in {checkpoint}")
         variables = spleeter.read_checkpoint(checkpoint)
         config, described = _config_for(variables, name=name, release=release, spleeter_config=spleeter_config,
@@ -156,6 +118,55 @@ def import_spleeter(
     return target
 
 
+def _check_source(source: str, *, release: str | None, spleeter_config, mask_extension: str) -> str | None:
+    """Check the arguments of :func:`import_spleeter`; the release the source is, when its name or ``release`` says."""
+    if mask_extension not in MASK_EXTENSIONS:
+        raise ModelError(f"{{option:mask_extension}} must be one of {list(MASK_EXTENSIONS)}. Received {mask_extension!r}.")
+    if release is not None and spleeter_config is not None:
+        raise ModelError("Give the checkpoint's Spleeter release ({option:release}) or a Spleeter config file "
+                         "({option:spleeter_config}), not both.")
+    if release is not None and release not in spleeter.RELEASES:
+        raise ModelError(f"Unknown Spleeter model {release!r}; Spleeter's are: {', '.join(spleeter.RELEASES)}.")
+    if source.startswith("spleeter:"):
+        wanted = source.split(":", 1)[1]
+        if wanted not in spleeter.RELEASES:
+            raise ModelError(f"Unknown Spleeter model {source!r}; use spleeter:{' | spleeter:'.join(spleeter.RELEASES)}.")
+        if release is not None and release != wanted:
+            raise ModelError(f"{source} is Spleeter's {wanted}, not {release}.")
+        return wanted
+    path = pathlib.Path(source)
+    if not path.exists():
+        raise ModelError(f"{source!r} does not exist: give a Spleeter model folder, a .tar.gz release archive or spleeter:NAME.")
+    if release is None and spleeter_config is None:
+        stem = path.name.removesuffix(".tar.gz").removesuffix(".tgz")
+        return stem if stem in spleeter.RELEASES else None
+    return release
+
+
+def _check_target(target: pathlib.Path, *, overwrite: bool) -> None:
+    """Refuse to replace a model folder without ``overwrite``, and anything but a model folder at all."""
+    if target.exists() and not overwrite:
+        raise ModelError(f"{str(target)!r} already exists; use {{option:overwrite}} to replace it, or {{option:name}} to "
+                         "import it under another name.")
+    if overwrite and target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        raise ModelError(f"{str(target)!r} is a non-empty folder that is not a stemtf model; it is not replaced.")
+
+
+def _checkpoint_of(source: str, release: str | None, scratch: pathlib.Path, status: Callable[[str], None]) -> tuple[pathlib.Path, str]:
+    """``(checkpoint folder, where it came from for the model card)``: downloaded, extracted into ``scratch``, or ``source``."""
+    if source.startswith("spleeter:"):
+        archive = fetch_release(spleeter.RELEASES[release].archive, on_status=status)
+        try:
+            checkpoint = extract_archive(archive, scratch)
+        except ModelError:
+            archive.unlink(missing_ok=True)  # verified yet unusable: fetch it again next time
+            raise
+        return checkpoint, f"`{source}`: {release_url()}/{spleeter.RELEASES[release].archive}.tar.gz (SHA-256 verified)"
+    if pathlib.Path(source).is_file():
+        return extract_archive(pathlib.Path(source), scratch), f"the archive `{pathlib.Path(source).name}`"
+    return pathlib.Path(source), f"the model folder `{pathlib.Path(source).resolve()}`"
+
+
 def _config_for(variables, *, name: str, release: str | None, spleeter_config, mask_extension: str) -> tuple[ModelConfig, str]:
     """The stemtf config of a checkpoint and a phrase saying which Spleeter config it is."""
     if spleeter_config is not None:
@@ -166,8 +177,9 @@ def _config_for(variables, *, name: str, release: str | None, spleeter_config, m
         guess = {2: "2stems", 4: "4stems", 5: "5stems"}.get(unets)
         if guess is None:
             if not unets:
-                raise spleeter.SpleeterCheckpointError("The source is not a Spleeter checkpoint (no conv2d_transpose variables).")
-            raise ModelError(f"The checkpoint holds {unets} U-Nets, which is none of Spleeter's releases: pass its Spleeter config (--spleeter-config).")
+                raise SpleeterCheckpointError("The source is not a Spleeter checkpoint (no conv2d_transpose variables).")
+            raise ModelError(f"The checkpoint holds {unets} U-Nets, which is none of Spleeter's releases: pass its Spleeter "
+                             "config ({option:spleeter_config}).")
         release = guess
     return spleeter.release_config(release, name=name, mask_extension=mask_extension), f"Spleeter's {release}"
 
@@ -228,7 +240,7 @@ def _move_into_place(staging: pathlib.Path, target: pathlib.Path, *, overwrite: 
         os.rename(staging, target)
         return
     if not overwrite:
-        raise ModelError(f"{str(target)!r} appeared while importing; use --overwrite to replace it.")
+        raise ModelError(f"{str(target)!r} appeared while importing; use {{option:overwrite}} to replace it.")
     old = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rename(target, old / target.name)
     os.rename(staging, target)

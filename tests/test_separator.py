@@ -129,7 +129,7 @@ def test_separate_file_writes_one_file_per_stem(separator, stereo_wav, tmp_path)
 def test_separate_file_refuses_to_overwrite_and_leaves_files_alone(separator, stereo_wav, tmp_path):
     paths = separator.separate_file(stereo_wav, output_dir=tmp_path)
     before = {p: p.read_bytes() for p in paths.values()}
-    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass `overwrite`"):  # the library names keywords
         separator.separate_file(stereo_wav, output_dir=tmp_path)
     assert {p: p.read_bytes() for p in paths.values()} == before
     separator.separate_file(stereo_wav, output_dir=tmp_path, overwrite=True, duration=0.5)

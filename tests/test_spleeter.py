@@ -8,7 +8,6 @@ Spleeter itself is not needed; ``benchmarks/spleeter_parity.py`` compares with i
 
 from __future__ import annotations
 
-import io
 import json
 import pathlib
 import tarfile
@@ -20,6 +19,7 @@ from stemtf import spleeter
 from stemtf.cli import main
 from stemtf.config import ModelConfig, UNetConfig, from_dict, user_model_store
 from stemtf.errors import ConfigError, ModelError
+from stemtf.spleeter_import import import_spleeter
 
 # A Spleeter config as Spleeter's JSON states it, at tiny geometry (6 levels of few filters, 64 bins).
 TINY_PARAMS = {
@@ -280,7 +280,9 @@ def test_import_folder_and_archive_give_the_same_model(tiny_checkpoint, tmp_path
     # again: refused without --overwrite, the first model untouched
     capsys.readouterr()
     assert main(["import", "spleeter", str(folder), "--spleeter-config", str(params), "--name", "tiny-a"]) == 1
-    assert "already exists; use --overwrite" in capsys.readouterr().err
+    assert "already exists; use --overwrite to replace it, or --name to import" in capsys.readouterr().err
+    with pytest.raises(ModelError, match="already exists; use `overwrite` to replace it, or `name`"):  # the library's words
+        import_spleeter(str(folder), spleeter_config=params, name="tiny-a")
     assert main(["import", "spleeter", str(folder), "--spleeter-config", str(params), "--name", "tiny-a", "--overwrite", "-q"]) == 0
 
 
@@ -294,7 +296,7 @@ def test_corrupt_archive_and_bad_sources_are_one_line(tmp_path, capsys):
         ([str(empty)], "holds no TensorFlow checkpoint"),
         ([str(tmp_path / "missing")], "does not exist: give a Spleeter model folder"),
         (["spleeter:3stems"], "Unknown Spleeter model 'spleeter:3stems'"),
-        ([str(bad), "--mask-extension", "mirror"], "`mask_extension` must be one of"),
+        ([str(bad), "--mask-extension", "mirror"], "--mask-extension must be one of"),
     ]:
         assert main(["import", "spleeter", *args]) == 1
         err = capsys.readouterr().err
