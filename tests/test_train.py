@@ -191,6 +191,13 @@ def test_per_stem_calibration_carries_to_a_fine_tune_with_other_stems():
 def test_bad_arguments(toy_data, tmp_path):
     with pytest.raises(ValueError, match="multiple of 8"):
         train.fit(CONFIG, toy_data, output_dir=tmp_path / "x", steps=1, **{**FAST, "num_frames": 12})
+    with pytest.raises(ValueError, match="^`lr_schedule` must be one of constant, cosine. Received 'steps'.$"):
+        train.fit(CONFIG, toy_data, output_dir=tmp_path / "x", steps=1, **{**FAST, "lr_schedule": "steps"})
+    with pytest.raises(ValueError, match="^`warmup_steps` must be >= 0. Received -1.$"):
+        train.fit(CONFIG, toy_data, output_dir=tmp_path / "x", steps=1, **{**FAST, "lr_schedule": "cosine"}, warmup_steps=-1)
+    with pytest.raises(ValueError, match="^`schedule` must be one of"):
+        train.learning_rate_schedule(1e-3, steps=10, schedule="linear")
+    assert not (tmp_path / "x").exists()  # nothing written
 
 
 def test_spectrogram_sdr():

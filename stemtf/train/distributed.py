@@ -8,6 +8,10 @@ strategy (a ``PerReplica`` conversion error, keras-team/keras#20585), so :func:`
 for it: it runs the compiled model's own ``train_step``/``test_step`` (the same loss, metrics,
 optimizer and schedule) and drives the same Keras callbacks (the same checkpoints, history and
 progress). Only the loop differs between the two paths.
+
+Every worker calls :func:`stemtf.train.fit` with the same arguments, ``output_dir`` and ``data`` on
+storage they all see; only the chief (the ``chief`` task, else worker 0) writes there. The strategy
+must be the first TensorFlow work of the process, so call ``fit`` once per fresh process.
 """
 
 from __future__ import annotations

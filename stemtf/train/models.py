@@ -10,9 +10,9 @@ import keras
 import tensorflow as tf
 
 from stemtf.config import ModelConfig, load_model_config
-from stemtf.errors import ModelError
+from stemtf.errors import ModelError, OptionError
 from stemtf.model import build_model, load_model
-from stemtf.train.objective import learning_rate_schedule, loss_weights, stem_losses, stem_metrics, training_model
+from stemtf.train.objective import LR_SCHEDULES, learning_rate_schedule, loss_weights, stem_losses, stem_metrics, training_model
 
 
 def initialise_from(model: keras.Model, config: ModelConfig, source: str | os.PathLike) -> list[str]:
@@ -94,6 +94,8 @@ def build_models(
     those sums and the SDR metrics are weighted, so that unlabelled stems are left out of them.
     ``mixed_precision`` None: float16 compute only when a GPU exists.
     """
+    if lr_schedule not in LR_SCHEDULES:  # fit's keyword, before learning_rate_schedule's (`schedule`) says it
+        raise OptionError("lr_schedule", f"{{option}} must be one of {', '.join(LR_SCHEDULES)}. Received {lr_schedule!r}.")
     has_gpu = bool(tf.config.list_logical_devices("GPU"))
     mixed_precision = has_gpu if mixed_precision is None else mixed_precision
     previous_policy = keras.config.dtype_policy()

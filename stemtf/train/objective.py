@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from stemtf.data.tracks import sum_key
+from stemtf.errors import OptionError
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -122,7 +123,9 @@ def stem_metrics(stems: Sequence[str]) -> dict[str, list[keras.metrics.Metric]]:
 def learning_rate_schedule(learning_rate: float, *, steps: int, schedule: str = "cosine", warmup_steps: int = 0):
     """``constant``, or linear warm-up then cosine decay to a tenth of ``learning_rate`` at ``steps``."""
     if schedule not in LR_SCHEDULES:
-        raise ValueError(f"Argument `schedule` must be one of {list(LR_SCHEDULES)}. Received {schedule!r}.")
+        raise OptionError("schedule", f"{{option}} must be one of {', '.join(LR_SCHEDULES)}. Received {schedule!r}.")
+    if warmup_steps < 0:
+        raise OptionError("warmup_steps", f"{{option}} must be >= 0. Received {warmup_steps}.")
     if schedule == "constant":
         return learning_rate
     warmup_steps = min(warmup_steps, max(steps - 1, 0))
