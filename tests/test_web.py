@@ -279,8 +279,10 @@ def test_restart_restores_complete_results_and_drops_half_written_ones(separator
         assert request(url + restored["zip"])[0] == 200
         assert request(f"{url}/v1/jobs/{broken.name}")[0] == 404
         assert not half.exists() and not broken.exists() and not list((cache / "uploads").iterdir())
-        with pytest.raises(StemtfError, match="in use by another stemtf server"):
+        with pytest.raises(StemtfError, match="in use by another stemtf server") as caught:
             JobManager({"tiny": separator}, cache).start()
+        # The library names its keyword; the CLI (stemtf serve) prints the flag.
+        assert str(caught.value).endswith("choose another `cache_dir`.") and caught.value.for_cli().endswith("choose another --cache-dir.")
 
 
 # Bad requests.
@@ -414,7 +416,7 @@ def test_cli_serve_rejects_bad_page_options_in_one_line(capsys, tmp_path):
         (["--workers", "0"], "--workers must be >= 1"),
         (["--queue-length", "0"], "--queue-length must be >= 1"),
         (["--cache-quota-mb", "0"], "--cache-quota-mb must be > 0"),
-        (["--expiry-minutes", "-1"], "--expiry-minutes must be > 0"),
+        (["--expiry-minutes", "-1"], "--expiry-minutes must be > 0. Received -1."),
         (["--cache-dir", str(a_file)], "is a file"),
     ]:
         code = main(["serve", *args])
@@ -422,6 +424,52 @@ def test_cli_serve_rejects_bad_page_options_in_one_line(capsys, tmp_path):
         lines = err.strip().splitlines()
         assert code == 1 and len(lines) == 1 and lines[0].startswith("stemtf: error: "), err
         assert pattern in lines[0]
+
+
+def test_library_limits_name_their_keywords_and_the_cli_its_flags():
+    from stemtf.serve import serve
+    from stemtf.serve.jobs import check_options
+
+    good = {"max_queue": 8, "workers": 1, "quota_mb": 10.0, "expiry": 60.0, "max_duration": 10.0}
+    for keyword, bad, message, cli in [
+        ("max_queue", 0, "`max_queue` must be >= 1. Received 0.", "--queue-length must be >= 1. Received 0."),
+        ("workers", 0, "`workers` must be >= 1. Received 0.", "--workers must be >= 1. Received 0."),
+        ("quota_mb", 0.0, "`quota_mb` must be > 0. Received 0.", "--cache-quota-mb must be > 0. Received 0."),
+        ("expiry", -60.0, "`expiry` must be > 0. Received -60 s.", None),  # the CLI checks its --expiry-minutes
+        ("max_duration", float("nan"), "`max_duration` must be > 0. Received nan s.", "--max-duration must be > 0. Received nan s."),
+    ]:
+        with pytest.raises(StemtfError) as caught:
+            check_options(**{**good, keyword: bad})
+        assert str(caught.value) == message and "--" not in str(caught.value)
+        if cli is not None:
+            assert caught.value.for_cli() == cli
+    with pytest.raises(StemtfError, match="^`max_queue` must be >= 1"):  # before any model loads
+        serve("no-such-model", max_queue=0, port=0)
+    from stemtf.serve.guard import parse_origin
+
+    with pytest.raises(StemtfError) as caught:
+        parse_origin("ftp://stems.example.com")
+    assert str(caught.value).startswith("`allow_origins` takes origins like https://")
+    assert caught.value.for_cli().startswith("--allow-origin takes origins like https://")
+
+
+def test_serve_defaults_agree_between_the_cli_the_library_and_the_job_manager():
+    import inspect
+
+    from stemtf import options
+    from stemtf.cli.serving import serve_command
+    from stemtf.serve import serve
+
+    cli = {name: param.default.default for name, param in inspect.signature(serve_command).parameters.items()}
+    library = {name: param.default for name, param in inspect.signature(serve).parameters.items()}
+    manager = {name: param.default for name, param in inspect.signature(JobManager).parameters.items()}
+    assert cli["queue_length"] == library["max_queue"] == manager["max_queue"] == options.DEFAULT_MAX_QUEUE
+    assert cli["workers"] == library["workers"] == manager["workers"] == options.DEFAULT_WORKERS
+    assert cli["cache_quota_mb"] == library["quota_mb"] == manager["quota_mb"] == options.DEFAULT_QUOTA_MB
+    assert cli["expiry_minutes"] * 60 == library["expiry"] == manager["expiry"] == options.DEFAULT_EXPIRY
+    assert cli["max_duration"] == library["max_duration"] == manager["max_duration"] == options.DEFAULT_MAX_DURATION
+    for keyword in ("model", "host", "port", "max_upload_mb", "max_concurrency", "read_timeout", "max_connections"):
+        assert cli[keyword] == library[keyword], keyword
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import typer
 
 from stemtf.cli.app import app, import_tensorflow_quietly
 from stemtf import options
-from stemtf.errors import StemtfError
+from stemtf.errors import OptionError, StemtfError
 from stemtf.interrupts import Interrupted
 
 
@@ -27,10 +27,10 @@ def serve_command(
     max_duration: float = typer.Option(options.DEFAULT_MAX_DURATION, "--max-duration", help="Longest audio accepted, in seconds."),
     max_concurrency: int = typer.Option(options.DEFAULT_MAX_CONCURRENCY, "--max-concurrency", help="TF Serving API separations run at the same time."),
     cache_dir: Optional[pathlib.Path] = typer.Option(None, "--cache-dir", help="Folder for the page's uploads and stems (default: ~/.cache/stemtf/web).", show_default=False),
-    cache_quota_mb: float = typer.Option(2000.0, "--cache-quota-mb", help="Most MB of stems kept; the oldest are deleted first."),
-    expiry_minutes: float = typer.Option(60.0, "--expiry-minutes", help="Minutes the stems of a job are kept."),
-    queue_length: int = typer.Option(8, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
-    workers: int = typer.Option(1, "--workers", help="Page jobs separated at the same time."),
+    cache_quota_mb: float = typer.Option(options.DEFAULT_QUOTA_MB, "--cache-quota-mb", help="Most MB of stems kept; the oldest are deleted first."),
+    expiry_minutes: float = typer.Option(options.DEFAULT_EXPIRY / 60, "--expiry-minutes", help="Minutes the stems of a job are kept."),
+    queue_length: int = typer.Option(options.DEFAULT_MAX_QUEUE, "--queue-length", help="Uploads that may wait; more get 'busy' (503)."),
+    workers: int = typer.Option(options.DEFAULT_WORKERS, "--workers", help="Page jobs separated at the same time."),
     read_timeout: float = typer.Option(options.DEFAULT_READ_TIMEOUT, "--read-timeout", help="Seconds an upload may go without a byte arriving; then 408 and the connection is closed."),
     max_connections: int = typer.Option(options.DEFAULT_MAX_CONNECTIONS, "--max-connections", help="Connections served at the same time; one more gets 503."),
     allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="Another origin whose pages may use this server, e.g. a proxy's https://stems.example.com (repeatable). Requests for other host names or from other sites' pages get 403.", show_default=False),
@@ -44,6 +44,8 @@ def serve_command(
 
     options.check_serving(port=port, max_upload_mb=max_upload_mb, max_duration=max_duration, max_concurrency=max_concurrency,
                           read_timeout=read_timeout, max_connections=max_connections)
+    if not expiry_minutes > 0:  # the CLI's own unit: the library's expiry is in seconds
+        raise OptionError("expiry_minutes", f"{{option}} must be > 0. Received {expiry_minutes:g}.")
     check_options(max_queue=queue_length, workers=workers, quota_mb=cache_quota_mb, expiry=expiry_minutes * 60, max_duration=max_duration)
     origins = [parse_origin(item) for value in allow_origin or [] for item in value.split(",") if item.strip()]
     page_models = None

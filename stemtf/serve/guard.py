@@ -33,16 +33,16 @@ def parse_origin(origin: str) -> str:
     """``scheme://host[:port]`` in lower case from an origin as a person writes it (``http://box:8501/`` too).
 
     Raises:
-        OptionError: not an ``http``/``https`` origin (the message names the ``allow_origin`` keyword).
+        OptionError: not an ``http``/``https`` origin (the message names the ``allow_origins`` keyword).
     """
     text = origin.strip()
     parts = urlsplit(text if "://" in text else f"http://{text}")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise OptionError("allow_origin", f"{{option}} takes origins like https://stems.example.com or http://studio.lan:8501. Received {origin!r}.")
+        raise OptionError("allow_origins", f"{{option}} takes origins like https://stems.example.com or http://studio.lan:8501. Received {origin!r}.")
     try:
         port = parts.port
     except ValueError:
-        raise OptionError("allow_origin", f"{{option}} has a bad port in {origin!r}.") from None
+        raise OptionError("allow_origins", f"{{option}} has a bad port in {origin!r}.") from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from stemtf.serve.bodies import BodyClock, close_after
+from stemtf.serve.bodies import MIN_BODY_RATE, BodyClock, close_after
 from stemtf.serve.groups import GroupsProblem, parse_fields
 from stemtf.serve.jobs import JobError, JobManager
 from stemtf.serve.names import content_disposition, download_stem
@@ -126,7 +126,7 @@ class DeviceFiles:
 
 
 def add_job_routes(app, jobs: JobManager, *, max_upload_mb: float, read_timeout: float, json_response,
-                   min_body_rate: float = 0.0, device: DeviceFiles | None = None) -> None:
+                   min_body_rate: float = MIN_BODY_RATE, device: DeviceFiles | None = None) -> None:
     """Add the page and the job API to the FastAPI ``app``.
 
     Args:

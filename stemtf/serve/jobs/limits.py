@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import pathlib
 
-from stemtf import audio
-from stemtf.errors import StemtfError
+from stemtf import audio, options
+from stemtf.errors import OptionError
 from stemtf.serve.jobs.record import JobError, minutes
 
-DEFAULT_MAX_QUEUE = 8
-DEFAULT_WORKERS = 1
-DEFAULT_QUOTA_MB = 2000.0
-DEFAULT_EXPIRY = 3600.0
-DEFAULT_MAX_DURATION = 600.0
+# The defaults live in stemtf.options, where the CLI reads them without importing the server.
+DEFAULT_MAX_QUEUE = options.DEFAULT_MAX_QUEUE
+DEFAULT_WORKERS = options.DEFAULT_WORKERS
+DEFAULT_QUOTA_MB = options.DEFAULT_QUOTA_MB
+DEFAULT_EXPIRY = options.DEFAULT_EXPIRY  # seconds
+DEFAULT_MAX_DURATION = options.DEFAULT_MAX_DURATION
 
 
 def check_options(*, max_queue: int, workers: int, quota_mb: float, expiry: float, max_duration: float) -> None:
-    """Fail with one line naming the option unless every limit is usable."""
-    if max_queue < 1:
-        raise StemtfError(f"--queue-length must be >= 1. Received {max_queue}.")
-    if workers < 1:
-        raise StemtfError(f"--workers must be >= 1. Received {workers}.")
-    if not quota_mb > 0:
-        raise StemtfError(f"--cache-quota-mb must be > 0. Received {quota_mb:g}.")
-    if not expiry > 0:
-        raise StemtfError(f"--expiry-minutes must be > 0. Received {expiry / 60:g}.")
-    if not max_duration > 0:
-        raise StemtfError(f"--max-duration must be > 0. Received {max_duration:g}.")
+    """Fail with one line naming the option unless every limit is usable.
+
+    Raises:
+        OptionError: a limit out of range (the message names its keyword; ``stemtf serve`` shows the flag).
+    """
+    for keyword, value in (("max_queue", max_queue), ("workers", workers)):
+        if value < 1:
+            raise OptionError(keyword, f"{{option}} must be >= 1. Received {value}.")
+    for keyword, value, unit in (("quota_mb", quota_mb, ""), ("expiry", expiry, " s"), ("max_duration", max_duration, " s")):
+        if not value > 0:
+            raise OptionError(keyword, f"{{option}} must be > 0. Received {value:g}{unit}.")
 
 
 def probe_upload(upload: pathlib.Path, name: str, *, max_duration: float) -> tuple[float | None, int, int]:
