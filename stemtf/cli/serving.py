@@ -62,7 +62,7 @@ def serve_command(
 
     from stemtf import runtimes
 
-    if find_savedmodel(model) is not None or runtimes.resolve_runtime("auto") == "keras":
+    if find_savedmodel(model) is not None or runtimes.resolve_runtime(options.DEFAULT_RUNTIME) == "keras":
         import_tensorflow_quietly()  # the SavedModel, or Keras models, need it; LiteRT does not
     from stemtf.serve import serve
 
