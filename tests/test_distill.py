@@ -123,6 +123,7 @@ def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
     (["--audio", "{music}", "--trunk-width", "0"], "--trunk-width must be in (0, 4]"),
     (["--audio", "{music}", "--steps", "0"], "--steps must be >= 1"),
     (["--audio", "{music}", "--head-filters", "0"], "--head-filters must be a positive integer"),
+    (["--audio", "{music}", "--teacher-targets", "later"], "--teacher-targets must be one of online, cached"),
 ])
 def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_path, capsys, args, message):
     from stemtf.cli import main
@@ -255,3 +256,31 @@ def test_distill_prunes_from_an_earlier_student(tiny_model_dir, music_folder, tm
     with pytest.raises(OptionError, match="prune_from"):
         distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "x", prune_from=wide, init="scratch", steps=1)
     assert not (tmp_path / "x").exists()
+
+
+def test_cached_teacher_stems_train_without_the_teacher_in_the_loop(tiny_model_dir, music_folder, tmp_path, monkeypatch):
+    """--teacher-targets cached: the teacher separates each recording once; its stems sum to it; a resume separates nothing."""
+    import stemtf.train.distill as distill_module
+    from stemtf.model import load_model
+
+    def no_teacher_in_the_loop(*args, **kwargs):
+        raise AssertionError("the cached mode must not compute targets on the fly")
+
+    monkeypatch.setattr(distill_module, "teacher_targets", no_teacher_in_the_loop)
+    out = tmp_path / "lite"
+    result = distill_module.distill(tiny_model_dir, [music_folder], output_dir=out, targets="cached", steps=2, batch_size=2,
+                                    checkpoint_every=2, tensorboard=False)
+    assert result.step == 2 and load_model(out)[1].unet.filters == (2, 4, 8)
+    folders = sorted((out / distill_module.TEACHER_STEMS_DIR).iterdir())
+    assert [f.name.rsplit("-", 1)[0] for f in folders] == ["a", "b"]
+    recording, rate = sf.read(music_folder / "a.wav", dtype="float32")
+    stems = {p.stem: sf.read(p, dtype="float32")[0] for p in folders[0].glob("*.flac")}
+    assert sorted(stems) == ["drums", "other", "vocals"]
+    assert all(np.abs(stem).max() > 1e-3 for stem in stems.values())  # the teacher's stems, not the recording and silence
+    np.testing.assert_allclose(sum(stems.values()), recording, atol=1e-3)  # the masks sum to one: the stems to the recording
+    written = {p: p.stat().st_mtime_ns for p in folders[0].glob("*.flac")}
+    again = distill_module.distill(tiny_model_dir, [music_folder], output_dir=out, targets="cached", steps=4, batch_size=2,
+                                   checkpoint_every=2, resume=True, tensorboard=False)
+    assert again.step == 4 and {p: p.stat().st_mtime_ns for p in folders[0].glob("*.flac")} == written
+    with pytest.raises(OptionError, match="targets"):
+        distill_module.distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "x", targets="later", steps=1)

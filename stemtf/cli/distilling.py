@@ -25,6 +25,7 @@ def distill(
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="The student's trunk kernel (default: the teacher's, 5); 3 is about 2.8x fewer multiply-adds, and prunes from the teacher's central taps.", show_default=False),
     init: str = typer.Option("auto", "--init", help="How the student starts: prune (the teacher's most important channels), scratch (random), or auto (prune where the teacher has one shared stemtf trunk)."),
     prune_from: Optional[pathlib.Path] = typer.Option(None, "--prune-from", help="Start by pruning this model instead of the teacher, e.g. an earlier, wider student (implies --init prune).", show_default=False),
+    teacher_targets: str = typer.Option("online", "--teacher-targets", help="online: the teacher labels every augmented example as it trains (a teacher pass per step); cached: the teacher separates each recording once (cached in OUTPUT_DIR/teacher-stems) and the student trains on those stems, several times more steps per hour."),
     name: Optional[str] = typer.Option(None, "--name", help="The student's name (default TEACHER-lite).", show_default=False),
     validation_data: Optional[pathlib.Path] = typer.Option(None, "--validation-data", help="Labelled tracks (a stems folder, CSV or MUSDB18) scored against their real stems at every checkpoint.", show_default=False),
     stem_group: Optional[list[str]] = typer.Option(None, "--stem-group", help="How the validation files make a stem: STEM=FILE_STEM,FILE_STEM (repeatable), e.g. other=other,piano.", show_default=False),
@@ -62,10 +63,12 @@ def distill(
         raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
 
     import_tensorflow_quietly()  # stemtf.train imports TensorFlow: keep its start-up lines off stderr, even for bad input
-    from stemtf.train.distill import INITS, audio_tracks, student_config
+    from stemtf.train.distill import INITS, TEACHER_TARGETS, audio_tracks, student_config
 
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
+    if teacher_targets not in TEACHER_TARGETS:
+        raise OptionError("teacher_targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {teacher_targets!r}.")
     config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
                             kernel_size=kernel_size, name=name)
     if prune_from is not None:
@@ -99,10 +102,11 @@ def distill(
 
         result = run_distillation(
             teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
-            kernel_size=kernel_size, name=name, init=init, prune_from=prune_from,
+            kernel_size=kernel_size, name=name, init=init, prune_from=prune_from, targets=teacher_targets,
             validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
-            overwrite=overwrite, augmentation=Augmentation(speed_range=tuple(speed_range)), progress=report,
+            overwrite=overwrite, progress=report,
+            augmentation=Augmentation(speed_range=tuple(speed_range), remix_probability=0.0 if teacher_targets == "cached" else 0.5),
         )
     if not quiet:
         typer.echo(f"Distilled {teacher_config.name!r} into {config.name!r} (filters {list(config.unet.filters)}) "

@@ -16,6 +16,7 @@ extension is the teacher's.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import pathlib
@@ -31,10 +32,13 @@ from stemtf import options
 from stemtf.config import ModelConfig, UNetConfig, load_model_config
 from stemtf.errors import DataError, OptionError
 from stemtf.model import build_model, load_model, save_model
+from stemtf.train.checkpoints import check_output_dir
 from stemtf.train.fitting import ProgressCallback, TargetsFunction, TrainingResult, fit
 
 DEFAULT_TRUNK_WIDTH = 0.5
 INITS = ("auto", "prune", "scratch")
+TEACHER_TARGETS = ("online", "cached")
+TEACHER_STEMS_DIR = "teacher-stems"  # in the student's output directory: the cached teacher stems
 
 
 def student_config(
@@ -203,6 +207,64 @@ def pruned_student(teacher: keras.Model, teacher_config: ModelConfig, config: Mo
     return student
 
 
+def _teacher_digest(directory: pathlib.Path) -> str:
+    """A digest of a model directory's config and weights: cached stems belong to these exact weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in (".json", ".h5")):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_teacher_tracks(
+    teacher: str | os.PathLike, recordings: Sequence[data_lib.Track], cache_dir: str | os.PathLike, *,
+    on_status=None,
+) -> list[data_lib.Track]:
+    """Every recording as a labelled track whose stems are the teacher's own stems of it, separated once and cached.
+
+    The teacher separates each recording with :class:`~stemtf.Separator` (its calibration, full-band
+    extension and chunking: the stems a user hears) into FLAC files under
+    ``cache_dir/NAME-DIGEST/STEM.flac``; the digest covers the teacher's config and weights and the
+    recording's path, size and modification time, so a changed teacher or file is separated again and
+    a resumed run separates nothing. Training then needs no teacher in the loop: the stems sum to the
+    recording (the teacher's masks sum to one), and the data pipeline augments stems and mixture together.
+
+    Raises:
+        ModelError: unknown teacher. AudioError: a recording cannot be read. OutputError: the cache cannot be written.
+    """
+    import hashlib
+
+    from stemtf.config import load_model_config as load_config_of
+    from stemtf.separator import Separator
+
+    config, directory = load_config_of(teacher)
+    teacher_digest = _teacher_digest(directory)
+    separator = None
+    tracks = []
+    for recording in recordings:
+        (source,) = next(iter(recording.stems.values()))
+        path = pathlib.Path(source.path)
+        info = path.stat()
+        key = hashlib.sha256(f"{teacher_digest}|{path}|{info.st_size}|{info.st_mtime_ns}".encode()).hexdigest()[:16]
+        folder = pathlib.Path(cache_dir) / f"{path.stem}-{key}"
+        files = {stem: folder / f"{stem}.flac" for stem in config.stems}
+        if not all(f.is_file() for f in files.values()):
+            if separator is None:
+                separator = Separator.from_pretrained(directory, runtime="keras")
+            if on_status is not None:
+                on_status(f"the teacher separates {path.name} once (cached in {folder})")
+            separator.separate_file(path, output_dir=folder, filename="{stem}.{ext}", fmt="flac", bit_depth=24, overwrite=True)
+        tracks.append(data_lib.Track(
+            name=recording.name, num_samples=recording.num_samples, sample_rate=recording.sample_rate,
+            stems={stem: (data_lib.AudioSource(str(files[stem])),) for stem in config.stems},
+        ))
+    return tracks
+
+
 def teacher_targets(teacher: keras.Model, stems: Sequence[str], *, max_bins: int) -> TargetsFunction:
     """A function from a batch of mixture magnitudes to the teacher's stems ``{stem: mask * mixture}``.
 
@@ -231,6 +293,7 @@ def distill(
     name: str | None = None,
     init: str = "auto",
     prune_from: str | os.PathLike | None = None,
+    targets: str = "online",
     validation_data: str | os.PathLike | None = None,
     stem_groups: Mapping[str, Sequence[str]] | None = None,
     steps: int = 20_000,
@@ -263,6 +326,13 @@ def distill(
             teacher allows it: one shared stemtf trunk).
         prune_from: The model whose trunk ``prune`` starts from instead of the teacher's, e.g. an earlier,
             wider student of the same teacher (its distillation is not lost); implies ``prune``.
+        targets: ``online``: the teacher computes the targets of every augmented example in
+            the input pipeline (a teacher forward pass per step); ``cached``: the teacher separates
+            each recording once (:func:`cached_teacher_tracks`, in ``output_dir/teacher-stems``) and
+            the student trains on those stems as labelled tracks, with the pipeline augmenting stems
+            and mixture alike (the targets are then the teacher's stems of the recording, gained,
+            swapped and sped with it, rather than the teacher's stems of the augmented mixture).
+            Without ``augmentation`` given, ``cached`` does not remix stems across recordings.
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
@@ -279,6 +349,8 @@ def distill(
     """
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
+    if targets not in TEACHER_TARGETS:
+        raise OptionError("targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {targets!r}.")
     teacher_config, _ = load_model_config(teacher)
     config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
                             kernel_size=kernel_size, name=name)
@@ -293,18 +365,27 @@ def distill(
                                             "shared stemtf trunk with the student's stems and depth, no narrower.")
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
-    teacher_model, _ = load_model(teacher)
-    teacher_model.trainable = False
     prune = init == "prune" or (init == "auto" and can_prune(teacher_config, config))
-    source_model = teacher_model if prune_from is None else load_model(prune_from)[0]
+    teacher_model = None
+    if targets == "online" or (prune and prune_from is None and not resume):
+        teacher_model, _ = load_model(teacher)
+        teacher_model.trainable = False
+    targets_function = None
+    if targets == "cached":
+        check_output_dir(pathlib.Path(output_dir), config, resume=resume, overwrite=overwrite)  # before hours of separation
+        train_tracks = cached_teacher_tracks(teacher, train_tracks, pathlib.Path(output_dir) / TEACHER_STEMS_DIR)
+        if augmentation is data_lib.DEFAULT_AUGMENTATION:
+            augmentation = dataclasses.replace(augmentation, remix_probability=0.0)
+    else:
+        targets_function = teacher_targets(teacher_model, config.stems, max_bins=config.max_bins)
     with tempfile.TemporaryDirectory(prefix="stemtf-distill-") as scratch:
         start = None
         if prune and not resume:
+            source_model = teacher_model if prune_from is None else load_model(prune_from)[0]
             start = save_model(pruned_student(source_model, source_config, config), config, pathlib.Path(scratch) / "pruned")
         return fit(
             config, (train_tracks, held_out), output_dir=output_dir, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, warmup_steps=warmup_steps, augmentation=augmentation,
             checkpoint_every=checkpoint_every, validation_crops=validation_crops, seed=seed, resume=resume,
-            overwrite=overwrite, tensorboard=tensorboard, progress=progress, from_model=start,
-            targets=teacher_targets(teacher_model, config.stems, max_bins=config.max_bins),
+            overwrite=overwrite, tensorboard=tensorboard, progress=progress, from_model=start, targets=targets_function,
         )
