@@ -597,12 +597,12 @@ def test_data_errors_name_keywords_and_the_cli_names_flags(tmp_path):
     root = write_folder(tmp_path / "folder", tracks)
     with pytest.raises(data.DataError, match="'piano' stem that no model stem takes; merge it into one with `stem_groups`") as caught:
         data.folder_tracks(root, stems=["a", "b"])
-    assert "`" not in caught.value.for_cli() and "--stem-group" in caught.value.for_cli()
+    assert "stem that no model stem takes; merge it into one with --stem-group (a model stem" in caught.value.for_cli()
     manifest = tmp_path / "m.csv"
     manifest.write_text("a_path,b_path,piano_path\nfolder/song0/a.wav,folder/song0/b.wav,\n")
     with pytest.raises(data.DataError, match="use `stem_groups`") as caught:
         data.csv_tracks(manifest, stems=["a", "b"])
-    assert "`" not in caught.value.for_cli()
+    assert caught.value.for_cli().endswith("rename the column or use --stem-group.")
     with pytest.raises(data.DataError, match="`layout` must be one of") as caught:
         data.training_split(root, stems=["a", "b"], layout="zip")
     assert caught.value.for_cli().startswith("--layout must be one of")
