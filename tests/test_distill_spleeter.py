@@ -1,0 +1,144 @@
+"""The Spleeter distillation recipe end to end at a tiny scale (training/distill_spleeter.py, benchmarks/distill_spleeter_report.py).
+
+A tiny Spleeter-layout checkpoint (four U-Nets, Spleeter's TF1 variable names, written as Spleeter's
+Saver writes it) is imported by the recipe, which makes its recordings (full mixes and sub-mixes,
+Caesium held out), has the teacher label them once and trains a one-trunk student for a few steps;
+the student then loads and separates, a resumed run continues it, and the report scores it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SAMPLE_RATE, music_like
+from test_spleeter import TINY_PARAMS, spleeter_variables, write_checkpoint
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "training"), str(ROOT / "benchmarks")]
+
+STEMS = ["vocals", "drums", "bass", "other"]
+PARAMS = {**TINY_PARAMS, "instrument_list": STEMS}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """A tiny Spleeter checkpoint with its JSON config, and songs laid out as the recipe finds them.
+
+    ``eif/``: Hydrogen (no bass, as the real one), Sodium and Caesium as stem files; ``sectoid/``:
+    one Frets on Fire song folder (backing + guitar).
+    """
+    root = tmp_path_factory.mktemp("sources")
+    checkpoint = write_checkpoint(root / "4stems", spleeter_variables(num_unets=4))
+    params = root / "tiny.json"
+    params.write_text(json.dumps(PARAMS))
+    songs = {"Hydrogen": ["vocals", "drums", "other"], "Sodium": STEMS, "Caesium": STEMS}
+    for index, (song, stems) in enumerate(songs.items()):
+        (root / "eif" / song).mkdir(parents=True)
+        for offset, stem in enumerate(stems):
+            sf.write(root / "eif" / song / f"{stem}.ogg", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
+    band = root / "sectoid" / "A song"
+    band.mkdir(parents=True)
+    for offset, part in enumerate(["song", "guitar"]):
+        sf.write(band / f"{part}.ogg", 0.4 * music_like(SAMPLE_RATE, seed=50 + offset), SAMPLE_RATE)
+    return root, checkpoint, params
+
+
+def recipe_args(root: pathlib.Path, checkpoint: pathlib.Path, params: pathlib.Path, out: pathlib.Path, *extra: str) -> list[str]:
+    return ["--checkpoint", str(checkpoint), "--spleeter-config", str(params), "--models-dir", str(out / "models"),
+            "--output-dir", str(out / "student"), "--work-dir", str(out / "work"), "--eif", str(root / "eif"),
+            "--sectoid", str(root / "sectoid"), "--filters", "2,2,3,3,4,4", "--head-filters", "1", "--kernel-size", "3",
+            "--num-frames", "64", "--batch-size", "2", "--checkpoint-every", "2", "--validation-crops", "1",
+            "--warmup-steps", "0", *extra]
+
+
+def test_recipe_imports_distils_resumes_and_the_student_separates(sources, tmp_path, capsys):
+    import distill_spleeter
+
+    from stemtf import Separator
+    from stemtf.model import load_model
+
+    root, checkpoint, params = sources
+    distill_spleeter.main(recipe_args(root, checkpoint, params, tmp_path, "--steps", "2"))
+
+    # The recordings: each training song's mix and sub-mix, never the held-out Caesium.
+    listing = json.loads((tmp_path / "work" / "audio" / "SOURCES.json").read_text())
+    names = sorted(r["file"] for r in listing["recordings"])
+    assert names == ["eif-Hydrogen-instrumental.flac", "eif-Hydrogen.flac", "eif-Sodium-instrumental.flac", "eif-Sodium.flac",
+                     "sectoid-A_song-backing.flac", "sectoid-A_song.flac"]
+    assert not any("Caesium" in str(r["from"]) for r in listing["recordings"])
+    mix = sf.read(tmp_path / "work" / "audio" / "eif-Sodium.flac", dtype="float32")[0]
+    stems = [sf.read(root / "eif" / "Sodium" / f"{s}.ogg", dtype="float32")[0] for s in STEMS]
+    np.testing.assert_allclose(mix, sum(stems), atol=2e-4)  # the sum of the stems, 16-bit
+
+    # The teacher: Spleeter's four U-Nets, imported; the student: one shared stemtf trunk, 3x3, narrower.
+    teacher, teacher_config = load_model(tmp_path / "models" / "spleeter-4stems")
+    student, config = load_model(tmp_path / "student")
+    assert (teacher_config.trunk, teacher_config.masks) == ("per_stem", "spleeter")
+    assert (config.trunk, config.masks, config.unet.variant, config.unet.kernel_size, config.unet.head_filters) == (
+        "shared", "ratio", "stemtf", 3, 1)
+    assert config.stems == teacher_config.stems == tuple(STEMS) and config.name == "spleeter-4stems-student"
+    assert student.count_params() < teacher.count_params() / 4
+    # The teacher labelled every recording once (cached stems summing to the recording).
+    cached = sorted((tmp_path / "student" / "teacher-stems").iterdir())
+    assert len(cached) == len(names)
+    out = capsys.readouterr().out
+    assert "step 2/2" in out and "val_vocals_sdr" in out  # trained, and validated on the held-out song
+
+    # The student separates like any model, with the teacher's Spleeter-exact chunking and 11 kHz cut-off.
+    waveform = music_like(int(0.7 * SAMPLE_RATE), seed=99)
+    separated = Separator.from_pretrained(tmp_path / "student", runtime="keras").separate(waveform, SAMPLE_RATE)
+    assert sorted(separated) == sorted(STEMS)
+    assert all(s.shape == waveform.shape and np.all(np.isfinite(s)) for s in separated.values())
+
+    # --resume continues the run: no new import, no new teacher stems, two more steps.
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "student" / "teacher-stems").rglob("*.flac")}
+    distill_spleeter.main(recipe_args(root, checkpoint, params, tmp_path, "--steps", "4", "--resume"))
+    assert "step 4/4" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "student" / "teacher-stems").rglob("*.flac")} == stamps
+
+    # The report scores the student against its teacher and both against the real stems.
+    import distill_spleeter_report as report
+
+    quality = report.quality(tmp_path / "models" / "spleeter-4stems", tmp_path / "student", eif=root / "eif",
+                             offset=0.0, seconds=1.0, runtime="keras")
+    assert sorted(quality["stems"]) == sorted(STEMS)
+    for row in quality["stems"].values():
+        assert set(row) == {"student_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr"}
+        assert all(np.isfinite(v) for v in row.values())
+    uniform = quality["stems"]["vocals"]["uniform_csdr"]
+    truth = sf.read(root / "eif" / "Caesium" / "vocals.ogg", dtype="float32")[0]
+    mixture = sum(sf.read(root / "eif" / "Caesium" / f"{s}.ogg", dtype="float32")[0] for s in STEMS)
+    assert uniform == pytest.approx(report.sdr(truth, mixture / 4), abs=1e-3)
+    assert set(quality["mean"]) == {"student_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr"}
+
+
+def test_recipe_refuses_a_checkpoint_of_another_family(sources, tmp_path, capsys):
+    """A 2-U-Net checkpoint named as 4stems: the import's one-line error, and nothing is written."""
+    import distill_spleeter
+
+    from stemtf.errors import ModelError
+
+    root, _, params = sources
+    wrong = write_checkpoint(tmp_path / "2stems", spleeter_variables(num_unets=2))
+    with pytest.raises(ModelError, match="2 Spleeter U-Nets"):
+        distill_spleeter.main(recipe_args(root, wrong, params, tmp_path, "--steps", "2"))
+    assert not (tmp_path / "student").exists() and not (tmp_path / "models" / "spleeter-4stems").exists()
+
+
+def test_report_times_whole_processes_and_their_memory(tmp_path):
+    """The cost part: wall time and peak RSS of a whole process, and a failing command is a one-line error."""
+    import distill_spleeter_report as report
+
+    fast = report.run_process([sys.executable, "-c", "pass"], env=None)
+    big = report.run_process([sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"], env=None)
+    assert 0 < fast["wall_s"] < big["wall_s"] + 5 and big["peak_rss_mb"] > fast["peak_rss_mb"] + 250
+    with pytest.raises(SystemExit, match="failed"):
+        report.run_process([sys.executable, "-c", "raise SystemExit(3)"], env=None)
+    medians = report.medians({"a": [{"wall_s": 1.0, "peak_rss_mb": 10.0}, {"wall_s": 3.0, "peak_rss_mb": 30.0}]})
+    assert medians == {"a": {"wall_s": 2.0, "peak_rss_mb": 20.0}}
