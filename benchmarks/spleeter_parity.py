@@ -18,6 +18,11 @@ Use a checkpoint whose every variable is random, batch-norm statistics included
         /work/shared/peers/spleeter_make_ckpt.py --all-random 2stems 4stems 5stems
     .venv/bin/python benchmarks/spleeter_parity.py --models 2stems,4stems,5stems
 
+``spleeter_make_ckpt.py`` keeps Spleeter's kernel initialiser, ``he_uniform(seed=50)``, whose numbers
+depend only on the shape: every U-Net holds the same kernels (their batch norms differ), so a kernel
+taken from the wrong U-Net would not show. ``--distinct-kernels`` redraws every kernel first (as
+``benchmarks/spleeter_speed.py`` does) and checks that too.
+
 Prints one table (and ``--json`` writes the numbers).
 """
 
@@ -215,12 +220,21 @@ def main() -> None:
     parser.add_argument("--skip-separate", action="store_true")
     parser.add_argument("--skip-masks", action="store_true")
     parser.add_argument("--skip-litert", action="store_true", help="masks: Keras only (no LiteRT conversion)")
+    parser.add_argument("--distinct-kernels", action="store_true", help="redraw every kernel of the checkpoints first")
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
     results = {}
+    global CHECKPOINTS
     with tempfile.TemporaryDirectory(prefix="spleeter-parity-") as folder:
         work = pathlib.Path(folder)
         os.environ.setdefault("STEMTF_CACHE", str(work / "cache"))
+        if args.distinct_kernels:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from spleeter_speed import distinct_checkpoint
+
+            for release in {release.replace("-16kHz", "") for release in args.models.split(",")}:
+                distinct_checkpoint(CHECKPOINTS / release, work / "checkpoints" / release, dict(os.environ))
+            CHECKPOINTS = work / "checkpoints"
         for release in args.models.split(","):
             release_work = work / release
             release_work.mkdir()

@@ -9,10 +9,24 @@ TensorFlow in the process); the first LiteRT run of a model converts it once int
 one warm-up run per runtime comes first and is not counted.
 
 The checkpoint is Spleeter's released layout with random values (``spleeter_make_ckpt.py``); the
-compute does not depend on the values. Nothing is asserted; the load average is printed, since
-numbers taken while other work runs on the machine are only comparable within one run.
+compute does not depend on the values, but memory does: Spleeter initialises every kernel with
+``he_uniform(seed=50)``, so same-shaped kernels hold the same numbers (in every U-Net, and
+``conv2d_5`` = ``conv2d_transpose``), and LiteRT's converter stores equal constants once (a 49 MB
+instead of a 196 MB ``.tflite`` for 4stems). Released weights are all distinct, so by default this
+redraws every kernel (``--same-kernels`` keeps the checkpoint as it is). Nothing is asserted; the
+load average is printed, since numbers taken while other work runs on the machine are only
+comparable within one run.
 
     .venv/bin/python benchmarks/spleeter_speed.py --model 4stems --seconds 120 --repeats 3
+
+With ``--phone``, instead: the phone figure of the imported model's masks model (the builtin-ops
+``.tflite`` that ``stemtf export --format tflite`` writes as ``NAME_masks*.tflite`` and ``stemtf
+separate`` runs) against the shipped ``4stems``'s, converted in this run (``--precisions``), each
+one chunk (512 frames = 11.9 s) on LiteRT with ``--threads`` (default 2: a phone's big cores),
+interleaved repeats, as milliseconds per second of audio; the ratio to the shipped 4stems is the
+figure to read under load (``--statistic min``).
+
+    .venv/bin/python benchmarks/spleeter_speed.py --phone --repeats 7 --threads 2
 """
 
 from __future__ import annotations
@@ -51,6 +65,73 @@ def write_song(path: pathlib.Path, seconds: float) -> None:
     sf.write(path, audio, rate, subtype="PCM_16")
 
 
+DISTINCT = """
+import sys, numpy as np, tensorflow as tf
+source, target = sys.argv[1:]
+reader = tf.train.load_checkpoint(source)
+rng, values, graph = np.random.default_rng(1), {}, tf.Graph()
+with graph.as_default():
+    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
+        value = reader.get_tensor(name)
+        if name.endswith("kernel"):  # he_uniform's range, new numbers
+            limit = float(np.abs(value).max())
+            value = rng.uniform(-limit, limit, shape).astype(value.dtype)
+        values[tf.compat.v1.Variable(tf.zeros(shape, value.dtype), name=name)] = value
+    with tf.compat.v1.Session(graph=graph) as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        for variable, value in values.items():
+            variable.load(value, session)
+        tf.compat.v1.train.Saver().save(session, target + "/model")
+"""
+
+
+def distinct_checkpoint(source: pathlib.Path, target: pathlib.Path, env: dict[str, str]) -> pathlib.Path:
+    """``source`` with every kernel redrawn (distinct numbers, the same range), as ``target/model*``."""
+    target.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", DISTINCT, str(source / "model"), str(target)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (target / ".probe").write_text("OK")
+    return target
+
+
+def phone_cost(model_dir: pathlib.Path, *, precisions: list[str], threads: int, repeats: int, statistic: str) -> None:
+    """Print ms per second of audio of the masks models of the shipped 4stems and ``model_dir`` (see ``--phone``)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stemtf import runtimes
+    from stemtf.config import load_model_config
+
+    interpreters, seconds = {}, {}
+    for source in ("4stems", model_dir):
+        config, directory = load_model_config(source)
+        for precision in precisions:
+            path = runtimes.cached_masks_model(directory, config, segment_frames=config.segment_frames, precision=precision)
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+            detail = interpreter.get_input_details()[0]
+            interpreter.set_tensor(detail["index"], np.random.default_rng(0).uniform(0, 1, detail["shape"]).astype(np.float32))
+            key = (config.name, precision, path.stat().st_size)
+            interpreters[key], seconds[key] = interpreter, config.segment_frames * config.hop_length / config.sample_rate
+    for interpreter in interpreters.values():
+        interpreter.invoke()  # warm-up
+    times: dict[tuple, list[float]] = {key: [] for key in interpreters}
+    for _ in range(repeats):
+        for key, interpreter in interpreters.items():
+            start = time.perf_counter()
+            interpreter.invoke()
+            times[key].append(time.perf_counter() - start)
+    pick = min if statistic == "min" else statistics.median
+    cost = {key: 1000 * pick(values) / seconds[key] for key, values in times.items()}
+    load = os.getloadavg()
+    print(f"masks models on LiteRT, {threads} threads, one {seconds[next(iter(seconds))]:.1f} s chunk, {statistic} of "
+          f"{repeats}; load average {load[0]:.1f} on {os.cpu_count()} cores")
+    print("| model | precision | .tflite | per second of audio | vs shipped 4stems |")
+    print("|---|---|---|---|---|")
+    for (name, precision, size), value in cost.items():
+        base = cost[next(key for key in cost if key[0] == "4stems" and key[1] == precision)]
+        print(f"| {name} | {precision} | {size / 1e6:.1f} MB | {value:.1f} ms | {value / base:.2f}x |")
+
+
 def run(command: list[str], env: dict[str, str]) -> dict[str, float]:
     """Wall time and peak RSS of one whole process."""
     start = time.perf_counter()
@@ -71,7 +152,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--runtimes", default="keras,litert")
     parser.add_argument("--mask-extension", default="zeros")
+    parser.add_argument("--same-kernels", action="store_true",
+                        help="keep the checkpoint's kernels (same-shaped ones equal, as Spleeter initialises them)")
     parser.add_argument("--json", type=pathlib.Path)
+    parser.add_argument("--phone", action="store_true", help="masks model cost on LiteRT against the shipped 4stems")
+    parser.add_argument("--precisions", default="float32,float16,int8", help="--phone: LiteRT precisions")
+    parser.add_argument("--threads", type=int, default=2, help="--phone: LiteRT threads")
+    parser.add_argument("--statistic", choices=("median", "min"), default="median", help="--phone: per chunk")
     args = parser.parse_args()
     runtimes = args.runtimes.split(",")
     with tempfile.TemporaryDirectory(prefix="spleeter-speed-") as folder:
@@ -79,11 +166,19 @@ def main() -> None:
         env = {**os.environ, "STEMTF_CACHE": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
         song = work / "song.wav"
         write_song(song, args.seconds)
+        checkpoint = CHECKPOINTS / args.model
+        if not args.same_kernels:
+            checkpoint = distinct_checkpoint(checkpoint, work / "checkpoint" / args.model, env)
         model_dir = work / f"spleeter-{args.model}"
-        subprocess.run([sys.executable, "-m", "stemtf.cli", "import", "spleeter", str(CHECKPOINTS / args.model), "--release",
+        subprocess.run([sys.executable, "-m", "stemtf.cli", "import", "spleeter", str(checkpoint), "--release",
                         args.model, "-o", str(model_dir), "--mask-extension", args.mask_extension, "-q"], env=env, check=True)
+        if args.phone:
+            os.environ["STEMTF_CACHE"] = env["STEMTF_CACHE"]
+            phone_cost(model_dir, precisions=args.precisions.split(","), threads=args.threads, repeats=args.repeats,
+                       statistic=args.statistic)
+            return
         (work / "spleeter-models").mkdir()
-        (work / "spleeter-models" / args.model).symlink_to(CHECKPOINTS / args.model)
+        (work / "spleeter-models" / args.model).symlink_to(checkpoint)
         commands = {
             "spleeter": [str(SPLEETER_VENV / "bin" / "spleeter"), "separate", "-p", f"spleeter:{args.model}", "-o",
                          str(work / "out-spleeter"), str(song)],
@@ -102,7 +197,9 @@ def main() -> None:
     load = os.getloadavg()
     medians = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in results.items()}
     base = medians["spleeter"]
-    print(f"{args.model}, {args.seconds:.0f} s of music, median of {args.repeats}; load average {load[0]:.1f} on {os.cpu_count()} cores")
+    kernels = "same-shaped kernels equal" if args.same_kernels else "every kernel distinct"
+    print(f"{args.model} ({kernels}), {args.seconds:.0f} s of music, median of {args.repeats}; "
+          f"load average {load[0]:.1f} on {os.cpu_count()} cores")
     print("| command | whole process (s) | peak RSS (GB) | speed vs Spleeter | memory vs Spleeter |")
     print("|---|---|---|---|---|")
     for name, median in medians.items():
