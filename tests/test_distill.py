@@ -284,3 +284,55 @@ def test_cached_teacher_stems_train_without_the_teacher_in_the_loop(tiny_model_d
     assert again.step == 4 and {p: p.stat().st_mtime_ns for p in folders[0].glob("*.flac")} == written
     with pytest.raises(OptionError, match="targets"):
         distill_module.distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "x", targets="later", steps=1)
+
+
+def _recipe():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "training" / "distill_lite.py"
+    spec = importlib.util.spec_from_file_location("distill_lite", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(vs_teacher, teacher_csdr=(1.0, 2.0), student_csdr=(0.9, 1.9)):
+    fidelity = {stem: {"student_vs_teacher_sdr": v, "teacher_csdr": t, "student_csdr": s, "mixture_csdr": -5.0, "uniform_csdr": 0.0}
+                for stem, v, t, s in zip(("vocals", "drums"), vs_teacher, teacher_csdr, student_csdr)}
+    cost = {role: {"parameters": p, "keras_ms_per_s": k, "litert_ms_per_s": k / 2} for role, p, k in
+            (("teacher", 9.8e6, 14.0), ("student", 0.9e6, 4.0))}
+    return {"cost": cost, "fidelity": fidelity}
+
+
+def test_the_recipe_ships_only_a_student_that_meets_the_targets(tiny_model_dir, music_folder, tmp_path, monkeypatch):
+    """training/distill_lite.py --ship: >= 15 dB against the teacher on every stem and mean cSDR within 0.5 dB, or nothing."""
+    import json
+
+    from stemtf.model import load_model
+    from stemtf.train.distill import distill
+
+    recipe = _recipe()
+    assert recipe.ship_failures(_report((15.2, 19.9))) == []
+    assert [f.split()[0] for f in recipe.ship_failures(_report((15.2, 10.3)))] == ["drums"]
+    assert "mean cSDR" in recipe.ship_failures(_report((16, 16), student_csdr=(0.4, 1.5)))[0]
+
+    run = distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "run", steps=1, batch_size=2, checkpoint_every=1,
+                  tensorboard=False).output_dir
+    monkeypatch.setattr(recipe, "SHIP_TO", tmp_path / "saved_models")
+    (tmp_path / "saved_models").mkdir()
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text(json.dumps(_report((15.2, 10.3))))
+    good.write_text(json.dumps(_report((15.2, 19.9))))
+    with pytest.raises(SystemExit, match="Not shipped: drums 10.3 dB"):
+        recipe.ship("tiny", run, bad, music_folder, overwrite=False)
+    assert list((tmp_path / "saved_models").iterdir()) == []
+    shipped = recipe.ship("tiny", run, good, music_folder, overwrite=False)
+    assert shipped == tmp_path / "saved_models" / "tiny-lite"
+    assert sorted(p.name for p in shipped.iterdir()) == ["MODEL_CARD.md", "config.json", "model.weights.h5"]
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "CC0" in card and "MIT" in card and "| drums | 19.9 |" in card and "steps" in card
+    model, config = load_model(shipped)
+    assert config.name == "tiny-lite"
+    with pytest.raises(SystemExit, match="exists"):
+        recipe.ship("tiny", run, good, music_folder, overwrite=False)

@@ -29,6 +29,13 @@ Run from the repository root (see training/README.md, "Distillation")::
         --steps 12000 --resume
 
 The first run's geometry: ``--filters 8,16,32,64,128,256 --head-filters 8 --kernel-size 5``.
+
+Shipping a checkpoint as ``saved_models/4stems-lite`` (float16 weights and a model card), only when
+``benchmarks/distill_report.py``'s report on it meets the issue's quality targets (>= 15 dB against
+the teacher on every stem, mean cSDR within 0.5 dB of the teacher's, on held-out Caesium)::
+
+    .venv/bin/python benchmarks/distill_report.py 4stems ../data-work/runs/4stems-lite-k3 --json report.json
+    .venv/bin/python training/distill_lite.py 4stems --output-dir ../data-work/runs/4stems-lite-k3 --ship report.json
 """
 
 from __future__ import annotations
@@ -90,6 +97,98 @@ def prepare_audio(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return audio, validation
 
 
+SHIP_TO = ROOT / "saved_models"
+MIN_VS_TEACHER_DB = 15.0
+MAX_CSDR_LOSS_DB = 0.5
+
+
+def ship_failures(report: dict) -> list[str]:
+    """What keeps a student's ``distill_report.py`` report from the quality targets (empty: it meets them)."""
+    fidelity = report["fidelity"]
+    failures = [f"{stem} {row['student_vs_teacher_sdr']:.1f} dB against the teacher (< {MIN_VS_TEACHER_DB:.0f})"
+                for stem, row in fidelity.items() if row["student_vs_teacher_sdr"] < MIN_VS_TEACHER_DB]
+    teacher = float(np.mean([row["teacher_csdr"] for row in fidelity.values()]))
+    student = float(np.mean([row["student_csdr"] for row in fidelity.values()]))
+    if student < teacher - MAX_CSDR_LOSS_DB:
+        failures.append(f"mean cSDR {student:.2f} dB against the teacher's {teacher:.2f} (more than {MAX_CSDR_LOSS_DB} dB below)")
+    return failures
+
+
+def model_card(teacher: str, config, state: dict, report: dict, audio: list[pathlib.Path]) -> str:
+    """The shipped student's MODEL_CARD.md: what it imitates, on what music (and its licences), how long, how well."""
+    cost, fidelity = report["cost"], report["fidelity"]
+    last = {k: round(v, 3) if isinstance(v, float) else v for k, v in (state.get("history") or [{}])[-1].items()}
+    rows = "\n".join(f"| {stem} | {r['student_vs_teacher_sdr']:.1f} | {r['teacher_csdr']:.2f} | {r['student_csdr']:.2f} | "
+                     f"{r['mixture_csdr']:.2f} | {r['uniform_csdr']:.2f} |" for stem, r in fidelity.items())
+    unet = config.unet
+    return f"""# stemtf `{config.name}`
+
+A distilled, cheaper copy of the shipped `{teacher}` model: the same stems ({", ".join(config.stems)}) and signal
+geometry (44.1 kHz, n_fft {config.n_fft}, hop {config.hop_length}, network on the lowest {config.max_bins} bins,
+{config.mask_extension} extension above), a shared U-Net trunk with filters {list(unet.filters)}, {unet.kernel_size}x{unet.kernel_size}
+kernels and {unet.head_filters} head feature maps, one sigmoid mask head per stem, ratio masks (the teacher's
+calibration is learnt, so `mask_exponent` is 1). Weights float16 on disk.
+
+## How it was made
+
+- Teacher: `{teacher}` (saved_models/{teacher}), with its shipped mask calibration: the student learns the stems a
+  user hears from it. No stems were needed: the teacher labels the music.
+- Recipe: `training/distill_lite.py` (see training/README.md, "Distillation"): `stemtf.train.distill`, L1 on the
+  teacher's stem magnitudes, batch 4 x 256 frames, Adam with a cosine schedule; {state['step']} steps; start: pruned
+  (central taps and most important channels) from the first half-width student, itself pruned from the teacher.
+- Music ({len(audio)} recordings, all allowing redistribution of a model trained on them):
+{chr(10).join(f"  - {p.name}" for p in audio)}
+  - `eif-*`: Hydrogen, Sodium, Potassium from "Everything is Free" by Software-Entwicklungskit, **CC0 1.0**
+    (each the sum of its stem files; ../shared/data/README.md).
+  - `sectoid-*`: the four songs of Debian's `fretsonfire-songs-sectoid` (backing + guitar), (c) 2006/2007 Carlos
+    Viola Iborra, **MIT licence** (/usr/share/doc/fretsonfire-songs-sectoid/copyright).
+- Held out: Caesium (validation during training and the figures below).
+- Last logged metrics: `{last}`
+
+## Figures (`benchmarks/distill_report.py {teacher} STUDENT`, one run)
+
+Masks network, one {config.segment_frames}-frame chunk, ms per second of audio: teacher {cost['teacher']['keras_ms_per_s']:.2f}
+(Keras) / {cost['teacher']['litert_ms_per_s']:.2f} (LiteRT), student {cost['student']['keras_ms_per_s']:.2f} / {cost['student']['litert_ms_per_s']:.2f}:
+{cost['teacher']['keras_ms_per_s'] / cost['student']['keras_ms_per_s']:.2f}x / {cost['teacher']['litert_ms_per_s'] / cost['student']['litert_ms_per_s']:.2f}x cheaper;
+{cost['student']['parameters'] / 1e6:.2f} M parameters against {cost['teacher']['parameters'] / 1e6:.2f} M.
+
+Held-out Caesium, dB:
+
+| stem | student vs teacher | teacher cSDR | student cSDR | mixture | uniform masks |
+|---|---|---|---|---|---|
+{rows}
+"""
+
+
+def ship(teacher: str, run_dir: pathlib.Path, report_path: pathlib.Path, audio: pathlib.Path, *, overwrite: bool) -> pathlib.Path:
+    """Copy a distilled student into ``saved_models/NAME`` with a model card, if its report meets the targets."""
+    import json
+    import shutil
+    import tempfile
+
+    from stemtf.model import load_model, save_model
+
+    report = json.loads(report_path.read_text())
+    failures = ship_failures(report)
+    if failures:
+        raise SystemExit(f"Not shipped: {'; '.join(failures)}.")
+    model, config = load_model(run_dir)
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    target = SHIP_TO / config.name
+    if target.exists() and not overwrite:
+        raise SystemExit(f"{target} exists; pass --overwrite to replace it.")
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=SHIP_TO))
+    try:
+        save_model(model, config, staging, weights_dtype="float16")
+        (staging / "MODEL_CARD.md").write_text(model_card(teacher, config, state, report, sorted(audio.glob("*.flac"))))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("teacher", help="the teacher: a shipped preset (4stems) or a model directory")
@@ -108,9 +207,16 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--name", default=None)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--ship", type=pathlib.Path, metavar="REPORT_JSON",
+                        help="instead of training: ship OUTPUT_DIR as saved_models/NAME if this distill_report.py JSON meets the targets")
+    parser.add_argument("--overwrite", action="store_true", help="--ship: replace an existing saved_models/NAME")
     parser.add_argument("--teacher-targets", choices=("online", "cached"), default="cached",
                         help="cached (default): the teacher separates each song once, ~1.7x more steps per hour")
     args = parser.parse_args()
+
+    if args.ship is not None:
+        print(f"shipped {ship(args.teacher, args.output_dir, args.ship, args.work_dir / 'audio', overwrite=args.overwrite)}")
+        return
 
     from stemtf.train.distill import distill
 
