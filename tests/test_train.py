@@ -177,7 +177,7 @@ def test_fine_tune_keeps_the_source_mask_calibration(trained, toy_data, tmp_path
 
 def test_per_stem_calibration_carries_to_a_fine_tune_with_other_stems():
     from stemtf.config import from_dict
-    from stemtf.train.fitting import inherited_mask_exponent
+    from stemtf.train.models import inherited_mask_exponent
 
     source = from_dict({"stems": ["vocals", "drums", "bass", "other"],
                         "mask_exponent": {"vocals": 0.35, "drums": 0.5, "bass": 0.25, "other": 0.4}})
