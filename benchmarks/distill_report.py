@@ -5,8 +5,10 @@
 In one run, on this machine:
 
 * **cost**: parameters, and the median time of one chunk (``segment_frames`` frames) through each
-  model's masks network on TensorFlow (Keras, oneDNN) and on LiteRT (float32, XNNPACK, ``--threads``,
-  the inference form ``stemtf separate`` uses), as milliseconds per second of audio, and the ratio;
+  model's masks network on TensorFlow (Keras, oneDNN: the model as ``separate --runtime keras`` runs
+  it, a dilated head per stem, and the inference form: one merged head, sub-pixel convolutions) and on
+  LiteRT (float32, XNNPACK, ``--threads``, the inference form ``stemtf separate`` uses), as
+  milliseconds per second of audio, and the ratio;
 * **fidelity**: both models separate the same held-out real music (the mixture of Caesium's stems,
   ``--offset`` / ``--seconds``; Caesium is held out of every recipe) with ``Separator``; per stem the
   SDR of the student's stem against the teacher's (how well it imitates), and the cSDR of each
@@ -59,17 +61,21 @@ def masks_cost(model_dir: str, repeats: int, threads: int) -> dict[str, float]:
     from model_cost import median_seconds  # benchmarks/: one timing loop for every network-cost figure
 
     from stemtf import Separator
+    from stemtf.export.inference import inference_model
     from stemtf.model import load_model
 
     model, config = load_model(model_dir)
     chunk = np.abs(np.random.default_rng(0).normal(size=(1, config.segment_frames, config.max_bins, config.num_channels))).astype(np.float32)
     seconds = config.segment_frames * config.hop_length / config.sample_rate
     keras_call = tf.function(lambda x: model(x, training=False))
+    merged = inference_model(model, config)  # one merged head, sub-pixel convolutions: what the exports run
+    merged_call = tf.function(lambda x: merged(x, training=False))
 
     litert = Separator.from_pretrained(model_dir, runtime="litert", num_threads=threads).masks  # converted once, cached
     return {
         "parameters": float(model.count_params()),
         "keras_ms_per_s": 1000 * median_seconds(keras_call, chunk, repeats) / seconds,
+        "keras_inference_form_ms_per_s": 1000 * median_seconds(merged_call, chunk, repeats) / seconds,
         "litert_ms_per_s": 1000 * median_seconds(litert, chunk, repeats) / seconds,
     }
 
@@ -110,12 +116,14 @@ def main() -> None:
         }
 
     cost = report["cost"]
-    print(f"{'model':<10} {'parameters':>12} {'Keras ms/s':>11} {'LiteRT ms/s':>12}")
+    print(f"{'model':<10} {'parameters':>12} {'Keras ms/s':>11} {'Keras inf. form':>16} {'LiteRT ms/s':>12}")
     for role in ("teacher", "student"):
         c = cost[role]
-        print(f"{role:<10} {c['parameters'] / 1e6:>11.2f}M {c['keras_ms_per_s']:>11.2f} {c['litert_ms_per_s']:>12.2f}")
-    print(f"teacher / student: Keras {cost['teacher']['keras_ms_per_s'] / cost['student']['keras_ms_per_s']:.2f}x, "
-          f"LiteRT {cost['teacher']['litert_ms_per_s'] / cost['student']['litert_ms_per_s']:.2f}x")
+        print(f"{role:<10} {c['parameters'] / 1e6:>11.2f}M {c['keras_ms_per_s']:>11.2f} {c['keras_inference_form_ms_per_s']:>16.2f} "
+              f"{c['litert_ms_per_s']:>12.2f}")
+    ratio = {key: cost["teacher"][key] / cost["student"][key] for key in cost["teacher"] if key.endswith("ms_per_s")}
+    print(f"teacher / student: Keras {ratio['keras_ms_per_s']:.2f}x, Keras inference form {ratio['keras_inference_form_ms_per_s']:.2f}x, "
+          f"LiteRT {ratio['litert_ms_per_s']:.2f}x")
     print(f"\nCaesium {args.offset:.0f}-{args.offset + args.seconds:.0f} s (held out), dB")
     print(f"{'stem':<14} {'student vs teacher':>19} {'teacher':>8} {'student':>8} {'mixture':>8} {'uniform':>8}")
     for stem, row in report["fidelity"].items():
