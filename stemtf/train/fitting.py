@@ -35,7 +35,6 @@ from stemtf.train import distributed
 from stemtf.train.checkpoints import CHECKPOINT_DIR, LOG_DIR, Checkpointer, check_output_dir, restore_checkpoint, run_state
 from stemtf.train.datasets import TargetsFunction, data_error, split_tracks, training_datasets
 from stemtf.train.models import build_models, fine_tune_config
-from stemtf.train.models import freeze_encoder_layers, initialise_from  # noqa: F401 (stemtf.train imports them from here)
 from stemtf.train.summaries import tensorboard_callbacks
 
 _datasets = training_datasets  # the name tests/test_distill.py imports (its owner is asked to import training_datasets)
