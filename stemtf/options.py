@@ -373,6 +373,7 @@ DEFAULT_MAX_DURATION = 600.0
 DEFAULT_MAX_CONCURRENCY = 2
 DEFAULT_READ_TIMEOUT = 30.0  # seconds a request body may go without a byte arriving
 DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_WORKER_TIMEOUT = 600.0  # seconds a training worker waits for its peers (stemtf train, multi-worker)
 DEFAULT_MAX_QUEUE = 8  # jobs waiting or running at once (stemtf serve)
 DEFAULT_WORKERS = 1  # jobs separated at once
 DEFAULT_QUOTA_MB = 2000.0  # the job cache's size

@@ -40,7 +40,7 @@ def train(
     eq_reverb_probability: float = typer.Option(0.0, "--eq-reverb-probability", metavar="P", help="Colour each stem with probability P like another recording: a random equaliser (up to +-6 dB) and a random room reverb (0.1-1.2 s); 0 is off."),
     remix_silent_stems: bool = typer.Option(True, "--remix-silent-stems/--no-remix-silent-stems", help="Whether remixing across tracks may take a stem from a track where it is silent (--no-remix-silent-stems: only from tracks with a file for it, for data of parts alone)."),
     strategy: str = typer.Option("auto", "--strategy", help="auto (this machine's GPUs) or multi-worker (one of the workers TF_CONFIG lists; run it on every worker)."),
-    worker_timeout: float = typer.Option(600.0, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
+    worker_timeout: float = typer.Option(options.DEFAULT_WORKER_TIMEOUT, "--worker-timeout", help="multi-worker: seconds to wait for the other workers before failing."),
     log_every: int = typer.Option(100, "--log-every", help="When stderr is not a terminal (a log, CI, nohup): a progress line every N steps."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:

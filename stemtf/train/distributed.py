@@ -31,9 +31,9 @@ import keras
 import tensorflow as tf
 
 from stemtf.errors import ClusterError, OptionError
+from stemtf.options import DEFAULT_WORKER_TIMEOUT
 
 STRATEGIES = ("auto", "multi-worker")
-DEFAULT_WORKER_TIMEOUT = 600.0
 
 # What a lost or hung peer surfaces as in the survivors (gRPC, collective and coordination errors).
 _LOST_WORKER_ERRORS = (
