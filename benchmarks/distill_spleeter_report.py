@@ -9,7 +9,9 @@ Two parts, in one run (``--skip-quality`` / ``--skip-cost`` leave one out):
   ``spleeter separate`` on it to 60 dB) and student separate the same held-out real music, Caesium
   ``--offset`` .. ``--offset + --seconds`` (the mixture of its stems; every recipe holds Caesium out),
   with :class:`stemtf.Separator`. Per stem: the SDR of the student's stem against the teacher's (how
-  well it imitates), and the cSDR of each against the real stem, with the unprocessed mixture and
+  well it imitates) beside that of uniform masks against the teacher's (a teacher whose masks are
+  nearly uniform, as a random checkpoint's are, is imitated well by anything: the student's figure
+  means something only above this one), and the cSDR of each against the real stem, with the unprocessed mixture and
   uniform masks (``mixture / num_stems``) beside them; and their mean over the stems.
 * **cost**: ``spleeter separate`` (Spleeter 2.4.2 in its own venv, ``MODEL_PATH`` holding the same
   checkpoint the teacher was imported from), ``stemtf separate -m TEACHER`` and ``stemtf separate -m
@@ -45,7 +47,7 @@ EIF = ROOT.parent / "shared" / "data" / "everything-is-free"
 SPLEETER = pathlib.Path("/work/peers-work/spleeter-venv/bin/spleeter")
 SPLEETER_MODELS = pathlib.Path("/work/peers-work/spleeter-parity")  # MODEL_PATH: holds 4stems/ (checkpoint, .probe)
 HELD_OUT = "Caesium"
-COLUMNS = ("student_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr")
+COLUMNS = ("student_vs_teacher_sdr", "uniform_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr")
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -89,6 +91,7 @@ def quality(teacher: str | os.PathLike, student: str | os.PathLike, *, eif: path
             continue  # a silent reference: nothing to score against
         rows[stem] = {
             "student_vs_teacher_sdr": sdr(estimates["teacher"][stem], estimates["student"][stem]),
+            "uniform_vs_teacher_sdr": sdr(estimates["teacher"][stem], mixture / len(stems)),
             "teacher_csdr": sdr(truth[stem], estimates["teacher"][stem]),
             "student_csdr": sdr(truth[stem], estimates["student"][stem]),
             "mixture_csdr": sdr(truth[stem], mixture),
@@ -201,11 +204,13 @@ def main() -> None:
         report["quality"] = quality(args.teacher, args.student, offset=args.offset, seconds=args.seconds, runtime=args.quality_runtime)
         q = report["quality"]
         print(f"{q['excerpt']} (held out), dB; Separator runtime {q['runtime']}")
-        print("| stem | student vs teacher (SDR) | teacher cSDR | student cSDR | mixture cSDR | uniform cSDR |")
-        print("|---|---|---|---|---|---|")
+        print("| stem | student vs teacher (SDR) | uniform masks vs teacher (SDR) | teacher cSDR | student cSDR | mixture cSDR | uniform cSDR |")
+        print("|---|---|---|---|---|---|---|")
         for stem, row in [*q["stems"].items(), ("mean", q["mean"])]:
             print(f"| {stem} | " + " | ".join(f"{row[c]:.2f}" for c in COLUMNS) + " |")
-        print(f"student - teacher cSDR (mean): {q['mean']['student_csdr'] - q['mean']['teacher_csdr']:+.2f} dB")
+        print(f"student - teacher cSDR (mean): {q['mean']['student_csdr'] - q['mean']['teacher_csdr']:+.2f} dB; the student's stems "
+              f"are {q['mean']['student_vs_teacher_sdr'] - q['mean']['uniform_vs_teacher_sdr']:+.2f} dB closer to the teacher's than "
+              "uniform masks' (mean; 10 log10 |teacher - uniform|^2 / |teacher - student|^2)")
     if not args.skip_cost:
         sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
         report["cost"] = c = cost(str(args.teacher), str(args.student), seconds=args.cost_seconds, repeats=args.repeats,

@@ -109,13 +109,14 @@ def test_recipe_imports_distils_resumes_and_the_student_separates(sources, tmp_p
                              offset=0.0, seconds=1.0, runtime="keras")
     assert sorted(quality["stems"]) == sorted(STEMS)
     for row in quality["stems"].values():
-        assert set(row) == {"student_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr"}
+        assert set(row) == {"student_vs_teacher_sdr", "uniform_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr",
+                            "uniform_csdr"}
         assert all(np.isfinite(v) for v in row.values())
     uniform = quality["stems"]["vocals"]["uniform_csdr"]
     truth = sf.read(root / "eif" / "Caesium" / "vocals.ogg", dtype="float32")[0]
     mixture = sum(sf.read(root / "eif" / "Caesium" / f"{s}.ogg", dtype="float32")[0] for s in STEMS)
     assert uniform == pytest.approx(report.sdr(truth, mixture / 4), abs=1e-3)
-    assert set(quality["mean"]) == {"student_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr"}
+    assert set(quality["mean"]) == set(report.COLUMNS) == set(row)
 
 
 def test_recipe_refuses_a_checkpoint_of_another_family(sources, tmp_path, capsys):
