@@ -276,3 +276,40 @@ def test_a_cache_folder_that_cannot_be_made_runs_without_the_cache(tiny_model_di
     assert len(separator.separate(music_like(SAMPLE_RATE // 4), SAMPLE_RATE)) == 3
     assert len(lines) == 1 and "Cannot write to the cache folder" in lines[0] and "for this run only" in lines[0]
     assert not separator.masks.path.exists()  # its temporary folder is gone
+
+
+def _resident_kb(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (``/proc/self/smaps``)."""
+    import re
+
+    target, inside, total = os.path.realpath(path), False, 0
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+$", fields[0]):  # a mapping's first line
+                inside = len(fields) >= 6 and " ".join(fields[5:]) == target
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_litert_gives_back_the_model_files_pages_once_xnnpack_packed_them(tiny_model_dir, tmp_path, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stemtf import interpreters
+
+    monkeypatch.setenv(runtimes.CACHE_ENV, str(tmp_path / "cache"))
+    separator = Separator.from_pretrained(tiny_model_dir, runtime="litert")
+    path = separator.masks.path
+    assert _resident_kb(path) == 0  # the separator's interpreter gave them back
+    interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())  # as the separator's
+    run = interpreters.signature_function(interpreter, "serving_default", separator.masks.description.inputs[0]["name"])
+    assert _resident_kb(path) > 0  # what a plain interpreter keeps
+    magnitude = np.random.default_rng(0).uniform(0, 1, separator.masks.description.inputs[0]["shape"]).astype(np.float32)
+    before = run(magnitude)
+    assert interpreters.release_file_pages(path) > 0 and _resident_kb(path) == 0
+    after = run(magnitude)
+    for name, value in before.items():  # the weights live in XNNPACK's packed copy: the same masks
+        np.testing.assert_array_equal(after[name], value)
+    np.testing.assert_array_equal(separator.masks(magnitude), np.stack([before[stem][0] for stem in separator.stems]))
