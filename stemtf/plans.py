@@ -137,6 +137,7 @@ class SlidingPlan:
         self._computed = self._masked = 0  # frames computed, frames masked and overlap-added
         # The overlap-add from frame self._masked on, channels first (each channel's samples contiguous)
         self._sum = np.zeros((num_stems, num_channels, n_fft), np.float32)
+        self._work: tuple[np.ndarray, np.ndarray] | None = None  # _synthesize's arrays, kept between steps
         self._skip = n_fft - hop  # leading output samples that are the front padding
         self._received = self._emitted = 0
 
@@ -169,7 +170,7 @@ class SlidingPlan:
             masks = masks[:, window - lookahead - k : window - lookahead - k + count]
             frames = np.stack(self._frames[:count])  # (count, bins, C)
             del self._frames[:count]
-            out.append(self._overlap_add([self._synthesize(frames, mask) for mask in masks]))
+            out.append(self._overlap_add(frames, masks))
             self._masked += count
             # The next window starts step_frames later: older magnitudes are never needed again.
             drop = max(0, self._masked + k + lookahead - window - self._first)
@@ -180,13 +181,16 @@ class SlidingPlan:
         """One stem's windowed frames ``(count, C, n_fft)`` to overlap-add: complex ``frames`` ``(count, bins, C)``
         masked by ``mask`` ``(count, max_bins, C)`` (extended to every bin), inverse-transformed.
 
-        Frame blocks on two threads (:func:`stemtf.dsp.in_frame_blocks`), one stem at a time: never every
-        stem's full-band masks, spectra and frames at once (a Spleeter segment's were ~300 MB).
+        Frame blocks on two threads (:func:`stemtf.dsp.in_frame_blocks`), one stem at a time, into work
+        arrays kept for the next step (allocated here, not on the pool's threads: see ``dsp.stft``):
+        never every stem's full-band masks, spectra and frames at once (a Spleeter segment's were
+        ~300 MB), and no fresh 17 MB arrays per stem and segment (freed ones made the heap creep).
+        The returned array is overwritten by the next call.
         """
-        g = self.spectral
-        # Allocated here, not on the pool's threads (see dsp.stft: a thread's frees stay in its arena).
-        out = np.empty((frames.shape[0], frames.shape[2], g.n_fft), np.float32)
-        spectra = np.empty((frames.shape[0], frames.shape[2], g.num_bins), np.complex64)
+        g, count, channels = self.spectral, frames.shape[0], frames.shape[2]
+        if self._work is None or self._work[0].shape != (count, channels, g.n_fft):
+            self._work = (np.empty((count, channels, g.n_fft), np.float32), np.empty((count, channels, g.num_bins), np.complex64))
+        out, spectra = self._work
 
         def transform(start: int, stop: int) -> None:
             # bins last and contiguous first: numpy's inverse FFT along a strided axis is 2.5x slower
@@ -197,21 +201,23 @@ class SlidingPlan:
             np.fft.irfft(block, n=g.n_fft, axis=-1, out=out[start:stop])
             out[start:stop] *= self._synthesis
 
-        dsp.in_frame_blocks(transform, frames.shape[0])
+        dsp.in_frame_blocks(transform, count)
         return out
 
-    def _overlap_add(self, stems: list[np.ndarray]) -> np.ndarray:
-        """Add each stem's windowed frames ``(count, C, n_fft)``; return the samples no later frame touches.
+    def _overlap_add(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Mask ``frames`` ``(count, bins, C)`` with each stem's ``masks`` ``(num_stems, count, max_bins, C)`` and
+        overlap-add them; return the samples no later frame touches.
 
         Sample block ``b`` (``hop_length`` samples) sums hop ``r`` of frame ``b - r``, added in frame order
         (``r`` descending), as a frame-by-frame loop would.
         """
-        hop, n_fft, count, channels = self.spectral.hop_length, self.spectral.n_fft, stems[0].shape[0], self._channels
+        hop, n_fft, count, channels = self.spectral.hop_length, self.spectral.n_fft, frames.shape[0], self._channels
         total = np.concatenate([self._sum, np.zeros((self._num_stems, channels, count * hop), np.float32)], axis=2)
-        for index, frames in enumerate(stems):
+        for index, mask in enumerate(masks):
+            windowed = self._synthesize(frames, mask)
             for r in reversed(range(n_fft // hop)):
                 target = total[index, :, r * hop : (r + count) * hop].reshape(channels, count, hop)  # a view
-                target += frames[:, :, r * hop : (r + 1) * hop].transpose(1, 0, 2)
+                target += windowed[:, :, r * hop : (r + 1) * hop].transpose(1, 0, 2)
         done, self._sum = total[:, :, : count * hop], total[:, :, count * hop :]
         skip = min(self._skip, done.shape[2])
         self._skip -= skip
