@@ -11,8 +11,13 @@ Two parts, in one run (``--skip-quality`` / ``--skip-cost`` leave one out):
   with :class:`stemtf.Separator`. Per stem: the SDR of the student's stem against the teacher's (how
   well it imitates) beside that of uniform masks against the teacher's (a teacher whose masks are
   nearly uniform, as a random checkpoint's are, is imitated well by anything: the student's figure
-  means something only above this one), and the cSDR of each against the real stem, with the unprocessed mixture and
-  uniform masks (``mixture / num_stems``) beside them; and their mean over the stems.
+  means something only above this one) and that of the teacher itself started ``--shift`` samples
+  later on the same music (its chunks then sit elsewhere: a teacher whose output depends on where
+  its windows sit more than on the music cannot be imitated beyond this by a student trained on
+  crops), and the cSDR of each against the real stem, with the
+  unprocessed mixture and uniform masks beside them; and their mean over the stems. Uniform masks
+  are ``1 / num_stems`` applied through the teacher's mask extension: with Spleeter's ``zeros``,
+  nothing above 11 kHz, as teacher and student, so the cut-off favours neither side.
 * **cost**: ``spleeter separate`` (Spleeter 2.4.2 in its own venv, ``MODEL_PATH`` holding the same
   checkpoint the teacher was imported from), ``stemtf separate -m TEACHER`` and ``stemtf separate -m
   STUDENT`` (``--runtime``, default LiteRT, as a user runs it) on the same ``--cost-seconds`` of real
@@ -47,7 +52,7 @@ EIF = ROOT.parent / "shared" / "data" / "everything-is-free"
 SPLEETER = pathlib.Path("/work/peers-work/spleeter-venv/bin/spleeter")
 SPLEETER_MODELS = pathlib.Path("/work/peers-work/spleeter-parity")  # MODEL_PATH: holds 4stems/ (checkpoint, .probe)
 HELD_OUT = "Caesium"
-COLUMNS = ("student_vs_teacher_sdr", "uniform_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr")
+COLUMNS = ("student_vs_teacher_sdr", "uniform_vs_teacher_sdr", "shifted_teacher_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr")
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -73,8 +78,23 @@ def held_out_stems(stems: tuple[str, ...], *, eif: pathlib.Path, offset: float, 
     return sum(audio.values()), truth, rate
 
 
+def uniform_masks(mixture: np.ndarray, config) -> np.ndarray:
+    """Every stem's estimate with uniform masks (``1 / num_stems``), applied as the model applies its masks.
+
+    That is, through its STFT and its mask extension: with Spleeter's ``zeros`` extension, nothing
+    above the network's bins (11 kHz), as the teacher and its student; with a full-band extension,
+    ``mixture / num_stems``. float32 ``(num_samples, num_channels)``.
+    """
+    from stemtf import dsp
+
+    spectrogram = dsp.stft(mixture, n_fft=config.n_fft, hop_length=config.hop_length)
+    mask = np.full(spectrogram.shape[:1] + (config.max_bins,) + spectrogram.shape[2:], 1 / len(config.stems), np.float32)
+    return dsp.istft(spectrogram, n_fft=config.n_fft, hop_length=config.hop_length, num_samples=len(mixture), mask=mask,
+                     mask_extension=config.mask_extension, extension_bins=config.extension_bins)
+
+
 def quality(teacher: str | os.PathLike, student: str | os.PathLike, *, eif: pathlib.Path = EIF, offset: float = 60.0,
-            seconds: float = 60.0, runtime: str = "keras") -> dict:
+            seconds: float = 60.0, runtime: str = "keras", shift: int = 12345) -> dict:
     """Per stem: the student against the teacher, and both, the mixture and uniform masks against the real stems (dB)."""
     from stemtf import Separator
 
@@ -85,20 +105,26 @@ def quality(teacher: str | os.PathLike, student: str | os.PathLike, *, eif: path
         raise SystemExit(f"The student's stems {separators['student'].config.stems} are not the teacher's {stems}.")
     mixture, truth, rate = held_out_stems(stems, eif=eif, offset=offset, seconds=seconds)
     estimates = {role: separator.separate(mixture, rate) for role, separator in separators.items()}
+    uniform = uniform_masks(mixture, separators["teacher"].config)
+    # The teacher on the same music, started ``shift`` samples later on its chunk grid: how much of
+    # its output is the music and not where its windows sit (no student trained on crops can do better)
+    padded = np.concatenate([np.zeros((shift, mixture.shape[1]), mixture.dtype), mixture])
+    shifted = {stem: waveform[shift:] for stem, waveform in separators["teacher"].separate(padded, rate).items()}
     rows = {}
     for stem in stems:
         if np.sum(truth[stem] ** 2) < 1e-6:
             continue  # a silent reference: nothing to score against
         rows[stem] = {
             "student_vs_teacher_sdr": sdr(estimates["teacher"][stem], estimates["student"][stem]),
-            "uniform_vs_teacher_sdr": sdr(estimates["teacher"][stem], mixture / len(stems)),
+            "uniform_vs_teacher_sdr": sdr(estimates["teacher"][stem], uniform),
+            "shifted_teacher_vs_teacher_sdr": sdr(estimates["teacher"][stem], shifted[stem]),
             "teacher_csdr": sdr(truth[stem], estimates["teacher"][stem]),
             "student_csdr": sdr(truth[stem], estimates["student"][stem]),
             "mixture_csdr": sdr(truth[stem], mixture),
-            "uniform_csdr": sdr(truth[stem], mixture / len(stems)),
+            "uniform_csdr": sdr(truth[stem], uniform),
         }
     mean = {column: float(np.mean([row[column] for row in rows.values()])) for column in COLUMNS}
-    return {"excerpt": f"{HELD_OUT} {offset:g}-{offset + seconds:g} s", "runtime": runtime, "stems": rows, "mean": mean}
+    return {"excerpt": f"{HELD_OUT} {offset:g}-{offset + seconds:g} s", "runtime": runtime, "shift": shift, "stems": rows, "mean": mean}
 
 
 # Peak RSS of a process is measured by a small launcher, not by this process: Linux carries the RSS
@@ -186,6 +212,7 @@ def main() -> None:
     parser.add_argument("student", help="its distilled student (a model directory or name)")
     parser.add_argument("--offset", type=float, default=60.0, help="start of the held-out excerpt of Caesium (s)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the held-out excerpt (s)")
+    parser.add_argument("--shift", type=int, default=12345, help="samples of silence before the excerpt for the shifted teacher")
     parser.add_argument("--quality-runtime", default="keras", help="Separator runtime of the quality part")
     parser.add_argument("--cost-seconds", type=float, default=120.0)
     parser.add_argument("--repeats", type=int, default=2)
@@ -199,13 +226,17 @@ def main() -> None:
     parser.add_argument("--json", type=pathlib.Path)
     args = parser.parse_args()
 
+    if args.shift < 0 or args.seconds <= 0 or args.offset < 0 or args.repeats < 1:
+        raise SystemExit("--shift and --offset must be >= 0, --seconds > 0, --repeats >= 1.")
     report: dict = {"teacher": str(args.teacher), "student": str(args.student)}
     if not args.skip_quality:
-        report["quality"] = quality(args.teacher, args.student, offset=args.offset, seconds=args.seconds, runtime=args.quality_runtime)
+        report["quality"] = quality(args.teacher, args.student, offset=args.offset, seconds=args.seconds, runtime=args.quality_runtime,
+                                    shift=args.shift)
         q = report["quality"]
         print(f"{q['excerpt']} (held out), dB; Separator runtime {q['runtime']}")
-        print("| stem | student vs teacher (SDR) | uniform masks vs teacher (SDR) | teacher cSDR | student cSDR | mixture cSDR | uniform cSDR |")
-        print("|---|---|---|---|---|---|---|")
+        print(f"| stem | student vs teacher (SDR) | uniform masks vs teacher | teacher {q['shift']} samples later vs teacher | "
+              "teacher cSDR | student cSDR | mixture cSDR | uniform cSDR |")
+        print("|---|---|---|---|---|---|---|---|")
         for stem, row in [*q["stems"].items(), ("mean", q["mean"])]:
             print(f"| {stem} | " + " | ".join(f"{row[c]:.2f}" for c in COLUMNS) + " |")
         print(f"student - teacher cSDR (mean): {q['mean']['student_csdr'] - q['mean']['teacher_csdr']:+.2f} dB; the student's stems "
