@@ -93,3 +93,38 @@ def test_the_phone_runner_and_the_runtimes_do_not_import_each_other():
     runner = {unit(target) for _, target in imports(PACKAGE / "litert_runner.py")}
     runtimes = {unit(target) for _, target in imports(PACKAGE / "runtimes.py")}
     assert "runtimes" not in runner and "litert_runner" not in runtimes
+
+
+# Sizes a newcomer can read (issue 25): no module over 400 lines, no function over 80 (from its first
+# decorator to its last line, docstring and nested functions included).
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def sizes_over_the_limits(root: pathlib.Path) -> list[str]:
+    """``path: N lines`` and ``path:LINE name(): N lines`` for every module and function of ``root`` over the limits."""
+    over = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(root.parent)
+        if (lines := text.count("\n")) > MAX_MODULE_LINES:
+            over.append(f"{where}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list])
+                if (length := node.end_lineno - start + 1) > MAX_FUNCTION_LINES:
+                    over.append(f"{where}:{start} {node.name}(): {length} lines")
+    return over
+
+
+def test_no_module_over_400_lines_and_no_function_over_80():
+    assert sizes_over_the_limits(PACKAGE) == []
+
+
+def test_the_size_check_sees_a_long_module_and_a_long_nested_function(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "long.py").write_text("\n".join(f"x{i} = {i}" for i in range(401)) + "\n")
+    body = "\n".join(f"        y{i} = {i}" for i in range(79))
+    (package / "nested.py").write_text(f"@staticmethod\ndef outer():\n    def inner():\n{body}\n    return inner\n")
+    assert sizes_over_the_limits(package) == ["pkg/long.py: 401 lines", "pkg/nested.py:1 outer(): 83 lines"]

@@ -46,39 +46,15 @@ def distill(
 
     teacher_config, _ = load_model_config(teacher)  # an unknown teacher fails before the TensorFlow import
     groups = stem_groups(stem_group)
-    student_filters = None
-    if filters is not None:
-        try:
-            student_filters = [int(value) for value in names(filters)]
-        except ValueError:
-            raise OptionError("filters", f"{{option}} must be integers separated by commas, e.g. 8,16,32. Received {filters!r}.") from None
-    options.check_training(
-        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
-        from_model=None, freeze_encoder=False, num_frames=num_frames, config=teacher_config,
+    student_filters = _checked_numbers(
+        teacher_config, filters=filters, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+        checkpoint_every=checkpoint_every, num_frames=num_frames, speed_range=speed_range, log_every=log_every,
+        validation_data=validation_data,
     )
-    options.check_speed_range(speed_range)
-    if log_every < 1:
-        raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
-    if validation_data is not None and not validation_data.exists():
-        raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
-
-    import_tensorflow_quietly()  # stemtf.train imports TensorFlow: keep its start-up lines off stderr, even for bad input
-    from stemtf.train.distill import INITS, TEACHER_TARGETS, audio_tracks, student_config
-
-    if init not in INITS:
-        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
-    if teacher_targets not in TEACHER_TARGETS:
-        raise OptionError("teacher_targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {teacher_targets!r}.")
-    config = student_config(teacher_config, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
-                            kernel_size=kernel_size, name=name)
-    if prune_from is not None:
-        from stemtf.train.distill import can_prune
-
-        source_config, _ = load_model_config(prune_from)
-        if init == "scratch" or not can_prune(source_config, config):
-            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs "
-                                            "--init prune or auto, and one shared stemtf trunk with the student's stems and depth, no narrower.")
-    audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before the teacher loads
+    config = _checked_student(
+        teacher_config, audio, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
+        kernel_size=kernel_size, name=name, init=init, teacher_targets=teacher_targets, prune_from=prune_from,
+    )
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
     from rich.progress import TextColumn
@@ -111,3 +87,49 @@ def distill(
     if not quiet:
         typer.echo(f"Distilled {teacher_config.name!r} into {config.name!r} (filters {list(config.unet.filters)}) "
                    f"to step {result.step}; model written to {result.output_dir}")
+
+
+def _checked_numbers(teacher_config, *, filters: str | None, steps: int, batch_size: int, learning_rate: float,
+                     checkpoint_every: int, num_frames: int | None, speed_range, log_every: int,
+                     validation_data: pathlib.Path | None) -> list[int] | None:
+    """Check the options that need no TensorFlow; the student's filters parsed from ``--filters``."""
+    student_filters = None
+    if filters is not None:
+        try:
+            student_filters = [int(value) for value in names(filters)]
+        except ValueError:
+            raise OptionError("filters", f"{{option}} must be integers separated by commas, e.g. 8,16,32. Received {filters!r}.") from None
+    options.check_training(
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+        from_model=None, freeze_encoder=False, num_frames=num_frames, config=teacher_config,
+    )
+    options.check_speed_range(speed_range)
+    if log_every < 1:
+        raise OptionError("log_every", f"{{option}} must be >= 1. Received {log_every}.")
+    if validation_data is not None and not validation_data.exists():
+        raise StemtfError(f"--validation-data {str(validation_data)!r} does not exist.")
+    return student_filters
+
+
+def _checked_student(teacher_config, audio: list[str], *, trunk_width: float, filters: list[int] | None,
+                     head_filters: int | None, kernel_size: int | None, name: str | None, init: str,
+                     teacher_targets: str, prune_from: pathlib.Path | None):
+    """The student's config, once its options and the audio are checked (before the teacher loads)."""
+    from stemtf.config import load_model_config
+
+    import_tensorflow_quietly()  # stemtf.train imports TensorFlow: keep its start-up lines off stderr, even for bad input
+    from stemtf.train.distill import INITS, TEACHER_TARGETS, audio_tracks, can_prune, student_config
+
+    if init not in INITS:
+        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
+    if teacher_targets not in TEACHER_TARGETS:
+        raise OptionError("teacher_targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {teacher_targets!r}.")
+    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
+                            kernel_size=kernel_size, name=name)
+    if prune_from is not None:
+        source_config, _ = load_model_config(prune_from)
+        if init == "scratch" or not can_prune(source_config, config):
+            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs "
+                                            "{option:init} prune or auto, and one shared stemtf trunk with the student's stems and depth, no narrower.")
+    audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before the teacher loads
+    return config

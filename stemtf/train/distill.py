@@ -316,68 +316,40 @@ def distill(
         teacher: The teacher model (name or directory).
         audio: Unlabelled music: files, folders (searched recursively) or globs.
         output_dir: The student's model directory, written at every checkpoint (``resume`` continues it).
-        trunk_width: The student's share of the teacher's filters per trunk level (see :func:`student_config`).
-        filters: The student's filters per level instead of ``trunk_width``.
-        head_filters: The student's feature maps for the mask heads (default: the teacher's; see :func:`student_config`).
-        kernel_size: The student's trunk kernel (default: the teacher's; see :func:`student_config`).
-        name: The student's name (default ``TEACHER-lite``).
+        trunk_width, filters, head_filters, kernel_size, name: The student's geometry and name (see
+            :func:`student_config`; the name defaults to ``TEACHER-lite``).
         init: How the student starts: ``prune`` (the teacher's most important channels, see
             :func:`pruned_student`), ``scratch`` (random weights), or ``auto`` (``prune`` where the
             teacher allows it: one shared stemtf trunk).
-        prune_from: The model whose trunk ``prune`` starts from instead of the teacher's, e.g. an earlier,
-            wider student of the same teacher (its distillation is not lost); implies ``prune``.
-        targets: ``online``: the teacher computes the targets of every augmented example in
-            the input pipeline (a teacher forward pass per step); ``cached``: the teacher separates
-            each recording once (:func:`cached_teacher_tracks`, in ``output_dir/teacher-stems``) and
-            the student trains on those stems as labelled tracks, with the pipeline augmenting stems
-            and mixture alike (the targets are then the teacher's stems of the recording, gained,
-            swapped and sped with it, rather than the teacher's stems of the augmented mixture).
-            Without ``augmentation`` given, ``cached`` does not remix stems across recordings.
+        prune_from: The model ``prune`` starts from instead of the teacher, e.g. an earlier, wider
+            student of the same teacher; implies ``prune``.
+        targets: ``online``: the teacher labels every augmented example (a forward pass per step);
+            ``cached``: it separates each recording once and the student trains on those stems (see
+            :func:`cached_teacher_tracks`).
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
         steps, batch_size, learning_rate, num_frames, warmup_steps, augmentation, checkpoint_every,
         validation_crops, seed, resume, overwrite, tensorboard, progress: as for :func:`stemtf.train.fit`.
 
-    Returns:
-        The :class:`~stemtf.train.TrainingResult` of the student.
+    Returns the student's :class:`~stemtf.train.TrainingResult`.
 
     Raises:
         ModelError: unknown teacher, or ``output_dir`` holds a model and neither ``resume`` nor ``overwrite``.
         DataError: no audio, unreadable audio, or bad validation data.
         OptionError: a bad argument.
     """
-    if init not in INITS:
-        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
-    if targets not in TEACHER_TARGETS:
-        raise OptionError("targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {targets!r}.")
-    teacher_config, _ = load_model_config(teacher)
-    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
-                            kernel_size=kernel_size, name=name)
-    source_config = teacher_config
-    if prune_from is not None:
-        if init == "scratch":
-            raise OptionError("prune_from", "{option} prunes a model to start from: it needs init 'prune' or 'auto', not 'scratch'.")
-        source_config, _ = load_model_config(prune_from)
-        init = "prune"
-        if not can_prune(source_config, config):
-            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs one "
-                                            "shared stemtf trunk with the student's stems and depth, no narrower.")
+    config, source_config, prune = _student_plan(teacher, init=init, targets=targets, prune_from=prune_from, geometry=dict(
+        trunk_width=trunk_width, filters=filters, head_filters=head_filters, kernel_size=kernel_size, name=name))
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
-    prune = init == "prune" or (init == "auto" and can_prune(teacher_config, config))
     teacher_model = None
     if targets == "online" or (prune and prune_from is None and not resume):
         teacher_model, _ = load_model(teacher)
         teacher_model.trainable = False
-    targets_function = None
-    if targets == "cached":
-        check_output_dir(pathlib.Path(output_dir), config, resume=resume, overwrite=overwrite)  # before hours of separation
-        train_tracks = cached_teacher_tracks(teacher, train_tracks, pathlib.Path(output_dir) / TEACHER_STEMS_DIR)
-        if augmentation is data_lib.DEFAULT_AUGMENTATION:
-            augmentation = dataclasses.replace(augmentation, remix_probability=0.0)
-    else:
-        targets_function = teacher_targets(teacher_model, config.stems, max_bins=config.max_bins)
+    train_tracks, augmentation, targets_function = _teaching(
+        targets, teacher, teacher_model, config, train_tracks, augmentation, pathlib.Path(output_dir), resume=resume,
+        overwrite=overwrite)
     with tempfile.TemporaryDirectory(prefix="stemtf-distill-") as scratch:
         start = None
         if prune and not resume:
@@ -389,3 +361,34 @@ def distill(
             checkpoint_every=checkpoint_every, validation_crops=validation_crops, seed=seed, resume=resume,
             overwrite=overwrite, tensorboard=tensorboard, progress=progress, from_model=start, targets=targets_function,
         )
+
+
+def _student_plan(teacher, *, init: str, targets: str, prune_from, geometry: dict) -> tuple[ModelConfig, ModelConfig, bool]:
+    """``(student config, config of the model pruned from, whether to prune)``, once the choices are checked."""
+    if init not in INITS:
+        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
+    if targets not in TEACHER_TARGETS:
+        raise OptionError("targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {targets!r}.")
+    teacher_config, _ = load_model_config(teacher)
+    config = student_config(teacher_config, **geometry)
+    if prune_from is None:
+        return config, teacher_config, init == "prune" or (init == "auto" and can_prune(teacher_config, config))
+    if init == "scratch":
+        raise OptionError("prune_from", "{option} prunes a model to start from: it needs init 'prune' or 'auto', not 'scratch'.")
+    source_config, _ = load_model_config(prune_from)
+    if not can_prune(source_config, config):
+        raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs one "
+                                        "shared stemtf trunk with the student's stems and depth, no narrower.")
+    return config, source_config, True
+
+
+def _teaching(targets: str, teacher, teacher_model, config: ModelConfig, train_tracks, augmentation, output_dir: pathlib.Path,
+              *, resume: bool, overwrite: bool):
+    """``(training tracks, augmentation, targets function or None)`` for ``targets`` ``online`` or ``cached``."""
+    if targets == "online":
+        return train_tracks, augmentation, teacher_targets(teacher_model, config.stems, max_bins=config.max_bins)
+    check_output_dir(output_dir, config, resume=resume, overwrite=overwrite)  # before hours of separation
+    train_tracks = cached_teacher_tracks(teacher, train_tracks, output_dir / TEACHER_STEMS_DIR)
+    if augmentation is data_lib.DEFAULT_AUGMENTATION:  # the cached stems belong to their recording: no remixing
+        augmentation = dataclasses.replace(augmentation, remix_probability=0.0)
+    return train_tracks, augmentation, None
