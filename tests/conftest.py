@@ -44,6 +44,9 @@ SLOW_TESTS = {
     "test_quality_benchmark": {"test_museval_medians_come_beside_csdr"},
     "test_export": {"test_savedmodel_chunking_matches_separator_at_every_length", "test_wav_signature_returns_wav_per_stem_with_input_layout"},
     "test_spleeter": {"test_download_import_verifies_converts_and_downloads_once", "test_import_folder_and_archive_give_the_same_model"},
+    "test_distill_spleeter": {"test_recipe_imports_distils_resumes_and_the_student_separates"},
+    "test_spleeter_surfaces": {"test_serve_page_jobs_and_rest_api_run_an_imported_model_by_name",
+                               "test_evaluate_scores_an_imported_model_by_name"},
     "test_distill": {"test_distill_writes_a_student_that_resumes_and_validates", "test_a_spleeter_layout_teacher_gets_one_shared_trunk_student"},
 }
 # Module fixtures that convert or import a model for every test that uses them: those tests are slow too.
