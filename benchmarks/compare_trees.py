@@ -27,7 +27,6 @@ import time
 import numpy as np
 import soundfile as sf
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 BUILD_MODEL = """
 import sys, keras
 from stemtf.config import load_config
@@ -67,8 +66,9 @@ def main() -> int:
         t = np.arange(seconds) / 44100
         music = 0.2 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((seconds, 2))
         sf.write(work / "input.wav", music.astype(np.float32), 44100, subtype="PCM_16")
-        subprocess.run([sys.executable, "-c", BUILD_MODEL, args.config, str(work / "model")], check=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(after), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        # The model is saved by the baseline: a newer tree reads an older config, not always the reverse.
+        subprocess.run([sys.executable, "-c", BUILD_MODEL, args.config, str(work / "model")], check=True, cwd=before,
+                       env={**os.environ, "PYTHONPATH": str(before), "TF_CPP_MIN_LOG_LEVEL": "2"})
         results: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
         run_once(before, work / "input.wav", work / "model", work / "out")  # untimed: fills the disk cache
         for _ in range(args.repeats):
