@@ -233,6 +233,7 @@ def test_export_web_stages_the_folder_and_places_it_whole(tmp_path, tiny_model_d
 
 
 def test_device_folder_is_built_once_in_a_staging_folder(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("STEMTF_CACHE", str(tmp_path / "cache"))  # its own cache: the session's holds other tests' folders
     monkeypatch.setattr(web, "find_runtime", lambda runtime_dir=None: tmp_path)
     monkeypatch.setattr(web, "runtime_version", lambda core: "0.0.test")
     calls: list = []
