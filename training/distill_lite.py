@@ -54,8 +54,12 @@ TRAIN_SONGS = ("Hydrogen", "Sodium", "Potassium")
 VALIDATION_SONG = "Caesium"
 
 
-def _sum_files(files: list[pathlib.Path], out: pathlib.Path) -> None:
-    """Write the sum of equally long audio files as a 16-bit FLAC (block by block, little memory)."""
+def sum_files(files: list[pathlib.Path], out: pathlib.Path) -> None:
+    """Write the sum of equally long audio files to ``out`` as 16-bit FLAC, block by block (made once).
+
+    The file is written under a temporary name and renamed at the end, so an interrupted run leaves
+    no half-written recording behind.
+    """
     if out.exists():
         return
     readers = [sf.SoundFile(str(f)) for f in files]
@@ -75,6 +79,7 @@ def _sum_files(files: list[pathlib.Path], out: pathlib.Path) -> None:
     finally:
         for reader in readers:
             reader.close()
+        tmp.unlink(missing_ok=True)
 
 
 def prepare_audio(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -82,11 +87,11 @@ def prepare_audio(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     audio = work / "audio"
     audio.mkdir(parents=True, exist_ok=True)
     for song in TRAIN_SONGS:
-        _sum_files(sorted((EIF / song).glob("*.ogg")), audio / f"eif-{song}.flac")
+        sum_files(sorted((EIF / song).glob("*.ogg")), audio / f"eif-{song}.flac")
     if SECTOID.is_dir():
         for folder in sorted(p for p in SECTOID.iterdir() if (p / "song.ogg").is_file()):
             parts = [folder / "song.ogg"] + ([folder / "guitar.ogg"] if (folder / "guitar.ogg").is_file() else [])
-            _sum_files(parts, audio / f"sectoid-{folder.name.replace(' ', '_')}.flac")
+            sum_files(parts, audio / f"sectoid-{folder.name.replace(' ', '_')}.flac")
     else:
         print(f"{SECTOID} is missing (apt-get install fretsonfire-songs-sectoid): distilling on the CC0 songs alone")
     validation = work / "validation"

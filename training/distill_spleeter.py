@@ -46,8 +46,8 @@ import json
 import pathlib
 import time
 
-import numpy as np
 import soundfile as sf
+from distill_lite import sum_files  # training/ is on the path: this script's folder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT.parent / "peers-work" / "spleeter-parity" / "4stems"
@@ -57,34 +57,6 @@ TRAIN_SONGS = ("Hydrogen", "Sodium", "Potassium")
 VALIDATION_SONG = "Caesium"
 EIF_LICENCE = "CC0 1.0 ('Everything is Free', Software-Entwicklungskit)"
 SECTOID_LICENCE = "MIT (Debian fretsonfire-songs-sectoid, Sectoid)"
-
-
-def sum_files(files: list[pathlib.Path], out: pathlib.Path) -> None:
-    """Write the sum of equally long audio files to ``out`` as 16-bit FLAC, block by block (made once).
-
-    The file is written under a temporary name and renamed at the end, so an interrupted run leaves
-    no half-written recording behind.
-    """
-    if out.exists():
-        return
-    readers = [sf.SoundFile(str(f)) for f in files]
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with sf.SoundFile(str(tmp), "w", samplerate=readers[0].samplerate, channels=2, format="FLAC", subtype="PCM_16") as writer:
-            while True:
-                blocks = [r.read(1 << 16, dtype="float32", always_2d=True) for r in readers]
-                length = max(len(b) for b in blocks)
-                if not length:
-                    break
-                total = np.zeros((length, 2), np.float32)
-                for block in blocks:
-                    total[: len(block)] += block if block.shape[1] == 2 else np.repeat(block, 2, axis=1)
-                writer.write(np.clip(total, -1, 1))
-        tmp.replace(out)
-    finally:
-        for reader in readers:
-            reader.close()
-        tmp.unlink(missing_ok=True)
 
 
 def recordings(eif: pathlib.Path = EIF, sectoid: pathlib.Path = SECTOID) -> dict[str, tuple[list[pathlib.Path], str, str]]:
