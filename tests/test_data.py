@@ -407,26 +407,14 @@ def test_csv_unknown_cells_and_sum_columns(tmp_path):
         ("a_path,b+c\nfull/a.wav,band/bc.wav\n", "column 'b\\+c'; name a column of summed stems like the others, b\\+c_path"),
         ("a_path,b+d_path\nfull/a.wav,band/bc.wav\n", "column 'b\\+d_path' for stem 'd', which no model stem takes"),
         ("mixture_path,a_path,b_path,c_path\npart/mix.wav,?,?,?\n", "labels none of its stems"),
-    ],
-)
-def test_bad_partly_labelled_manifests_are_one_line_errors(tmp_path, manifest, pattern):
-    write_constants(tmp_path, PARTS)
-    (tmp_path / "m.csv").write_text(manifest)
-    with pytest.raises(data.DataError, match=pattern) as caught:
-        data.csv_tracks(tmp_path / "m.csv", stems=["a", "b", "c"])
-    assert "\n" not in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("manifest", "pattern"),
-    [
+        # rows and headers of any manifest
         ("a_path,b_path,c_path,duration\nfull/a.wav,full/b.wav,full/c.wav,long\n", "m.csv line 2: duration 'long' is not a number"),
         ("a_path,b_path,c_path,duration\nfull/a.wav,full/b.wav,full/c.wav,-1\n", "m.csv line 2: duration must be > 0 seconds. Received -1.0"),
         ("a_path,b_path\nfull/a.wav,full/b.wav\nfull/a.wav,full/nope.wav\n", r"m.csv line 3: b_path '.*nope.wav' does not exist"),
         ("a,b,c\nfull/a.wav,full/b.wav,full/c.wav\n", r"has no <stem>_path columns \(columns: \['a', 'b', 'c'\]\)"),
     ],
 )
-def test_bad_manifest_rows_and_headers_are_one_line_errors(tmp_path, manifest, pattern):
+def test_bad_manifests_are_one_line_errors(tmp_path, manifest, pattern):
     write_constants(tmp_path, PARTS)
     (tmp_path / "m.csv").write_text(manifest)
     with pytest.raises(data.DataError, match=pattern) as caught:
