@@ -36,12 +36,14 @@ def test_student_config_narrows_the_trunk_and_keeps_the_geometry():
     assert student.trunk == "shared" and student.masks == "ratio"
     assert student_config(teacher, filters=[3, 5, 7], name="mine").unet.filters == (3, 5, 7)
     assert student.unet.head_filters == teacher.unet.head_filters and student_config(teacher, head_filters=1).unet.head_filters == 1
+    assert student.unet.dropout_rate == teacher.unet.dropout_rate and student_config(teacher, dropout_rate=0).unet.dropout_rate == 0.0
 
 
 @pytest.mark.parametrize("kwargs, match", [({"trunk_width": 0}, "trunk_width"), ({"trunk_width": float("nan")}, "trunk_width"),
                                             ({"filters": [4, 0, 8]}, "filters"), ({"filters": []}, "filters"),
                                             ({"head_filters": 0}, "head_filters"), ({"head_filters": 2.5}, "head_filters"),
-                                            ({"kernel_size": 0}, "kernel_size")])
+                                            ({"kernel_size": 0}, "kernel_size"), ({"dropout_rate": 1.0}, "dropout_rate"),
+                                            ({"dropout_rate": float("nan")}, "dropout_rate")])
 def test_student_config_rejects_bad_sizes(kwargs, match):
     from stemtf.train.distill import student_config
 
@@ -112,9 +114,10 @@ def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
 
     out = tmp_path / "student"
     assert main(["distill", str(tiny_model_dir), "--audio", str(music_folder), "-o", str(out), "--steps", "2",
-                 "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "--head-filters", "1", "-q"]) == 0
+                 "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "--head-filters", "1",
+                 "--dropout-rate", "0", "-q"]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["unet"]["filters"] == [2, 2, 4] and config["unet"]["head_filters"] == 1
+    assert config["unet"]["filters"] == [2, 2, 4] and config["unet"]["head_filters"] == 1 and config["unet"]["dropout_rate"] == 0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -123,6 +126,7 @@ def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
     (["--audio", "{music}", "--trunk-width", "0"], "--trunk-width must be in (0, 4]"),
     (["--audio", "{music}", "--steps", "0"], "--steps must be >= 1"),
     (["--audio", "{music}", "--head-filters", "0"], "--head-filters must be a positive integer"),
+    (["--audio", "{music}", "--dropout-rate", "1"], "--dropout-rate must be in [0, 1)"),
     (["--audio", "{music}", "--teacher-targets", "later"], "--teacher-targets must be one of online, cached"),
 ])
 def test_cli_distill_bad_input_is_one_line(tiny_model_dir, music_folder, tmp_path, capsys, args, message):

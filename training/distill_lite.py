@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--filters", default="8,16,32,64,128,256", help="the student's filters per level")
     parser.add_argument("--head-filters", type=int, default=4)
     parser.add_argument("--kernel-size", type=int, default=3)
+    parser.add_argument("--dropout", type=float, default=None, help="the student's dropout rate (default: the teacher's, 0.5)")
     parser.add_argument("--prune-from", default=None, help="a model to prune the student from (default: the teacher)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -235,7 +236,7 @@ def main() -> None:
     result = distill(
         args.teacher, [audio, *args.extra_audio], output_dir=args.output_dir,
         filters=[int(f) for f in args.filters.split(",")], head_filters=args.head_filters, kernel_size=args.kernel_size,
-        init="prune", prune_from=args.prune_from, name=args.name, validation_data=validation, stem_groups={"other": ["other", "piano"]}, steps=args.steps,
+        dropout_rate=args.dropout, init="prune", prune_from=args.prune_from, name=args.name, validation_data=validation, stem_groups={"other": ["other", "piano"]}, steps=args.steps,
         batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         num_frames=args.num_frames, checkpoint_every=args.checkpoint_every, resume=args.resume, progress=progress,
         targets=args.teacher_targets,

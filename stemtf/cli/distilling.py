@@ -23,6 +23,7 @@ def distill(
     filters: Optional[str] = typer.Option(None, "--filters", help="The student's filters per U-Net level instead, e.g. 8,16,32,64,128,256.", show_default=False),
     head_filters: Optional[int] = typer.Option(None, "--head-filters", help="Feature maps the student's trunk hands to its mask heads (default: the teacher's, 8). They run at full resolution: 4 makes a half-width student about a fifth cheaper.", show_default=False),
     kernel_size: Optional[int] = typer.Option(None, "--kernel-size", help="The student's trunk kernel (default: the teacher's, 5); 3 is about 2.8x fewer multiply-adds, and prunes from the teacher's central taps.", show_default=False),
+    dropout_rate: Optional[float] = typer.Option(None, "--dropout-rate", help="The student's dropout while training (default: the teacher's, 0.5). 0 leaves all of a small student's capacity to the teacher's masks.", show_default=False),
     init: str = typer.Option("auto", "--init", help="How the student starts: prune (the teacher's most important channels), scratch (random), or auto (prune where the teacher has one shared stemtf trunk)."),
     prune_from: Optional[pathlib.Path] = typer.Option(None, "--prune-from", help="Start by pruning this model instead of the teacher, e.g. an earlier, wider student (implies --init prune).", show_default=False),
     teacher_targets: str = typer.Option("online", "--teacher-targets", help="online: the teacher labels every augmented example as it trains (a teacher pass per step); cached: the teacher separates each recording once (cached in OUTPUT_DIR/teacher-stems) and the student trains on those stems: no teacher pass per step (~1.7x the steps per hour measured for the recipe)."),
@@ -53,7 +54,8 @@ def distill(
     )
     config = _checked_student(
         teacher_config, audio, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
-        kernel_size=kernel_size, name=name, init=init, teacher_targets=teacher_targets, prune_from=prune_from,
+        kernel_size=kernel_size, dropout_rate=dropout_rate, name=name, init=init, teacher_targets=teacher_targets,
+        prune_from=prune_from,
     )
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
@@ -78,7 +80,7 @@ def distill(
 
         result = run_distillation(
             teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
-            kernel_size=kernel_size, name=name, init=init, prune_from=prune_from, targets=teacher_targets,
+            kernel_size=kernel_size, dropout_rate=dropout_rate, name=name, init=init, prune_from=prune_from, targets=teacher_targets,
             validation_data=validation_data, stem_groups=groups, steps=steps, batch_size=batch_size,
             learning_rate=learning_rate, num_frames=num_frames, checkpoint_every=checkpoint_every, seed=seed, resume=resume,
             overwrite=overwrite, progress=report,
@@ -112,7 +114,7 @@ def _checked_numbers(teacher_config, *, filters: str | None, steps: int, batch_s
 
 
 def _checked_student(teacher_config, audio: list[str], *, trunk_width: float, filters: list[int] | None,
-                     head_filters: int | None, kernel_size: int | None, name: str | None, init: str,
+                     head_filters: int | None, kernel_size: int | None, dropout_rate: float | None, name: str | None, init: str,
                      teacher_targets: str, prune_from: pathlib.Path | None):
     """The student's config, once its options and the audio are checked (before the teacher loads)."""
     from stemtf.config import load_model_config
@@ -125,7 +127,7 @@ def _checked_student(teacher_config, audio: list[str], *, trunk_width: float, fi
     if teacher_targets not in TEACHER_TARGETS:
         raise OptionError("teacher_targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {teacher_targets!r}.")
     config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
-                            kernel_size=kernel_size, name=name)
+                            kernel_size=kernel_size, dropout_rate=dropout_rate, name=name)
     if prune_from is not None:
         source_config, _ = load_model_config(prune_from)
         if init == "scratch" or not can_prune(source_config, config):

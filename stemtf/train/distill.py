@@ -43,7 +43,8 @@ TEACHER_STEMS_DIR = "teacher-stems"  # in the student's output directory: the ca
 
 def student_config(
     teacher: ModelConfig, *, trunk_width: float = DEFAULT_TRUNK_WIDTH, filters: Sequence[int] | None = None,
-    head_filters: int | None = None, kernel_size: int | None = None, name: str | None = None,
+    head_filters: int | None = None, kernel_size: int | None = None, dropout_rate: float | None = None,
+    name: str | None = None,
 ) -> ModelConfig:
     """The student of ``teacher``: its stems and signal geometry on stemtf's shared trunk, narrower.
 
@@ -57,6 +58,8 @@ def student_config(
             half the trunk, the teacher's 8 are about 40% of the student's multiply-adds, 4 about 25%.
         kernel_size: The kernel of every trunk (transposed) convolution (default: the teacher's; 3
             instead of 5 is about 2.8x fewer multiply-adds in the trunk).
+        dropout_rate: The decoder's dropout while training (default: the teacher's); 0 leaves a small
+            student's whole capacity to the teacher's masks (labels for any music: little to over-fit).
         name: The student's name (default ``TEACHER-lite``).
 
     Raises:
@@ -77,7 +80,11 @@ def student_config(
         kernel_size = teacher.unet.kernel_size
     elif isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1:
         raise OptionError("kernel_size", f"{{option}} must be a positive integer. Received {kernel_size!r}.")
-    unet = UNetConfig(filters=filters, kernel_size=int(kernel_size), head_filters=int(head_filters))
+    if dropout_rate is None:
+        dropout_rate = teacher.unet.dropout_rate
+    elif not 0 <= dropout_rate < 1:  # also rejects NaN
+        raise OptionError("dropout_rate", f"{{option}} must be in [0, 1). Received {dropout_rate!r}.")
+    unet = UNetConfig(filters=filters, kernel_size=int(kernel_size), head_filters=int(head_filters), dropout_rate=float(dropout_rate))
     return teacher.replace(
         name=name or f"{teacher.name}-lite", unet=unet, trunk="shared", masks="ratio", mask_exponent=1.0,
         max_bins=teacher.max_bins - teacher.max_bins % 2 ** len(filters),
@@ -290,6 +297,7 @@ def distill(
     filters: Sequence[int] | None = None,
     head_filters: int | None = None,
     kernel_size: int | None = None,
+    dropout_rate: float | None = None,
     name: str | None = None,
     init: str = "auto",
     prune_from: str | os.PathLike | None = None,
@@ -316,16 +324,14 @@ def distill(
         teacher: The teacher model (name or directory).
         audio: Unlabelled music: files, folders (searched recursively) or globs.
         output_dir: The student's model directory, written at every checkpoint (``resume`` continues it).
-        trunk_width, filters, head_filters, kernel_size, name: The student's geometry and name (see
+        trunk_width, filters, head_filters, kernel_size, dropout_rate, name: The student's geometry and name (see
             :func:`student_config`; the name defaults to ``TEACHER-lite``).
-        init: How the student starts: ``prune`` (the teacher's most important channels, see
-            :func:`pruned_student`), ``scratch`` (random weights), or ``auto`` (``prune`` where the
-            teacher allows it: one shared stemtf trunk).
+        init: How the student starts: ``prune`` (the teacher's most important channels, :func:`pruned_student`),
+            ``scratch`` (random weights), or ``auto`` (``prune`` where the teacher has one shared stemtf trunk).
         prune_from: The model ``prune`` starts from instead of the teacher, e.g. an earlier, wider
             student of the same teacher; implies ``prune``.
-        targets: ``online``: the teacher labels every augmented example (a forward pass per step);
-            ``cached``: it separates each recording once and the student trains on those stems (see
-            :func:`cached_teacher_tracks`).
+        targets: ``online``: the teacher labels every augmented example (a forward pass per step); ``cached``:
+            it separates each recording once and the student trains on those stems (:func:`cached_teacher_tracks`).
         validation_data: Labelled tracks (a folder, CSV or MUSDB18) scored against their real stems
             at every checkpoint (``val_<stem>_sdr``); None: no validation.
         stem_groups: How the validation data's files make the teacher's stems, e.g. ``{"other": ["other", "piano"]}``.
@@ -340,7 +346,7 @@ def distill(
         OptionError: a bad argument.
     """
     config, source_config, prune = _student_plan(teacher, init=init, targets=targets, prune_from=prune_from, geometry=dict(
-        trunk_width=trunk_width, filters=filters, head_filters=head_filters, kernel_size=kernel_size, name=name))
+        trunk_width=trunk_width, filters=filters, head_filters=head_filters, kernel_size=kernel_size, dropout_rate=dropout_rate, name=name))
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
     teacher_model = None
