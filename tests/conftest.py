@@ -58,6 +58,7 @@ SLOW_TESTS = {
 SLOW_FIXTURES = {
     "test_export": "exports",  # every TFLite and ONNX artifact of the tiny model
     "test_spleeter_pipeline": "imported",  # a Spleeter checkpoint imported, then run on both runtimes
+    "test_student_surfaces": "student",  # a student distilled, then sent through every surface
 }
 
 
