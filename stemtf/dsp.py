@@ -122,8 +122,17 @@ def frames_of(padded: np.ndarray, n_fft: int, hop_length: int, count: int | None
 
 
 def rfft_frames(frames: np.ndarray, n_fft: int) -> np.ndarray:
-    """Windowed spectra of frames ``(n, C, n_fft)`` -> complex64 ``(n, bins, C)`` (a few frames: one thread)."""
-    return fast_rfft(frames * (hann(n_fft) * np.float32(n_fft))).transpose(0, 2, 1).astype(np.complex64)
+    """Windowed spectra of frames ``(n, C, n_fft)`` -> complex64 ``(n, C, bins)``, bins last (on the frame pool)."""
+    window = hann(n_fft) * np.float32(n_fft)  # the scale of norm="forward" undone in the window (see fast_rfft)
+    windowed = np.empty(frames.shape, np.float32)  # allocated here, not on the pool's threads: see stft
+    spectra = np.empty(frames.shape[:-1] + (n_fft // 2 + 1,), np.complex64)
+
+    def transform(start: int, stop: int) -> None:
+        np.multiply(frames[start:stop], window, out=windowed[start:stop])
+        fast_rfft(windowed[start:stop], out=spectra[start:stop])
+
+    in_frame_blocks(transform, frames.shape[0])
+    return spectra
 
 
 def stft(waveform: np.ndarray, *, n_fft: int, hop_length: int) -> np.ndarray:

@@ -130,7 +130,7 @@ class SlidingPlan:
         self._num_stems, self._channels = num_stems, num_channels
         self._synthesis = dsp.synthesis_window(n_fft, hop)
         self._input = np.zeros((n_fft - hop, num_channels), np.float32)  # the STFT's front padding, then input not yet in a frame
-        self._frames: list[np.ndarray] = []  # complex (bins, C) of frames not yet masked, from frame self._masked on
+        self._frames: list[np.ndarray] = []  # complex (n, C, bins) blocks of the frames not yet masked, from frame self._masked on
         # Magnitudes of frames self._first on (zeros before the first frame), as far back as a window reaches.
         self._magnitudes = np.zeros((window_frames, self.spectral.max_bins, num_channels), np.float32)
         self._first = -window_frames
@@ -146,9 +146,9 @@ class SlidingPlan:
         count = (self._input.shape[0] - n_fft) // hop + 1 if self._input.shape[0] >= n_fft else 0
         if not count:
             return
-        spectra = dsp.rfft_frames(dsp.frames_of(self._input, n_fft, hop, count), n_fft)  # (count, bins, C)
-        self._frames.extend(spectra)
-        self._magnitudes = np.concatenate([self._magnitudes, np.abs(spectra[:, : self.spectral.max_bins, :])])
+        spectra = dsp.rfft_frames(dsp.frames_of(self._input, n_fft, hop, count), n_fft)  # (count, C, bins)
+        self._frames.append(spectra)
+        self._magnitudes = np.concatenate([self._magnitudes, np.abs(spectra[:, :, : self.spectral.max_bins]).transpose(0, 2, 1)])
         self._computed += count
         self._input = self._input[count * hop :]
 
@@ -168,17 +168,21 @@ class SlidingPlan:
             masks = np.asarray(self.predict(self._window(self._masked + k + lookahead)), np.float32)
             count = min(k, self._computed - self._masked)
             masks = masks[:, window - lookahead - k : window - lookahead - k + count]
-            frames = np.stack(self._frames[:count])  # (count, bins, C)
-            del self._frames[:count]
-            out.append(self._overlap_add(frames, masks))
+            out.append(self._overlap_add(self._take_frames(count), masks))
             self._masked += count
             # The next window starts step_frames later: older magnitudes are never needed again.
             drop = max(0, self._masked + k + lookahead - window - self._first)
             self._magnitudes, self._first = self._magnitudes[drop:], self._first + drop
         return out
 
+    def _take_frames(self, count: int) -> np.ndarray:
+        """The next ``count`` frames to mask, complex ``(count, C, bins)`` (a view when one block holds them)."""
+        frames = self._frames[0] if len(self._frames) == 1 else np.concatenate(self._frames)
+        self._frames = [frames[count:]] if count < frames.shape[0] else []
+        return frames[:count]
+
     def _synthesize(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """One stem's windowed frames ``(count, C, n_fft)`` to overlap-add: complex ``frames`` ``(count, bins, C)``
+        """One stem's windowed frames ``(count, C, n_fft)`` to overlap-add: complex ``frames`` ``(count, C, bins)``
         masked by ``mask`` ``(count, max_bins, C)`` (extended to every bin), inverse-transformed.
 
         Frame blocks on two threads (:func:`stemtf.dsp.in_frame_blocks`), one stem at a time, into work
@@ -187,17 +191,17 @@ class SlidingPlan:
         ~300 MB), and no fresh 17 MB arrays per stem and segment (freed ones made the heap creep).
         The returned array is overwritten by the next call.
         """
-        g, count, channels = self.spectral, frames.shape[0], frames.shape[2]
+        g, count, channels = self.spectral, frames.shape[0], frames.shape[1]
         if self._work is None or self._work[0].shape != (count, channels, g.n_fft):
             self._work = (np.empty((count, channels, g.n_fft), np.float32), np.empty((count, channels, g.num_bins), np.complex64))
         out, spectra = self._work
 
         def transform(start: int, stop: int) -> None:
-            # bins last and contiguous first: numpy's inverse FFT along a strided axis is 2.5x slower
-            block, part = spectra[start:stop], mask[start:stop]
-            block[...] = np.swapaxes(frames[start:stop], -1, -2)
-            block[..., : g.max_bins] *= np.swapaxes(part, -1, -2)
-            block[..., g.max_bins :] *= np.swapaxes(dsp.mask_fill(part, how=g.mask_extension, extension_bins=g.extension_bins), -1, -2)
+            # bins last and contiguous: numpy's inverse FFT along a strided axis is 2.5x slower
+            block, part, source = spectra[start:stop], mask[start:stop], frames[start:stop]
+            np.multiply(source[..., : g.max_bins], np.swapaxes(part, -1, -2), out=block[..., : g.max_bins])
+            fill = dsp.mask_fill(part, how=g.mask_extension, extension_bins=g.extension_bins)
+            np.multiply(source[..., g.max_bins :], np.swapaxes(fill, -1, -2), out=block[..., g.max_bins :])
             np.fft.irfft(block, n=g.n_fft, axis=-1, out=out[start:stop])
             out[start:stop] *= self._synthesis
 
@@ -205,19 +209,24 @@ class SlidingPlan:
         return out
 
     def _overlap_add(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """Mask ``frames`` ``(count, bins, C)`` with each stem's ``masks`` ``(num_stems, count, max_bins, C)`` and
+        """Mask ``frames`` ``(count, C, bins)`` with each stem's ``masks`` ``(num_stems, count, max_bins, C)`` and
         overlap-add them; return the samples no later frame touches.
 
         Sample block ``b`` (``hop_length`` samples) sums hop ``r`` of frame ``b - r``, added in frame order
-        (``r`` descending), as a frame-by-frame loop would.
+        (``r`` descending), as a frame-by-frame loop would; ranges of blocks on the frame pool.
         """
         hop, n_fft, count, channels = self.spectral.hop_length, self.spectral.n_fft, frames.shape[0], self._channels
         total = np.concatenate([self._sum, np.zeros((self._num_stems, channels, count * hop), np.float32)], axis=2)
         for index, mask in enumerate(masks):
             windowed = self._synthesize(frames, mask)
-            for r in reversed(range(n_fft // hop)):
-                target = total[index, :, r * hop : (r + count) * hop].reshape(channels, count, hop)  # a view
-                target += windowed[:, :, r * hop : (r + 1) * hop].transpose(1, 0, 2)
+
+            def add(start: int, stop: int) -> None:  # blocks start..stop-1
+                for r in reversed(range(n_fft // hop)):
+                    first, last = max(start, r), min(stop, r + count)
+                    if first < last:
+                        target = total[index, :, first * hop : last * hop].reshape(channels, last - first, hop)  # a view
+                        target += windowed[first - r : last - r, :, r * hop : (r + 1) * hop].transpose(1, 0, 2)
+            dsp.in_frame_blocks(add, count + n_fft // hop - 1)
         done, self._sum = total[:, :, : count * hop], total[:, :, count * hop :]
         skip = min(self._skip, done.shape[2])
         self._skip -= skip
