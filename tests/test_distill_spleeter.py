@@ -157,3 +157,34 @@ def test_report_times_whole_processes_and_their_memory(tmp_path):
         report.run_process([sys.executable, "-c", "raise SystemExit(3)"], env=None)
     medians = report.medians({"a": [{"wall_s": 1.0, "peak_rss_mb": 10.0}, {"wall_s": 3.0, "peak_rss_mb": 30.0}]})
     assert medians == {"a": {"wall_s": 2.0, "peak_rss_mb": 20.0}}
+
+
+def test_distill_report_scores_a_student_on_held_out_music_without_stems(tiny_model_dir, tmp_path):
+    """distill_report's --held-out part: a folder's files are summed, and the SDR is high only when the student imitates."""
+    import distill_report as report
+    import keras
+
+    from stemtf import Separator
+    from stemtf.model import build_model
+
+    song = tmp_path / "song"
+    song.mkdir()
+    backing, guitar = music_like(3 * SAMPLE_RATE, seed=3), music_like(2 * SAMPLE_RATE, seed=4)[:, :1]  # mono, shorter
+    sf.write(song / "song.flac", backing, SAMPLE_RATE)
+    sf.write(song / "guitar.wav", guitar, SAMPLE_RATE)
+    (song / "notes.mid").write_bytes(b"MThd")  # not audio: left out
+    mixture, rate = report.held_out_mixture(song, offset=5.0, seconds=1.0)  # past the end: the last second
+    start = 2 * SAMPLE_RATE - SAMPLE_RATE
+    expected = backing[start:2 * SAMPLE_RATE] + np.repeat(guitar[start:], 2, axis=1)
+    assert rate == SAMPLE_RATE and mixture.shape == (SAMPLE_RATE, 2)
+    np.testing.assert_allclose(mixture, expected, atol=1e-4)  # 16-bit files
+
+    teacher = Separator.from_pretrained(tiny_model_dir, runtime="keras")
+    itself = report.held_out_fidelity({"teacher": teacher, "student": teacher}, [song], 0.0, 1.0)
+    assert min(itself["pooled_student_vs_teacher_sdr"].values()) > 60
+    keras.utils.set_random_seed(7)
+    stranger = Separator(build_model(teacher.config), teacher.config)  # same layout, other weights
+    other = report.held_out_fidelity({"teacher": teacher, "student": stranger}, [song, song / "song.flac"], 0.0, 1.0)
+    assert set(other["recordings"]) == {"song", "song.flac"}
+    assert max(other["pooled_student_vs_teacher_sdr"].values()) < 40
+    assert all(row["teacher_level_db"] < 0 for rows in other["recordings"].values() for row in rows.values())
