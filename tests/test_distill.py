@@ -320,6 +320,10 @@ def test_the_recipe_ships_only_a_student_that_meets_the_targets(tiny_model_dir, 
     assert recipe.ship_failures(_report((15.2, 19.9))) == []
     assert [f.split()[0] for f in recipe.ship_failures(_report((15.2, 10.3)))] == ["drums"]
     assert "mean cSDR" in recipe.ship_failures(_report((16, 16), student_csdr=(0.4, 1.5)))[0]
+    held = {**_report((15.2, 19.9)), "held_out": {"seconds": 60.0, "recordings": {"armygeddon": {}},
+                                                  "pooled_student_vs_teacher_sdr": {"vocals": 9.0, "drums": 16.0}}}
+    assert recipe.ship_failures(held) == ["vocals 9.0 dB against the teacher on the other held-out music (< 15)"]
+    assert recipe.ship_failures({**_report((15.2, 19.9)), "cost": {}}) == ["the report has no network cost (it was made with --no-cost)"]
 
     run = distill(tiny_model_dir, [music_folder], output_dir=tmp_path / "run", steps=1, batch_size=2, checkpoint_every=1,
                   tensorboard=False).output_dir
@@ -340,3 +344,14 @@ def test_the_recipe_ships_only_a_student_that_meets_the_targets(tiny_model_dir, 
     assert config.name == "tiny-lite"
     with pytest.raises(SystemExit, match="exists"):
         recipe.ship("tiny", run, good, music_folder, overwrite=False)
+    assert "Below the issue" not in card
+    # Below the targets: shipped only when asked, and the card says what it misses.
+    held_path, no_cost = tmp_path / "held.json", tmp_path / "no-cost.json"
+    held_path.write_text(json.dumps(held))
+    no_cost.write_text(json.dumps({**_report((15.2, 10.3)), "cost": {}}))
+    with pytest.raises(SystemExit, match="no network cost"):
+        recipe.ship("tiny", run, no_cost, music_folder, overwrite=True, below_targets=True)
+    assert recipe.ship("tiny", run, held_path, music_folder, overwrite=True, below_targets=True) == shipped
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert "## Below the issue's quality targets" in card and "- vocals 9.0 dB against the teacher on the other held-out music" in card
+    assert "| 9.0 | 16.0 |" in card and "armygeddon" in card and "CC BY-SA 3.0" in card

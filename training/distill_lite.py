@@ -108,20 +108,40 @@ MAX_CSDR_LOSS_DB = 0.5
 
 
 def ship_failures(report: dict) -> list[str]:
-    """What keeps a student's ``distill_report.py`` report from the quality targets (empty: it meets them)."""
+    """What keeps a student's ``distill_report.py`` report from the quality targets (empty: it meets them).
+
+    The >= 15 dB holds on Caesium and, where the report has them (``--held-out``), pooled over the
+    other held-out recordings.
+    """
     fidelity = report["fidelity"]
-    failures = [f"{stem} {row['student_vs_teacher_sdr']:.1f} dB against the teacher (< {MIN_VS_TEACHER_DB:.0f})"
+    failures = [f"{stem} {row['student_vs_teacher_sdr']:.1f} dB against the teacher on Caesium (< {MIN_VS_TEACHER_DB:.0f})"
                 for stem, row in fidelity.items() if row["student_vs_teacher_sdr"] < MIN_VS_TEACHER_DB]
+    pooled = report.get("held_out", {}).get("pooled_student_vs_teacher_sdr", {})
+    failures += [f"{stem} {value:.1f} dB against the teacher on the other held-out music (< {MIN_VS_TEACHER_DB:.0f})"
+                 for stem, value in pooled.items() if value < MIN_VS_TEACHER_DB]
     teacher = float(np.mean([row["teacher_csdr"] for row in fidelity.values()]))
     student = float(np.mean([row["student_csdr"] for row in fidelity.values()]))
     if student < teacher - MAX_CSDR_LOSS_DB:
         failures.append(f"mean cSDR {student:.2f} dB against the teacher's {teacher:.2f} (more than {MAX_CSDR_LOSS_DB} dB below)")
+    if not report.get("cost"):
+        failures.append("the report has no network cost (it was made with --no-cost)")
     return failures
 
 
-def model_card(teacher: str, config, state: dict, report: dict, audio: list[pathlib.Path]) -> str:
+def model_card(teacher: str, config, state: dict, report: dict, audio: list[pathlib.Path], failures: list[str]) -> str:
     """The shipped student's MODEL_CARD.md: what it imitates, on what music (and its licences), how long, how well."""
     cost, fidelity = report["cost"], report["fidelity"]
+    held = report.get("held_out")
+    held_rows = "" if not held else (
+        f"\n\nOther held-out music, {held['seconds']:.0f} s of each (no recipe trains on it): student vs teacher SDR, dB, "
+        "pooled over the recordings:\n\n| " + " | ".join(held["pooled_student_vs_teacher_sdr"]) + " |\n|"
+        + "---|" * len(held["pooled_student_vs_teacher_sdr"]) + "\n| "
+        + " | ".join(f"{v:.1f}" for v in held["pooled_student_vs_teacher_sdr"].values()) + " |\n\nRecordings: "
+        + ", ".join(held["recordings"]) + " (Debian's `fretsonfire-songs-muldjord`, by Muldjord, CC BY-SA 3.0; used only to measure).")
+    shortfall = "" if not failures else (
+        "\n\n## Below the issue's quality targets\n\nThis student was shipped although it misses the imitation target "
+        "(>= 15 dB against the teacher on every stem; see issue 28 and docs/distillation.md):\n\n"
+        + "\n".join(f"- {failure}" for failure in failures))
     last = {k: round(v, 3) if isinstance(v, float) else v for k, v in (state.get("history") or [{}])[-1].items()}
     rows = "\n".join(f"| {stem} | {r['student_vs_teacher_sdr']:.1f} | {r['teacher_csdr']:.2f} | {r['student_csdr']:.2f} | "
                      f"{r['mixture_csdr']:.2f} | {r['uniform_csdr']:.2f} |" for stem, r in fidelity.items())
@@ -139,8 +159,9 @@ calibration is learnt, so `mask_exponent` is 1). Weights float16 on disk.
 - Teacher: `{teacher}` (saved_models/{teacher}), with its shipped mask calibration: the student learns the stems a
   user hears from it. No stems were needed: the teacher labels the music.
 - Recipe: `training/distill_lite.py` (see training/README.md, "Distillation"): `stemtf.train.distill`, L1 on the
-  teacher's stem magnitudes, batch 4 x 256 frames, Adam with a cosine schedule; {state['step']} steps; start: pruned
-  (central taps and most important channels) from the first half-width student, itself pruned from the teacher.
+  teacher's stem magnitudes, batch 4 x 256 frames, Adam with a cosine schedule, dropout {unet.dropout_rate}; {state['step']}
+  steps in its last stage, which starts pruned (central taps and most important channels) from an earlier student of
+  the same teacher (the stages: training/README.md, "Distillation").
 - Music ({len(audio)} recordings, all allowing redistribution of a model trained on them):
 {chr(10).join(f"  - {p.name}" for p in audio)}
   - `eif-*`: Hydrogen, Sodium, Potassium from "Everything is Free" by Software-Entwicklungskit, **CC0 1.0**
@@ -161,12 +182,17 @@ Held-out Caesium, dB:
 
 | stem | student vs teacher | teacher cSDR | student cSDR | mixture | uniform masks |
 |---|---|---|---|---|---|
-{rows}
+{rows}{held_rows}{shortfall}
 """
 
 
-def ship(teacher: str, run_dir: pathlib.Path, report_path: pathlib.Path, audio: pathlib.Path, *, overwrite: bool) -> pathlib.Path:
-    """Copy a distilled student into ``saved_models/NAME`` with a model card, if its report meets the targets."""
+def ship(teacher: str, run_dir: pathlib.Path, report_path: pathlib.Path, audio: pathlib.Path, *, overwrite: bool,
+         below_targets: bool = False) -> pathlib.Path:
+    """Copy a distilled student into ``saved_models/NAME`` with a model card, if its report meets the targets.
+
+    ``below_targets`` ships one that misses the imitation targets too, and its card lists what it misses
+    (a report without the network cost never ships).
+    """
     import json
     import shutil
     import tempfile
@@ -175,7 +201,7 @@ def ship(teacher: str, run_dir: pathlib.Path, report_path: pathlib.Path, audio: 
 
     report = json.loads(report_path.read_text())
     failures = ship_failures(report)
-    if failures:
+    if failures and (not below_targets or not report.get("cost")):
         raise SystemExit(f"Not shipped: {'; '.join(failures)}.")
     model, config = load_model(run_dir)
     state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
@@ -185,7 +211,7 @@ def ship(teacher: str, run_dir: pathlib.Path, report_path: pathlib.Path, audio: 
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=SHIP_TO))
     try:
         save_model(model, config, staging, weights_dtype="float16")
-        (staging / "MODEL_CARD.md").write_text(model_card(teacher, config, state, report, sorted(audio.glob("*.flac"))))
+        (staging / "MODEL_CARD.md").write_text(model_card(teacher, config, state, report, sorted(audio.glob("*.flac")), failures))
         if target.exists():
             shutil.rmtree(target)
         staging.replace(target)
@@ -216,12 +242,14 @@ def main() -> None:
     parser.add_argument("--ship", type=pathlib.Path, metavar="REPORT_JSON",
                         help="instead of training: ship OUTPUT_DIR as saved_models/NAME if this distill_report.py JSON meets the targets")
     parser.add_argument("--overwrite", action="store_true", help="--ship: replace an existing saved_models/NAME")
+    parser.add_argument("--below-targets", action="store_true",
+                        help="--ship: ship a student that misses the imitation targets too; its model card lists what it misses")
     parser.add_argument("--teacher-targets", choices=("online", "cached"), default="cached",
                         help="cached (default): the teacher separates each song once, ~1.7x more steps per hour")
     args = parser.parse_args()
 
     if args.ship is not None:
-        print(f"shipped {ship(args.teacher, args.output_dir, args.ship, args.work_dir / 'audio', overwrite=args.overwrite)}")
+        print(f"shipped {ship(args.teacher, args.output_dir, args.ship, args.work_dir / 'audio', overwrite=args.overwrite, below_targets=args.below_targets)}")
         return
 
     from stemtf.train.distill import distill
