@@ -37,10 +37,13 @@ save_model(build_model(config), config, sys.argv[2])
 """
 
 
-def run_once(tree: pathlib.Path, wav: pathlib.Path, model: pathlib.Path, out: pathlib.Path) -> dict[str, float]:
+def run_once(tree: pathlib.Path, wav: pathlib.Path, model: pathlib.Path, out: pathlib.Path,
+             runtime: str | None = None) -> dict[str, float]:
     """One fresh `stemtf separate` process from ``tree``: wall s, CPU s (user + system) and peak RSS in GB."""
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [sys.executable, "-m", "stemtf.cli", "separate", str(wav), "--model", str(model), "-o", str(out), "-q", "--overwrite"]
+    if runtime:
+        command += ["--runtime", runtime]
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -57,6 +60,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the stereo input (default 120)")
     parser.add_argument("--config", default="4stems", help="preset whose random-weight model is used (default 4stems)")
     parser.add_argument("--repeats", type=int, default=3, help="processes per tree; medians are reported (default 3)")
+    parser.add_argument("--model", type=pathlib.Path, help="a model folder to separate with instead of --config's random weights")
+    parser.add_argument("--runtime", choices=("auto", "keras", "litert"), help="stemtf separate --runtime (default: its own)")
     args = parser.parse_args()
     before, after = args.before.resolve(), args.after.resolve()
     with tempfile.TemporaryDirectory(prefix="stemtf-compare-") as work:
@@ -66,15 +71,17 @@ def main() -> int:
         t = np.arange(seconds) / 44100
         music = 0.2 * np.sin(2 * np.pi * 220 * t)[:, None] + 0.05 * rng.standard_normal((seconds, 2))
         sf.write(work / "input.wav", music.astype(np.float32), 44100, subtype="PCM_16")
-        # The model is saved by the baseline: a newer tree reads an older config, not always the reverse.
-        subprocess.run([sys.executable, "-c", BUILD_MODEL, args.config, str(work / "model")], check=True, cwd=before,
-                       env={**os.environ, "PYTHONPATH": str(before), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        model = args.model.resolve() if args.model else work / "model"
+        if not args.model:  # saved by the baseline: a newer tree reads an older config, not always the reverse
+            subprocess.run([sys.executable, "-c", BUILD_MODEL, args.config, str(model)], check=True, cwd=before,
+                           env={**os.environ, "PYTHONPATH": str(before), "TF_CPP_MIN_LOG_LEVEL": "2"})
         results: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-        run_once(before, work / "input.wav", work / "model", work / "out")  # untimed: fills the disk cache
+        run_once(before, work / "input.wav", model, work / "out", args.runtime)  # untimed: fills the disk and LiteRT caches
         for _ in range(args.repeats):
             for name, tree in (("before", before), ("after", after)):
-                results[name].append(run_once(tree, work / "input.wav", work / "model", work / name))
-    print(f"`stemtf separate`, {args.seconds:g} s stereo, {args.config} (random weights), median of {args.repeats} "
+                results[name].append(run_once(tree, work / "input.wav", model, work / name, args.runtime))
+    what = str(args.model) if args.model else f"{args.config} (random weights)"
+    print(f"`stemtf separate`, {args.seconds:g} s stereo, {what}, runtime {args.runtime or 'default'}, median of {args.repeats} "
           f"interleaved fresh processes; load average {os.getloadavg()[0]:.1f} at the end")
     print(f"{'':8} {'wall s':>8} {'CPU s':>8} {'peak GB':>8}")
     medians = {name: {key: statistics.median(r[key] for r in runs) for key in ("wall", "cpu", "rss_gb")} for name, runs in results.items()}
