@@ -329,29 +329,50 @@ def test_the_recipe_ships_only_a_student_that_meets_the_targets(tiny_model_dir, 
                   tensorboard=False).output_dir
     monkeypatch.setattr(recipe, "SHIP_TO", tmp_path / "saved_models")
     (tmp_path / "saved_models").mkdir()
+    songs = sorted(music_folder.rglob("*.wav"))
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"
     bad.write_text(json.dumps(_report((15.2, 10.3))))
     good.write_text(json.dumps(_report((15.2, 19.9))))
     with pytest.raises(SystemExit, match="Not shipped: drums 10.3 dB"):
-        recipe.ship("tiny", run, bad, music_folder, overwrite=False)
+        recipe.ship("tiny", run, bad, songs, overwrite=False)
     assert list((tmp_path / "saved_models").iterdir()) == []
-    shipped = recipe.ship("tiny", run, good, music_folder, overwrite=False)
+    shipped = recipe.ship("tiny", run, good, songs, overwrite=False)
     assert shipped == tmp_path / "saved_models" / "tiny-lite"
     assert sorted(p.name for p in shipped.iterdir()) == ["MODEL_CARD.md", "config.json", "model.weights.h5"]
     card = (shipped / "MODEL_CARD.md").read_text()
-    assert "CC0" in card and "MIT" in card and "| drums | 19.9 |" in card and "steps" in card
+    assert "CC0" in card and "MIT" in card and "| drums | 19.9 |" in card and "steps" in card and "  - a.wav" in card
     model, config = load_model(shipped)
     assert config.name == "tiny-lite"
     with pytest.raises(SystemExit, match="exists"):
-        recipe.ship("tiny", run, good, music_folder, overwrite=False)
+        recipe.ship("tiny", run, good, songs, overwrite=False)
     assert "Below the issue" not in card
     # Below the targets: shipped only when asked, and the card says what it misses.
     held_path, no_cost = tmp_path / "held.json", tmp_path / "no-cost.json"
     held_path.write_text(json.dumps(held))
     no_cost.write_text(json.dumps({**_report((15.2, 10.3)), "cost": {}}))
     with pytest.raises(SystemExit, match="no network cost"):
-        recipe.ship("tiny", run, no_cost, music_folder, overwrite=True, below_targets=True)
-    assert recipe.ship("tiny", run, held_path, music_folder, overwrite=True, below_targets=True) == shipped
+        recipe.ship("tiny", run, no_cost, songs, overwrite=True, below_targets=True)
+    assert recipe.ship("tiny", run, held_path, songs, overwrite=True, below_targets=True) == shipped
     card = (shipped / "MODEL_CARD.md").read_text()
     assert "## Below the issue's quality targets" in card and "- vocals 9.0 dB against the teacher on the other held-out music" in card
     assert "| 9.0 | 16.0 |" in card and "armygeddon" in card and "CC BY-SA 3.0" in card
+
+
+def test_the_recipe_never_distils_on_the_validation_collections_song(tmp_path, monkeypatch):
+    """training/distill_lite.py: the sectoid song in training/heldout.json is left out, even if an older run left its file."""
+    recipe = _recipe()
+    assert recipe.held_out_sectoid() == {"Metal madness"}
+    sectoid = tmp_path / "sectoid"
+    for name in ("Feelings", "Metal madness", "War of freedom"):
+        (sectoid / name).mkdir(parents=True)
+        sf.write(sectoid / name / "song.ogg", music_like(SAMPLE_RATE // 2, seed=len(name)), SAMPLE_RATE)
+    (sectoid / "library.ini").write_text("[library]")
+    monkeypatch.setattr(recipe, "SECTOID", sectoid)
+    monkeypatch.setattr(recipe, "TRAIN_SONGS", ())  # the CC0 songs' sums are minutes of audio: not here
+    work = tmp_path / "work"
+    (work / "audio").mkdir(parents=True)
+    (work / "audio" / "sectoid-Metal_madness.flac").write_bytes(b"left by an older run")
+    files, validation = recipe.prepare_audio(work)
+    assert [f.name for f in files] == ["sectoid-Feelings.flac", "sectoid-War_of_freedom.flac"] == [f.name for f in recipe.recipe_files(work)]
+    assert all(f.is_file() for f in files) and (validation / "Caesium").is_dir()
+    np.testing.assert_allclose(sf.read(files[0])[0], sf.read(sectoid / "Feelings" / "song.ogg")[0], atol=1e-4)
