@@ -165,7 +165,8 @@ def model_card(teacher: str, config, state: dict, report: dict, audio: list[path
         "pooled over the recordings:\n\n| " + " | ".join(held["pooled_student_vs_teacher_sdr"]) + " |\n|"
         + "---|" * len(held["pooled_student_vs_teacher_sdr"]) + "\n| "
         + " | ".join(f"{v:.1f}" for v in held["pooled_student_vs_teacher_sdr"].values()) + " |\n\nRecordings: "
-        + ", ".join(held["recordings"]) + " (Debian's `fretsonfire-songs-muldjord`, by Muldjord, CC BY-SA 3.0; used only to measure).")
+        + ", ".join(held["recordings"]) + " (the recipe's choice is Debian's `fretsonfire-songs-muldjord`, by Muldjord, "
+        "CC BY-SA 3.0, used only to measure).")
     shortfall = "" if not failures else (
         "\n\n## Below the issue's quality targets\n\nThis student was shipped although it misses the imitation target "
         "(>= 15 dB against the teacher on every stem; see issue 28 and docs/distillation.md):\n\n"
@@ -188,8 +189,8 @@ calibration is learnt, so `mask_exponent` is 1). Weights float16 on disk.
   user hears from it. No stems were needed: the teacher labels the music.
 - Recipe: `training/distill_lite.py` (see training/README.md, "Distillation"): `stemtf.train.distill`, L1 on the
   teacher's stem magnitudes, batch 4 x 256 frames, Adam with a cosine schedule, dropout {unet.dropout_rate}; {state['step']}
-  steps in its last stage, which starts pruned (central taps and most important channels) from an earlier student of
-  the same teacher (the stages: training/README.md, "Distillation").
+  steps in its last stage, which starts pruned (central taps and most important channels) from the teacher or an
+  earlier student of it (the stages: training/README.md, "Distillation").
 - Music ({len(audio)} recordings, all allowing redistribution of a model trained on them):
 {chr(10).join(f"  - {p.name}" for p in audio)}
   - `eif-*`: Hydrogen, Sodium, Potassium from "Everything is Free" by Software-Entwicklungskit, **CC0 1.0**
