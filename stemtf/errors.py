@@ -126,7 +126,8 @@ class OptionError(StemtfError, ValueError):
     # Flags that are not the kebab-case of their keyword.
     FLAGS = {"fmt": "--format", "from_model": "--from", "names": "--track", "groups": "--group", "stem_weights": "--stem-weight",
              "sample_rate": "--rate", "num_channels": "--channels", "stem_groups": "--stem-group",
-             "max_queue": "--queue-length", "quota_mb": "--cache-quota-mb", "allow_origins": "--allow-origin"}
+             "max_queue": "--queue-length", "quota_mb": "--cache-quota-mb", "allow_origins": "--allow-origin",
+             "targets": "--teacher-targets"}  # distill()'s teacher targets
 
     def __init__(self, keyword: str, message: str) -> None:
         self.keyword = keyword

@@ -117,21 +117,11 @@ def _checked_student(teacher_config, audio: list[str], *, trunk_width: float, fi
                      head_filters: int | None, kernel_size: int | None, dropout_rate: float | None, name: str | None, init: str,
                      teacher_targets: str, prune_from: pathlib.Path | None):
     """The student's config, once its options and the audio are checked (before the teacher loads)."""
-    from stemtf.config import load_model_config
-
     import_tensorflow_quietly()  # stemtf.train imports TensorFlow: keep its start-up lines off stderr, even for bad input
-    from stemtf.train.distill import INITS, TEACHER_TARGETS, audio_tracks, can_prune, student_config
+    from stemtf.train.distill import audio_tracks, student_plan
 
-    if init not in INITS:
-        raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
-    if teacher_targets not in TEACHER_TARGETS:
-        raise OptionError("teacher_targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {teacher_targets!r}.")
-    config = student_config(teacher_config, trunk_width=trunk_width, filters=filters, head_filters=head_filters,
-                            kernel_size=kernel_size, dropout_rate=dropout_rate, name=name)
-    if prune_from is not None:
-        source_config, _ = load_model_config(prune_from)
-        if init == "scratch" or not can_prune(source_config, config):
-            raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs "
-                                            "{option:init} prune or auto, and one shared stemtf trunk with the student's stems and depth, no narrower.")
+    config, _, _ = student_plan(teacher_config, init=init, targets=teacher_targets, prune_from=prune_from, geometry=dict(
+        trunk_width=trunk_width, filters=filters, head_filters=head_filters, kernel_size=kernel_size,
+        dropout_rate=dropout_rate, name=name))
     audio_tracks(audio, stems=config.stems)  # no audio, or a file that cannot be read: fail before the teacher loads
     return config

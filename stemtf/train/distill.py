@@ -345,7 +345,7 @@ def distill(
         DataError: no audio, unreadable audio, or bad validation data.
         OptionError: a bad argument.
     """
-    config, source_config, prune = _student_plan(teacher, init=init, targets=targets, prune_from=prune_from, geometry=dict(
+    config, source_config, prune = student_plan(load_model_config(teacher)[0], init=init, targets=targets, prune_from=prune_from, geometry=dict(
         trunk_width=trunk_width, filters=filters, head_filters=head_filters, kernel_size=kernel_size, dropout_rate=dropout_rate, name=name))
     train_tracks = audio_tracks(audio, stems=config.stems)
     held_out = [] if validation_data is None else labelled_tracks(validation_data, stems=config.stems, stem_groups=stem_groups)
@@ -369,18 +369,18 @@ def distill(
         )
 
 
-def _student_plan(teacher, *, init: str, targets: str, prune_from, geometry: dict) -> tuple[ModelConfig, ModelConfig, bool]:
-    """``(student config, config of the model pruned from, whether to prune)``, once the choices are checked."""
+def student_plan(teacher_config: ModelConfig, *, init: str, targets: str, prune_from, geometry: dict) -> tuple[ModelConfig, ModelConfig, bool]:
+    """``(student config, config of the model pruned from, whether to prune)``, once the choices are checked
+    (``geometry``: :func:`student_config`'s keywords); the CLI calls it before the teacher loads."""
     if init not in INITS:
         raise OptionError("init", f"{{option}} must be one of {', '.join(INITS)}. Received {init!r}.")
     if targets not in TEACHER_TARGETS:
         raise OptionError("targets", f"{{option}} must be one of {', '.join(TEACHER_TARGETS)}. Received {targets!r}.")
-    teacher_config, _ = load_model_config(teacher)
     config = student_config(teacher_config, **geometry)
     if prune_from is None:
         return config, teacher_config, init == "prune" or (init == "auto" and can_prune(teacher_config, config))
     if init == "scratch":
-        raise OptionError("prune_from", "{option} prunes a model to start from: it needs init 'prune' or 'auto', not 'scratch'.")
+        raise OptionError("prune_from", "{option} prunes a model to start from: it needs {option:init} 'prune' or 'auto', not 'scratch'.")
     source_config, _ = load_model_config(prune_from)
     if not can_prune(source_config, config):
         raise OptionError("prune_from", f"{{option}} {str(prune_from)!r} cannot be pruned into the student: it needs one "
