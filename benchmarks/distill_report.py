@@ -53,9 +53,15 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return 10 * np.log10((signal + 1e-10) / (noise + 1e-10))
 
 
-def real_stems(stems: tuple[str, ...], offset: float, seconds: float) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
-    """Caesium's mixture and its stems in the model's stems (piano and anything unnamed go to ``other``)."""
-    files = {path.stem: path for path in sorted(CAESIUM.glob("*.ogg"))}
+def real_stems(stems: tuple[str, ...], offset: float, seconds: float, *,
+               folder: pathlib.Path = CAESIUM) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """A song's mixture and its stems in the model's stems (piano and anything unnamed go to ``other``), an excerpt.
+
+    ``folder``: one ``.ogg`` per stem, their sum the mixture (default Caesium, held out of every recipe).
+    """
+    files = {path.stem: path for path in sorted(folder.glob("*.ogg"))}
+    if not files:
+        raise SystemExit(f"No stems in {folder}.")
     info = sf.info(str(next(iter(files.values()))))
     start, frames = int(offset * info.samplerate), int(seconds * info.samplerate)
     audio = {name: sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)[0] for name, path in files.items()}

@@ -45,7 +45,8 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+
+from distill_report import real_stems, sdr  # noqa: E402  (benchmarks/: the script's own folder)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EIF = ROOT.parent / "shared" / "data" / "everything-is-free"
@@ -53,29 +54,6 @@ SPLEETER = pathlib.Path("/work/peers-work/spleeter-venv/bin/spleeter")
 SPLEETER_MODELS = pathlib.Path("/work/peers-work/spleeter-parity")  # MODEL_PATH: holds 4stems/ (checkpoint, .probe)
 HELD_OUT = "Caesium"
 COLUMNS = ("student_vs_teacher_sdr", "uniform_vs_teacher_sdr", "shifted_teacher_vs_teacher_sdr", "teacher_csdr", "student_csdr", "mixture_csdr", "uniform_csdr")
-
-
-def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Signal-to-distortion ratio in dB over the whole excerpt (the MDX challenge's global SDR)."""
-    reference = reference.astype(np.float64)
-    signal = float(np.sum(reference**2))
-    noise = float(np.sum((reference - estimate) ** 2))
-    return float(10 * np.log10((signal + 1e-10) / (noise + 1e-10)))
-
-
-def held_out_stems(stems: tuple[str, ...], *, eif: pathlib.Path, offset: float, seconds: float) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
-    """Caesium's mixture and real stems in the model's stems (piano and unnamed stems go to ``other``), an excerpt."""
-    files = {path.stem: path for path in sorted((eif / HELD_OUT).glob("*.ogg"))}
-    if not files:
-        raise SystemExit(f"No stems of {HELD_OUT} in {eif / HELD_OUT}.")
-    rate = sf.info(str(next(iter(files.values())))).samplerate
-    start, frames = int(offset * rate), int(seconds * rate)
-    audio = {name: sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)[0] for name, path in files.items()}
-    rest = "other" if "other" in stems else stems[-1]
-    truth = {stem: np.zeros_like(next(iter(audio.values()))) for stem in stems}
-    for name, waveform in audio.items():
-        truth[name if name in stems else rest] += waveform
-    return sum(audio.values()), truth, rate
 
 
 def uniform_masks(mixture: np.ndarray, config) -> np.ndarray:
@@ -103,7 +81,7 @@ def quality(teacher: str | os.PathLike, student: str | os.PathLike, *, eif: path
     stems = separators["teacher"].config.stems
     if separators["student"].config.stems != stems:
         raise SystemExit(f"The student's stems {separators['student'].config.stems} are not the teacher's {stems}.")
-    mixture, truth, rate = held_out_stems(stems, eif=eif, offset=offset, seconds=seconds)
+    mixture, truth, rate = real_stems(stems, offset, seconds, folder=eif / HELD_OUT)
     estimates = {role: separator.separate(mixture, rate) for role, separator in separators.items()}
     uniform = uniform_masks(mixture, separators["teacher"].config)
     # The teacher on the same music, started ``shift`` samples later on its chunk grid: how much of
