@@ -369,10 +369,12 @@ def test_the_recipe_never_distils_on_the_validation_collections_song(tmp_path, m
     (sectoid / "library.ini").write_text("[library]")
     monkeypatch.setattr(recipe, "SECTOID", sectoid)
     monkeypatch.setattr(recipe, "TRAIN_SONGS", ())  # the CC0 songs' sums are minutes of audio: not here
+    (tmp_path / "eif" / "Caesium").mkdir(parents=True)  # the validation song's stems (not the clone's ../shared)
+    monkeypatch.setattr(recipe, "EIF", tmp_path / "eif")
     work = tmp_path / "work"
     (work / "audio").mkdir(parents=True)
     (work / "audio" / "sectoid-Metal_madness.flac").write_bytes(b"left by an older run")
     files, validation = recipe.prepare_audio(work)
     assert [f.name for f in files] == ["sectoid-Feelings.flac", "sectoid-War_of_freedom.flac"] == [f.name for f in recipe.recipe_files(work)]
-    assert all(f.is_file() for f in files) and (validation / "Caesium").is_dir()
+    assert all(f.is_file() for f in files) and (validation / "Caesium").resolve() == (tmp_path / "eif" / "Caesium").resolve()
     np.testing.assert_allclose(sf.read(files[0])[0], sf.read(sectoid / "Feelings" / "song.ogg")[0], atol=1e-4)
