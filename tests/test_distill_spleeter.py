@@ -31,7 +31,7 @@ def sources(tmp_path_factory):
     """A tiny Spleeter checkpoint with its JSON config, and songs laid out as the recipe finds them.
 
     ``eif/``: Hydrogen (no bass, as the real one), Sodium and Caesium as stem files; ``sectoid/``:
-    one Frets on Fire song folder (backing + guitar).
+    two Frets on Fire song folders (backing + guitar), one of them named as the validation collection's.
     """
     root = tmp_path_factory.mktemp("sources")
     checkpoint = write_checkpoint(root / "4stems", spleeter_variables(num_unets=4))
@@ -42,10 +42,11 @@ def sources(tmp_path_factory):
         (root / "eif" / song).mkdir(parents=True)
         for offset, stem in enumerate(stems):
             sf.write(root / "eif" / song / f"{stem}.ogg", 0.3 * music_like(SAMPLE_RATE, seed=10 * index + offset), SAMPLE_RATE)
-    band = root / "sectoid" / "A song"
-    band.mkdir(parents=True)
-    for offset, part in enumerate(["song", "guitar"]):
-        sf.write(band / f"{part}.ogg", 0.4 * music_like(SAMPLE_RATE, seed=50 + offset), SAMPLE_RATE)
+    for index, name in enumerate(["A song", "Metal madness"]):  # the second is in the validation collection
+        band = root / "sectoid" / name
+        band.mkdir(parents=True)
+        for offset, part in enumerate(["song", "guitar"]):
+            sf.write(band / f"{part}.ogg", 0.4 * music_like(SAMPLE_RATE, seed=50 + 2 * index + offset), SAMPLE_RATE)
     return root, checkpoint, params
 
 
@@ -66,12 +67,12 @@ def test_recipe_imports_distils_resumes_and_the_student_separates(sources, tmp_p
     root, checkpoint, params = sources
     distill_spleeter.main(recipe_args(root, checkpoint, params, tmp_path, "--steps", "2"))
 
-    # The recordings: each training song's mix and sub-mix, never the held-out Caesium.
+    # The recordings: each training song's mix and sub-mix, never the held-out Caesium or "Metal madness".
     listing = json.loads((tmp_path / "work" / "audio" / "SOURCES.json").read_text())
     names = sorted(r["file"] for r in listing["recordings"])
     assert names == ["eif-Hydrogen-instrumental.flac", "eif-Hydrogen.flac", "eif-Sodium-instrumental.flac", "eif-Sodium.flac",
                      "sectoid-A_song-backing.flac", "sectoid-A_song.flac"]
-    assert not any("Caesium" in str(r["from"]) for r in listing["recordings"])
+    assert not any("Caesium" in str(r["from"]) or "Metal madness" in str(r["from"]) for r in listing["recordings"])
     mix = sf.read(tmp_path / "work" / "audio" / "eif-Sodium.flac", dtype="float32")[0]
     stems = [sf.read(root / "eif" / "Sodium" / f"{s}.ogg", dtype="float32")[0] for s in STEMS]
     np.testing.assert_allclose(mix, sum(stems), atol=2e-4)  # the sum of the stems, 16-bit

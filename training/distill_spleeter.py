@@ -11,16 +11,17 @@ machine. Random weights show the mechanism (import, teacher labels, student trai
 the cost, not the quality a trained Spleeter student would reach; the same commands with
 ``spleeter:4stems`` as the checkpoint distil the released model.
 
-Audio (about 56 minutes; each file is listed with its licence in ``WORK/audio/SOURCES.json``):
+Audio (about 51 minutes; each file is listed with its licence in ``WORK/audio/SOURCES.json``):
 
 - the three training songs of "Everything is Free" (Hydrogen, Sodium, Potassium; CC0): each song's
   mixture (the sum of its stems) and its instrumental (the sum of its stems without vocals; Hydrogen,
   which has no bass stem, too);
-- the four songs of Debian's ``fretsonfire-songs-sectoid`` (MIT): each song (backing + guitar) and
-  its backing track alone;
+- the songs of Debian's ``fretsonfire-songs-sectoid`` (MIT) but "Metal madness", which is in the
+  validation collection (``training/heldout.json``): each song (backing + guitar) and its backing
+  track alone;
 - any further folders given with ``--extra-audio``.
 
-Half of it is therefore sub-mixes of the other half: about 28 minutes of distinct songs. The teacher
+Half of it is therefore sub-mixes of the other half: about 26 minutes of distinct songs. The teacher
 labels sub-mixes differently from full mixes (a mix without vocals is a different input), so they
 are further examples, but not new music. Caesium, the fourth song, is held out: it is the
 validation track (scored against its real stems at every checkpoint) and the report's held-out audio.
@@ -47,7 +48,7 @@ import pathlib
 import time
 
 import soundfile as sf
-from distill_lite import sum_files  # training/ is on the path: this script's folder
+from distill_lite import held_out_sectoid, sum_files  # training/ is on the path: this script's folder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT.parent / "peers-work" / "spleeter-parity" / "4stems"
@@ -60,7 +61,11 @@ SECTOID_LICENCE = "MIT (Debian fretsonfire-songs-sectoid, Sectoid)"
 
 
 def recordings(eif: pathlib.Path = EIF, sectoid: pathlib.Path = SECTOID) -> dict[str, tuple[list[pathlib.Path], str, str]]:
-    """The recordings to make: ``{file name: (files summed, what it is, licence)}``; never Caesium."""
+    """The recordings to make: ``{file name: (files summed, what it is, licence)}``.
+
+    Never the validation collection's songs (``training/heldout.json``): Caesium, and sectoid's
+    "Metal madness".
+    """
     plan: dict[str, tuple[list[pathlib.Path], str, str]] = {}
     for song in TRAIN_SONGS:
         stems = sorted((eif / song).glob("*.ogg"))
@@ -71,7 +76,8 @@ def recordings(eif: pathlib.Path = EIF, sectoid: pathlib.Path = SECTOID) -> dict
         if backing and len(backing) < len(stems):
             plan[f"eif-{song}-instrumental.flac"] = (backing, f"{song}: the stems without vocals", EIF_LICENCE)
     if sectoid.is_dir():
-        for folder in sorted(p for p in sectoid.iterdir() if (p / "song.ogg").is_file()):
+        held_out = held_out_sectoid()
+        for folder in sorted(p for p in sectoid.iterdir() if (p / "song.ogg").is_file() and p.name not in held_out):
             label = folder.name.replace(" ", "_")
             guitar = [folder / "guitar.ogg"] if (folder / "guitar.ogg").is_file() else []
             plan[f"sectoid-{label}.flac"] = ([folder / "song.ogg", *guitar], f"{folder.name}: backing + guitar", SECTOID_LICENCE)
