@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -69,15 +70,15 @@ def test_training_targets_are_the_teachers_stems(tiny_model_dir, music_folder):
     """The batches the student trains on hold the teacher's mask * mixture, not the pipeline's stems."""
     from stemtf.model import load_model
     from stemtf.train.distill import audio_tracks, student_config, teacher_targets
-    from stemtf.train.fitting import _datasets
+    from stemtf.train.datasets import training_datasets
 
     teacher, teacher_config = load_model(tiny_model_dir)
     config = student_config(teacher_config)
     tracks = audio_tracks([music_folder], stems=config.stems)
     targets = teacher_targets(teacher, config.stems, max_bins=config.max_bins)
-    train, _ = _datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
+    train, _ = training_datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
                          seed=0, first_example=0, validation_crops=1, targets=targets)
-    plain, _ = _datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
+    plain, _ = training_datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
                          seed=0, first_example=0, validation_crops=1)
     mixture, stems = next(iter(train))
     plain_mixture, plain_stems = next(iter(plain))
@@ -109,15 +110,18 @@ def test_distill_writes_a_student_that_resumes_and_validates(tiny_model_dir, mus
         distill(tiny_model_dir, [music_folder], output_dir=out, steps=4, batch_size=2, tensorboard=False)
 
 
-def test_cli_distill(tiny_model_dir, music_folder, tmp_path):
+def test_cli_distill(tiny_model_dir, music_folder, tmp_path, capsys):
     from stemtf.cli import main
 
     out = tmp_path / "student"
     assert main(["distill", str(tiny_model_dir), "--audio", str(music_folder), "-o", str(out), "--steps", "2",
                  "--batch-size", "2", "--checkpoint-every", "2", "--filters", "2,2,4", "--head-filters", "1",
-                 "--dropout-rate", "0", "-q"]) == 0
+                 "--dropout-rate", "0", "--log-every", "1"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["unet"]["filters"] == [2, 2, 4] and config["unet"]["head_filters"] == 1 and config["unet"]["dropout_rate"] == 0
+    captured = capsys.readouterr()  # stderr is no terminal here: a line per --log-every steps instead of the bar
+    assert re.search(r"^step 1/2  loss \d+\.\d{4}  \d+ s$", captured.err, re.M) and re.search(r"^step 2/2 ", captured.err, re.M)
+    assert "Distilled " in captured.out and str(out) in captured.out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pathlib
-import sys
-import time
 from typing import Optional
 
 import typer
 
-from stemtf.cli.app import app, import_tensorflow_quietly, names, progress_bar, signals, stem_groups
+from stemtf.cli.app import app, import_tensorflow_quietly, names, stem_groups
 from stemtf import options
 from stemtf.errors import OptionError, StemtfError
 
@@ -59,25 +57,12 @@ def distill(
     )
     output_dir = output_dir if output_dir is not None else pathlib.Path(options.DEFAULT_RUNS_DIR) / config.name
 
-    from rich.progress import TextColumn
-
+    from stemtf.cli.training import training_progress
     from stemtf.data import Augmentation
     from stemtf.train.distill import distill as run_distillation
 
-    progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
-    with progress, signals.at_callbacks():
-        task = progress.add_task(f"distilling {teacher_config.name} into {config.name}", total=steps, loss="")
-        log_lines = not quiet and not sys.stderr.isatty()
-        started = time.monotonic()
-
-        def report(step: int, total: int, logs) -> None:
-            signals.check()  # a stop signal ends the run here, between two steps
-            loss = logs.get("loss")
-            progress.update(task, completed=step, total=total, loss="" if loss is None else f"loss {float(loss):.4f}")
-            if log_lines and (step % log_every == 0 or step == total):
-                shown = "" if loss is None else f"  loss {float(loss):.4f}"
-                typer.echo(f"step {step}/{total}{shown}  {time.monotonic() - started:.0f} s", err=True)
-
+    title = f"distilling {teacher_config.name} into {config.name}"
+    with training_progress(title, steps, quiet=quiet, log_every=log_every) as report:
         result = run_distillation(
             teacher, audio, output_dir=output_dir, trunk_width=trunk_width, filters=student_filters, head_filters=head_filters,
             kernel_size=kernel_size, dropout_rate=dropout_rate, name=name, init=init, prune_from=prune_from, targets=teacher_targets,

@@ -71,7 +71,7 @@ def train(
     augmentation = Augmentation(speed_range=tuple(speed_range), remix_silent_stems=remix_silent_stems,
                                 eq_reverb_probability=eq_reverb_probability)
     _wait_for_peers(strategy, worker_timeout)
-    with _training_progress(config.name, steps, quiet=quiet, log_every=log_every) as report:
+    with training_progress(f"training {config.name}", steps, quiet=quiet, log_every=log_every) as report:
         result = fit(
             config, data, output_dir=output_dir, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
             num_frames=num_frames, layout=layout, stem_groups=groups, stem_weights=stem_weights, validation_tracks=validation_track or None,
@@ -95,16 +95,17 @@ def _wait_for_peers(strategy: str, worker_timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def _training_progress(name: str, steps: int, *, quiet: bool, log_every: int) -> Iterator[Callable]:
-    """A progress bar (or, when stderr is not a terminal, a line every ``log_every`` steps) and the
-    ``progress(step, steps, logs)`` function that drives it; stop signals end the run between two steps."""
+def training_progress(title: str, steps: int, *, quiet: bool, log_every: int) -> Iterator[Callable]:
+    """A progress bar titled ``title`` (or, when stderr is not a terminal, a line every ``log_every``
+    steps) and the ``progress(step, steps, logs)`` function that drives it; stop signals end the run
+    between two steps. ``stemtf train`` and ``stemtf distill`` both report through it."""
     from rich.progress import TextColumn
 
     progress = progress_bar(quiet, TextColumn("{task.fields[loss]}"))
     log_lines = not quiet and not sys.stderr.isatty()  # the bar shows nothing there: print lines
     started = time.monotonic()
     with progress, signals.at_callbacks():
-        task = progress.add_task(f"training {name}", total=steps, loss="")
+        task = progress.add_task(title, total=steps, loss="")
 
         def report(step: int, total: int, logs) -> None:
             signals.check()  # a stop signal ends the run here, between two steps

@@ -37,8 +37,6 @@ from stemtf.train.datasets import TargetsFunction, data_error, split_tracks, tra
 from stemtf.train.models import build_models, fine_tune_config
 from stemtf.train.summaries import tensorboard_callbacks
 
-_datasets = training_datasets  # the name tests/test_distill.py imports (its owner is asked to import training_datasets)
-
 ProgressCallback = Callable[[int, int, Mapping[str, float]], None]
 
 
