@@ -77,9 +77,9 @@ def test_training_targets_are_the_teachers_stems(tiny_model_dir, music_folder):
     tracks = audio_tracks([music_folder], stems=config.stems)
     targets = teacher_targets(teacher, config.stems, max_bins=config.max_bins)
     train, _ = training_datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
-                         seed=0, first_example=0, validation_crops=1, targets=targets)
+                                 seed=0, first_example=0, validation_crops=1, targets=targets)
     plain, _ = training_datasets(config, tracks, [], num_frames=config.segment_frames, batch_size=2, augmentation=None,
-                         seed=0, first_example=0, validation_crops=1)
+                                 seed=0, first_example=0, validation_crops=1)
     mixture, stems = next(iter(train))
     plain_mixture, plain_stems = next(iter(plain))
     np.testing.assert_array_equal(mixture.numpy(), plain_mixture.numpy())
