@@ -8,6 +8,7 @@ the student then loads and separates, a resumed run continues it, and the report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -189,3 +190,22 @@ def test_distill_report_scores_a_student_on_held_out_music_without_stems(tiny_mo
     assert set(other["recordings"]) == {"song", "song.flac"}
     assert max(other["pooled_student_vs_teacher_sdr"].values()) < 40
     assert all(row["teacher_level_db"] < 0 for rows in other["recordings"].values() for row in rows.values())
+
+
+def test_distill_report_times_teacher_and_student_in_turn(tiny_model_dir, tmp_path):
+    """distill_report's cost part: every model's three forms timed, per second of audio, with its parameter count."""
+    import distill_report as report
+    import keras
+
+    from stemtf.model import build_model, load_model, save_model
+
+    teacher, config = load_model(tiny_model_dir)
+    keras.utils.set_random_seed(3)
+    narrow = config.replace(unet=dataclasses.replace(config.unet, filters=tuple(max(1, f // 2) for f in config.unet.filters)))
+    student_dir = save_model(build_model(narrow), narrow, tmp_path / "student")
+    cost = report.masks_costs({"teacher": str(tiny_model_dir), "student": str(student_dir)}, repeats=3, threads=1)
+    assert list(cost) == ["teacher", "student"]
+    assert cost["teacher"]["parameters"] == teacher.count_params() > cost["student"]["parameters"] > 0
+    for row in cost.values():
+        assert set(row) == {"parameters", *report.COST_KEYS}
+        assert all(np.isfinite(row[key]) and row[key] > 0 for key in report.COST_KEYS)
