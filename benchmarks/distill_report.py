@@ -78,37 +78,19 @@ COST_KEYS = ("keras_ms_per_s", "keras_inference_form_ms_per_s", "litert_ms_per_s
 def masks_costs(models: dict[str, str], repeats: int, threads: int) -> dict[str, dict[str, float]]:
     """Per model: parameters and ms per second of audio of one chunk through the masks network, Keras and LiteRT.
 
-    The models are timed in turn within each repeat (teacher, student, teacher, ...), so that a change
-    of load or clock, or another runtime's threads still spinning, hits all of them alike. Timed one
-    model after the other, the two trained 4stems students measured 2.7x and 2.2x cheaper than the
-    teacher on LiteRT; timed in turn, on the same quiet machine, 3.2-3.3x and 2.8x.
+    The models are timed in turn within each repeat (``model_cost.time_in_turn``: a change of load
+    hits all of them alike).
     """
     import statistics
-    import time
 
-    import tensorflow as tf
-
-    from stemtf import Separator
-    from stemtf.export.inference import inference_model
-    from stemtf.model import load_model
+    from model_cost import masks_forms, time_in_turn  # benchmarks/: one timing loop for every network-cost figure
 
     rows = {}
     for role, model_dir in models.items():
-        model, config = load_model(model_dir)
-        chunk = np.abs(np.random.default_rng(0).normal(size=(1, config.segment_frames, config.max_bins, config.num_channels))).astype(np.float32)
-        merged = inference_model(model, config)  # one merged head, sub-pixel convolutions: what the exports run
-        calls = (tf.function(lambda x, m=model: m(x, training=False)), tf.function(lambda x, m=merged: m(x, training=False)),
-                 Separator.from_pretrained(model_dir, runtime="litert", num_threads=threads).masks)  # converted once, cached
-        for call in calls:
-            call(chunk)  # trace, convert, warm up
+        model, _, calls, chunk, seconds = masks_forms(model_dir, threads)
         rows[role] = {"calls": calls, "chunk": chunk, "times": ([], [], []), "parameters": float(model.count_params()),
-                      "seconds": config.segment_frames * config.hop_length / config.sample_rate}
-    for _ in range(repeats):
-        for row in rows.values():
-            for call, times in zip(row["calls"], row["times"]):
-                start = time.perf_counter()
-                tf.nest.map_structure(np.asarray, call(row["chunk"]))
-                times.append(time.perf_counter() - start)
+                      "seconds": seconds}
+    time_in_turn(list(rows.values()), repeats)
     return {role: {"parameters": row["parameters"], **{key: 1000 * statistics.median(times) / row["seconds"]
                                                         for key, times in zip(COST_KEYS, row["times"])}}
             for role, row in rows.items()}
