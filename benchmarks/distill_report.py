@@ -5,8 +5,9 @@
 In one run, on this machine:
 
 * **cost**: parameters, and the median time of one chunk (``segment_frames`` frames; the two models
-  timed in turn within each of ``--repeats``) through each model's masks network on TensorFlow (Keras, oneDNN: the model as ``separate --runtime keras`` runs
-  it, a dilated head per stem, and the inference form: one merged head, sub-pixel convolutions) and on
+  timed in turn within each of ``--repeats``) through each model's masks network on TensorFlow
+  (Keras, oneDNN: the model as ``separate --runtime keras`` runs it, a dilated head per stem, and
+  the inference form: one merged head, sub-pixel convolutions) and on
   LiteRT (float32, XNNPACK, ``--threads``, the inference form ``stemtf separate`` uses), as
   milliseconds per second of audio, and the ratio;
 * **fidelity**: both models separate the same held-out real music (the mixture of Caesium's stems,
